@@ -1,0 +1,76 @@
+"""Graph nodes: ``grad_fn`` objects.
+
+A node is created by an op when its result needs a gradient. ``next_functions`` holds one
+``(node, 0)`` pair per differentiable input (``(None, 0)`` for inputs that need no gradient), as in
+PyTorch. Ops subclass ``Op`` (see ``disttorch/ops/_base.py``), which puts ``forward`` and
+``backward`` side by side; leaves get an ``AccumulateGrad`` node.
+"""
+from __future__ import annotations
+
+_FREED = object()  # marks saved values released after backward
+
+
+class Node:
+    """Base of every grad_fn. Subclasses implement ``_backward(grad, ns)``."""
+
+    __slots__ = ("next_functions", "needs_input_grad", "saved", "_saved_versions", "_hooks",
+                 "_pre_hooks", "__dict__", "__weakref__")
+
+    # True when backward always returns freshly allocated arrays (never the incoming grad itself);
+    # lets the engine hand them to ``.grad`` without a defensive copy.
+    fresh_grads = True
+
+    def __init__(self):
+        self.next_functions = ()
+        self.needs_input_grad = ()
+        self.saved = None
+        self._saved_versions = None
+        self._hooks = None
+        self._pre_hooks = None
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
+
+    def register_hook(self, hook):
+        """``hook(grad_inputs, grad_outputs)`` runs after this node's backward."""
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _RemovableHandle(self._hooks, hook)
+
+    def register_prehook(self, hook):
+        """``hook(grad_outputs)`` runs before this node's backward; may return replacement grads."""
+        if self._pre_hooks is None:
+            self._pre_hooks = []
+        self._pre_hooks.append(hook)
+        return _RemovableHandle(self._pre_hooks, hook)
+
+
+class _RemovableHandle:
+    """Returned by every ``register_*hook``; ``remove()`` detaches the hook."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class AccumulateGrad(Node):
+    """Sink node of a leaf tensor: adds incoming gradients into ``variable.grad``."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable

@@ -1,0 +1,205 @@
+"""The op protocol: one class per differentiable op, ``forward`` and ``backward`` side by side.
+
+``forward(*arrays, **params)`` computes on raw arrays (NumPy or CuPy) and may keep on ``self``
+what backward needs beyond the saved inputs (masks, shapes, the output array as ``self.out``).
+``backward(grad, ns, *saved)`` returns one gradient per tensor input (None where not needed).
+``save_inputs`` names the input positions backward receives in ``saved``.
+
+The same backward code serves two modes, chosen by the engine through ``ns``:
+- normal backward: ``ns`` is an ``ArrayNamespace`` (NumPy/CuPy functions), grads and saved
+  values are raw arrays, nothing is recorded: the fast path.
+- ``create_graph=True``: ``ns`` is the ``TensorNamespace`` (the same function names built from
+  differentiable disttorch ops), grads and saved values are Tensors, so the backward pass is
+  itself recorded and higher-order gradients follow.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._backend import array_module
+from ..autograd.grad_mode import STATE
+from ..autograd.node import Node
+
+
+class Op(Node):
+    """Base of all differentiable ops. Subclass names are PyTorch's grad_fn names."""
+
+    __slots__ = ()
+    save_inputs: tuple = ()
+    saves_output = False
+    is_view = False  # output aliases input 0's memory: share its version counter
+
+    @classmethod
+    def apply(cls, *tensors, **params):
+        """Runs the op on ``tensors`` (Tensors) and records it when a gradient is needed."""
+        return cls()._run(tensors, params)
+
+    def _run(self, tensors, params):
+        record = False
+        if STATE.enabled:
+            for t in tensors:
+                if t._requires_grad:
+                    record = True
+                    break
+        if not record:
+            out = self.forward(*[t._data for t in tensors], **params)
+            if type(out) is not np.ndarray:
+                out = _as_array(out)
+            if self.is_view:
+                return tensors[0]._view_of(out)
+            return Tensor._wrap(out)
+        needs = []
+        edges = []
+        for t in tensors:
+            if t._requires_grad:
+                needs.append(True)
+                fn = t.grad_fn
+                edges.append((fn if fn is not None else t._grad_accumulator(), 0))
+            else:
+                needs.append(False)
+                edges.append((None, 0))
+        self.needs_input_grad = tuple(needs)
+        out = self.forward(*[t._data for t in tensors], **params)
+        if type(out) is not np.ndarray:
+            out = _as_array(out)
+        self.next_functions = tuple(edges)
+        if self.save_inputs:
+            saved = tuple(tensors[i] for i in self.save_inputs)
+            self.saved = saved
+            self._saved_versions = tuple(t._vc[0] for t in saved)
+        result = tensors[0]._view_of(out) if self.is_view else Tensor._wrap(out)
+        result._requires_grad = True
+        result.grad_fn = self
+        if self.saves_output:
+            self.out = out
+            self._out_vc = result._vc
+            if self.saved is None:
+                self.saved, self._saved_versions = (), ()
+        return result
+
+
+def _as_array(out):
+    """NumPy returns scalars from 0-d arithmetic; tensors always hold arrays."""
+    if isinstance(out, np.generic):
+        return np.asarray(out)
+    return out
+
+
+def unbroadcast(ns, grad, shape):
+    """Sums ``grad`` down to ``shape``: the backward of NumPy/PyTorch broadcasting."""
+    gshape = grad.shape
+    if tuple(gshape) == tuple(shape):
+        return grad
+    extra = len(gshape) - len(shape)
+    if extra:
+        grad = ns.sum(grad, axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = ns.sum(grad, axis=axes, keepdims=True)
+    return grad
+
+
+class ArrayNamespace:
+    """NumPy/CuPy functions under the names backward formulas use; ``graph`` is False."""
+
+    graph = False
+    _NAMES = ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sign", "abs", "where",
+              "sum", "reshape", "broadcast_to", "matmul", "swapaxes", "transpose", "expand_dims",
+              "maximum", "minimum", "zeros_like", "ones_like", "concatenate", "take_along_axis",
+              "square", "reciprocal", "power", "log1p", "expm1", "flip", "tril", "triu", "einsum",
+              "stack", "squeeze", "moveaxis", "outer", "pad", "clip", "arctan", "multiply", "negative",
+              "isnan", "logical_not", "cumsum", "floor", "mean", "erf_like_unused")
+
+    def __init__(self, xp):
+        self.xp = xp
+        for name in self._NAMES:
+            if hasattr(xp, name):
+                setattr(self, name, getattr(xp, name))
+
+    @staticmethod
+    def out(node):
+        """The op's own output (saved by ``saves_output`` ops)."""
+        return node.out
+
+    def astype(self, x, dtype_np):
+        return x.astype(dtype_np, copy=False)
+
+    def zeros(self, shape, like):
+        return self.xp.zeros(shape, dtype=like.dtype)
+
+    def index_add(self, base_shape, index, values, like):
+        """A zero array of ``base_shape`` with ``values`` added at ``index`` (repeats accumulate)."""
+        out = self.xp.zeros(base_shape, dtype=like.dtype)
+        if self.xp is np:
+            np.add.at(out, index, values)
+        else:
+            self.xp.add.at(out, index, values)
+        return out
+
+    def scatter_add_axis(self, base_shape, axis, index, values, like):
+        """Zeros of ``base_shape`` with ``values`` added along ``axis`` at ``index`` (gather's backward)."""
+        out = self.xp.zeros(base_shape, dtype=like.dtype)
+        idx = list(self.xp.ix_(*[self.xp.arange(s) for s in index.shape]))
+        idx[axis] = index
+        if self.xp is np:
+            np.add.at(out, tuple(idx), values)
+        else:
+            self.xp.add.at(out, tuple(idx), values)
+        return out
+
+    def getitem(self, x, index):
+        return x[index]
+
+    def index_put_zeros(self, shape, index, g):
+        """Zeros of ``shape`` with ``g`` written at (basic) ``index``: a slice's backward."""
+        out = self.xp.zeros(shape, dtype=g.dtype)
+        out[index] = g
+        return out
+
+    def index_fill_zero(self, g, index):
+        out = g.copy()
+        out[index] = 0
+        return out
+
+    def pad_to(self, x, shape):
+        """Zero-pads ``x`` at the end of each dim up to ``shape``."""
+        if tuple(x.shape) == tuple(shape):
+            return x
+        out = self.xp.zeros(shape, dtype=x.dtype)
+        out[tuple(slice(0, s) for s in x.shape)] = x
+        return out
+
+    def roll(self, x, shifts, axes):
+        return self.xp.roll(x, shifts, axes)
+
+    def inv(self, x):
+        return self.xp.linalg.inv(x)
+
+    def diagonal_scatter_zeros(self, shape, g, offset, a1, a2):
+        """Zeros of ``shape`` with ``g`` on the (offset) diagonal of dims a1, a2: diagonal's backward."""
+        out = self.xp.zeros(shape, dtype=g.dtype)
+        idx = self.xp.arange(g.shape[-1])
+        r, c = (idx, idx + offset) if offset >= 0 else (idx - offset, idx)
+        sl = [slice(None)] * len(shape)
+        sl[a1], sl[a2] = r, c
+        out[tuple(sl)] = self.xp.moveaxis(g, -1, min(a1, a2)) if len(shape) > 2 else g
+        return out
+
+
+_array_namespaces = {}
+
+
+def array_namespace(array) -> ArrayNamespace:
+    xp = array_module(array)
+    ns = _array_namespaces.get(xp)
+    if ns is None:
+        ns = _array_namespaces[xp] = ArrayNamespace(xp)
+    return ns
+
+
+def result_np(arr, np_dtype):
+    """``arr`` as ``np_dtype`` without copying when it already is."""
+    return arr if arr.dtype == np_dtype else arr.astype(np_dtype)
+
+
+from ..tensor import Tensor  # noqa: E402  (ops and Tensor refer to each other)

@@ -1,0 +1,342 @@
+"""Tensor creation: from data, constants, ranges, random draws, and the ``*_like`` family."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _backend
+from .. import _dtype as D
+from .._device import as_device
+from ..random import rng
+from ..tensor import Tensor
+
+
+def _infer_np_dtype(data):
+    """PyTorch's dtype inference for Python data: bool < int (int64) < float (default dtype)."""
+    kind = -1  # no element seen: an empty list is a float tensor
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Tensor):
+            d = x.dtype
+            kind = max(kind, d._category)
+            if d._category == 2 and x.dtype is not D.get_default_dtype() and kind == 2:
+                return x.dtype.np  # a float tensor inside a list keeps its dtype
+        elif isinstance(x, (bool, np.bool_)):
+            kind = max(kind, 0)
+        elif isinstance(x, (numbers.Integral,)):
+            kind = max(kind, 1)
+        elif isinstance(x, numbers.Real):
+            kind = max(kind, 2)
+        elif isinstance(x, numbers.Complex):
+            kind = max(kind, 3)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, np.ndarray):
+            return None
+        else:
+            raise TypeError(f"Could not infer dtype of {type(x).__name__}")
+    if kind < 0:
+        return D.get_default_dtype().np
+    return [np.bool_, np.int64, D.get_default_dtype().np, np.complex64][kind]
+
+
+def _to_nested(data):
+    if isinstance(data, Tensor):
+        return _backend.to_host(data._data)
+    if isinstance(data, (list, tuple)):
+        return [_to_nested(x) for x in data]
+    return data
+
+
+def _array_from_data(data, dtype=None):
+    """A fresh array from scalars, (nested) sequences, arrays or tensors."""
+    npd = None if dtype is None else D.as_dtype(dtype).np
+    if isinstance(data, Tensor):
+        arr = _backend.to_host(data._data)
+        return np.array(arr, dtype=npd if npd is not None else arr.dtype, copy=True)
+    if isinstance(data, np.ndarray):
+        D.from_numpy_dtype(data.dtype)
+        return np.array(data, dtype=npd if npd is not None else data.dtype, copy=True)
+    if isinstance(data, np.generic):
+        return np.array(data, dtype=npd if npd is not None else data.dtype)
+    if hasattr(data, "__cuda_array_interface__"):
+        return np.array(_backend.to_host(data), dtype=npd)
+    if npd is None:
+        npd = _infer_np_dtype(data)
+    if isinstance(data, (list, tuple)):
+        data = _to_nested(data)
+        if len(data) == 0:
+            return np.zeros((0,), dtype=npd if npd is not None else D.get_default_dtype().np)
+    try:
+        if npd is not None and np.dtype(npd).kind in "iu":
+            arr = np.array(data)
+            if arr.dtype.kind == "f":
+                arr = np.trunc(arr)
+            return arr.astype(npd)
+        return np.array(data, dtype=npd)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"expected sequence of equal-length rows to build a tensor: {e}") from None
+
+
+def _place(arr, device):
+    if device is None:
+        return arr
+    dev = as_device(device)
+    if dev.type == "cuda":
+        return _backend.to_cuda(arr, dev.index or 0)
+    return arr
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
+    """A new tensor copying ``data`` (scalar, nested sequence, NumPy array or tensor)."""
+    t = Tensor._wrap(_place(_array_from_data(data, dtype), device))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like ``tensor`` but shares memory with a NumPy array or tensor when no conversion is needed."""
+    if isinstance(data, Tensor):
+        out = data
+        if dtype is not None:
+            out = out.to(D.as_dtype(dtype))
+        if device is not None:
+            out = out.to(device)
+        return out
+    if isinstance(data, np.ndarray) and (dtype is None or D.as_dtype(dtype).np == data.dtype) and device in (None, "cpu"):
+        D.from_numpy_dtype(data.dtype)
+        return Tensor._wrap(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+asarray = as_tensor
+
+
+def from_numpy(ndarray):
+    """A tensor sharing memory with ``ndarray``."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    D.from_numpy_dtype(ndarray.dtype)
+    return Tensor._wrap(ndarray)
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    elif len(size) == 1 and hasattr(size[0], "__len__") and not isinstance(size[0], Tensor):
+        size = tuple(size[0])
+    out = []
+    for s in size:
+        if isinstance(s, Tensor):
+            s = s.item()
+        if not isinstance(s, (int, np.integer)):
+            raise TypeError(f"size must be a tuple of ints, but got {type(s).__name__}")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def _dt(dtype):
+    return (D.as_dtype(dtype) if dtype is not None else D.get_default_dtype()).np
+
+
+def _finish(arr, device, requires_grad):
+    t = Tensor._wrap(_place(arr, device))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False, out=None):
+    return _finish(np.zeros(_size(size), dtype=_dt(dtype)), device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False, out=None):
+    return _finish(np.ones(_size(size), dtype=_dt(dtype)), device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False, memory_format=None, pin_memory=False):
+    return _finish(np.empty(_size(size), dtype=_dt(dtype)), device, requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        if isinstance(fill_value, (bool, np.bool_)):
+            dtype = D.bool
+        elif isinstance(fill_value, numbers.Integral):
+            dtype = D.int64
+        elif isinstance(fill_value, Tensor):
+            dtype = fill_value.dtype
+            fill_value = fill_value.item()
+    return _finish(np.full(_size((size,) if isinstance(size, int) else (tuple(size),)), fill_value, dtype=_dt(dtype)), device, requires_grad)
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
+    return _finish(np.eye(n, m, dtype=_dt(dtype)), device, requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
+    """Values in ``[start, end)``; int64 unless an argument is a float (then the default dtype)."""
+    vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
+    start, end, step = vals
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if (end - start) / step < 0:
+        raise RuntimeError(f"upper bound and larger bound inconsistent with step sign")
+    if dtype is None:
+        isfloat = any(isinstance(v, float) for v in (start, end, step))
+        dtype = D.get_default_dtype() if isfloat else D.int64
+    npd = D.as_dtype(dtype).np
+    n = int(np.ceil((end - start) / step))
+    arr = (start + np.arange(n, dtype=np.float64 if npd.kind == "f" else np.int64) * step).astype(npd)
+    return _finish(arr, device, requires_grad)
+
+
+def range_(start, end, step=1, *, dtype=None, device=None, requires_grad=False):
+    return arange(start, end + step / 2 if isinstance(step, float) else end + 1, step, dtype=dtype or D.get_default_dtype(), device=device, requires_grad=requires_grad)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
+    return _finish(np.linspace(start, end, steps).astype(_dt(dtype)), device, requires_grad)
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_grad=False):
+    return _finish(np.logspace(start, end, steps, base=base).astype(_dt(dtype)), device, requires_grad)
+
+
+def _like(fn, input, dtype, device, requires_grad, *args):
+    dt = D.as_dtype(dtype).np if dtype is not None else input._data.dtype
+    arr = fn(input._data.shape, *args, dt)
+    dev = device if device is not None else (input.device if input.is_cuda else None)
+    return _finish(arr, dev, requires_grad)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(lambda s, d: np.zeros(s, d), input, dtype, device, requires_grad)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(lambda s, d: np.ones(s, d), input, dtype, device, requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(lambda s, d: np.empty(s, d), input, dtype, device, requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(lambda s, d: np.full(s, fill_value, d), input, dtype, device, requires_grad)
+
+
+def rand_like(input, *, dtype=None, device=None, requires_grad=False, generator=None):
+    return rand(*input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad, generator=generator)
+
+
+def randn_like(input, *, dtype=None, device=None, requires_grad=False, generator=None):
+    return randn(*input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad, generator=generator)
+
+
+def randint_like(input, low=0, high=None, *, dtype=None, device=None, requires_grad=False):
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
+    """Uniform samples on [0, 1)."""
+    npd = _dt(dtype)
+    arr = rng(generator).random(_size(size), dtype=np.float64 if npd != np.float32 else np.float32).astype(npd, copy=False)
+    return _finish(arr, device, requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
+    """Standard normal samples."""
+    npd = _dt(dtype)
+    arr = rng(generator).standard_normal(_size(size), dtype=np.float64 if npd != np.float32 else np.float32).astype(npd, copy=False)
+    return _finish(arr, device, requires_grad)
+
+
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """Integers uniform on [low, high); int64 by default."""
+    if size is None:
+        if high is None:
+            raise TypeError("randint() missing required argument 'size'")
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    npd = (D.as_dtype(dtype) if dtype is not None else D.int64).np
+    arr = rng(generator).integers(low, high, size=_size((size,) if isinstance(size, int) else (tuple(size),))).astype(npd)
+    return _finish(arr, device, requires_grad)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    if n < 0:
+        raise RuntimeError(f"n must be non-negative, got{n}")
+    npd = (D.as_dtype(dtype) if dtype is not None else D.int64).np
+    return _finish(rng(generator).permutation(n).astype(npd), device, requires_grad)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """Normal samples; ``mean``/``std`` may be tensors (elementwise) or numbers with ``size``."""
+    g = rng(generator)
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        m = mean._data if isinstance(mean, Tensor) else mean
+        s = std._data if isinstance(std, Tensor) else std
+        if isinstance(std, Tensor) and (std._data < 0).any():
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+        ref = mean if isinstance(mean, Tensor) else std
+        arr = (m + s * g.standard_normal(shape)).astype(ref._data.dtype)
+        return _finish(arr, device, requires_grad)
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    if size is None:
+        raise TypeError("normal() with float mean and std needs a size")
+    arr = (mean + std * g.standard_normal(_size((tuple(size),) if not isinstance(size, int) else (size,)))).astype(_dt(dtype))
+    return _finish(arr, device, requires_grad)
+
+
+def bernoulli(input, p=None, *, generator=None):
+    prob = input._data if p is None else p
+    return Tensor._wrap((rng(generator).random(input._data.shape) < prob).astype(input._data.dtype))
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Indices drawn from the rows of ``input`` (non-negative weights)."""
+    w = np.asarray(input._data, dtype=np.float64)
+    if (w < 0).any():
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    rows = w.reshape(-1, w.shape[-1])
+    g = rng(generator)
+    out = np.empty((rows.shape[0], num_samples), np.int64)
+    for i, r in enumerate(rows):
+        total = r.sum()
+        if total <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+        if not replacement and num_samples > (r > 0).sum():
+            raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+        out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / total)
+    return Tensor._wrap(out.reshape(w.shape[:-1] + (num_samples,)))
+
+
+def poisson(input, generator=None):
+    return Tensor._wrap(rng(generator).poisson(input._data).astype(input._data.dtype))
+
+
+def _copy_into(out, result):
+    """Writes ``result`` into the preallocated ``out`` tensor (resizing like PyTorch when empty)."""
+    if tuple(out.shape) != tuple(result.shape):
+        if out.numel() == 0:
+            out._data = np.empty(result._data.shape, dtype=out._data.dtype)
+        else:
+            raise RuntimeError(f"output with shape {list(out.shape)} doesn't match the broadcast shape {list(result.shape)}")
+    out._data[...] = result._data
+    out._vc[0] += 1
+    return out

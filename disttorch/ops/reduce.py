@@ -1,0 +1,553 @@
+"""Reductions: sum, mean, prod, max/min, var/std, norms, logsumexp, softmax, cumulative ops."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from .. import _dtype as D
+from ._base import Op
+from .pointwise import _xp, cast
+from ..tensor import Tensor, _wrap_dim
+
+
+def _dims(dim, ndim):
+    """Normalises ``dim`` (None, int, tuple/list) to a sorted tuple of non-negative axes or None."""
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        if len(dim) == 0:
+            return None
+        return tuple(sorted(_wrap_dim(d, ndim) for d in dim))
+    return (_wrap_dim(dim, ndim),)
+
+
+def _expand_back(ns, g, shape, axes, keepdim):
+    """Broadcasts a reduced gradient back to ``shape``."""
+    if axes is None:
+        return ns.broadcast_to(ns.reshape(g, (1,) * len(shape)), shape)
+    if not keepdim:
+        for a in axes:
+            g = ns.expand_dims(g, a)
+    return ns.broadcast_to(g, shape)
+
+
+class SumBackward0(Op):
+    fresh_grads = False
+
+    def forward(self, x, axes=None, keepdim=False, dtype=None):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return _xp(x).sum(x, axis=axes, keepdims=keepdim, dtype=dtype)
+
+    def backward(self, g, ns):
+        return (_expand_back(ns, g, self.shape, self.axes, self.keepdim),)
+
+
+class SumBackward1(SumBackward0):
+    """sum over given dims."""
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    """Sum of all elements, or over ``dim``; integer and bool inputs sum as int64."""
+    axes = _dims(dim, input.ndim)
+    npdt = None
+    if dtype is not None:
+        npdt = D.as_dtype(dtype).np
+    elif input._data.dtype.kind in "iub":
+        npdt = np.int64
+    cls = SumBackward0 if dim is None else SumBackward1
+    if axes is None and input.ndim == 0:
+        axes = None
+    return cls.apply(input, axes=axes, keepdim=keepdim, dtype=npdt)
+
+
+class MeanBackward0(Op):
+    fresh_grads = True
+
+    def forward(self, x, axes=None, keepdim=False):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
+        self.n = max(n, 1)
+        return _xp(x).mean(x, axis=axes, keepdims=keepdim) if x.size else _xp(x).sum(x, axis=axes, keepdims=keepdim) * np.nan
+
+    def backward(self, g, ns):
+        return (_expand_back(ns, g / self.n, self.shape, self.axes, self.keepdim),)
+
+
+class MeanBackward1(MeanBackward0):
+    """mean over given dims."""
+
+
+def _float_only(name, input, dtype):
+    if dtype is not None:
+        return cast(input, D.as_dtype(dtype))
+    if input._data.dtype.kind not in "fc":
+        raise RuntimeError(
+            f"{name}(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. "
+            f"Got: {_long_name(input.dtype)}")
+    return input
+
+
+def _long_name(dt):
+    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}.get(dt.name, dt.name)
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    input = _float_only("mean", input, dtype)
+    cls = MeanBackward0 if dim is None else MeanBackward1
+    return cls.apply(input, axes=_dims(dim, input.ndim), keepdim=keepdim)
+
+
+class ProdBackward0(Op):
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, axis=None, keepdim=False):
+        self.shape, self.axis, self.keepdim = x.shape, axis, keepdim
+        return _xp(x).prod(x, axis=axis, keepdims=keepdim, dtype=np.int64 if x.dtype.kind in "iub" else None)
+
+    def backward(self, g, ns, x):
+        axes = None if self.axis is None else (self.axis,)
+        out = _expand_back(ns, ns.out(self), self.shape, axes, self.keepdim)
+        gx = _expand_back(ns, g, self.shape, axes, self.keepdim)
+        if ns.graph:
+            return (gx * out / x,)
+        # zeros: product of the others, computed without dividing by zero
+        if not (x == 0).any():
+            return (gx * out / x,)
+        xp = _xp(x)
+        ax = -1 if self.axis is None else self.axis
+        xx = x.reshape(-1) if self.axis is None else x
+        moved = xp.moveaxis(xx, ax, -1)
+        left = xp.concatenate([xp.ones(moved.shape[:-1] + (1,), x.dtype), xp.cumprod(moved, -1)[..., :-1]], -1)
+        right = xp.flip(xp.concatenate([xp.ones(moved.shape[:-1] + (1,), x.dtype),
+                                        xp.cumprod(xp.flip(moved, -1), -1)[..., :-1]], -1), -1)
+        others = xp.moveaxis(left * right, -1, ax)
+        others = others.reshape(self.shape) if self.axis is None else others
+        return (gx * others,)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        input = cast(input, D.as_dtype(dtype))
+    axis = None if dim is None else _wrap_dim(dim, input.ndim)
+    return ProdBackward0.apply(input, axis=axis, keepdim=keepdim)
+
+
+class _ExtremeAll(Op):
+    """max()/min() of all elements: the gradient is split evenly among ties, as PyTorch does."""
+
+    save_inputs = (0,)
+    saves_output = True
+
+    def backward(self, g, ns, x):
+        out = ns.out(self)
+        mask = x == out
+        if ns.graph:
+            cnt = ns.sum(ns.where(mask, x * 0 + 1, x * 0))
+            return (ns.where(mask, g / cnt + x * 0, x * 0),)
+        return ((mask * (g / mask.sum())).astype(x.dtype, copy=False),)
+
+
+class MaxBackward1(_ExtremeAll):
+    def forward(self, x):
+        return _xp(x).max(x)
+
+
+class MinBackward1(_ExtremeAll):
+    def forward(self, x):
+        return _xp(x).min(x)
+
+
+class _ExtremeDim(Op):
+    """max/min over a dim with indices: the gradient goes to the selected index only."""
+
+    def _finish(self, x, axis, keepdim, idx):
+        xp = _xp(x)
+        self.shape, self.axis, self.keepdim = x.shape, axis, keepdim
+        self.idx = xp.expand_dims(idx, axis)
+        vals = xp.take_along_axis(x, self.idx, axis)
+        self.indices = self.idx if keepdim else idx
+        return vals if keepdim else xp.squeeze(vals, axis)
+
+    def backward(self, g, ns):
+        if not self.keepdim:
+            g = ns.expand_dims(g, self.axis)
+        return (ns.scatter_add_axis(self.shape, self.axis, self.idx, g, g),)
+
+
+class MaxBackward0(_ExtremeDim):
+    def forward(self, x, axis, keepdim):
+        return self._finish(x, axis, keepdim, _xp(x).argmax(x, axis))
+
+
+class MinBackward0(_ExtremeDim):
+    def forward(self, x, axis, keepdim):
+        return self._finish(x, axis, keepdim, _xp(x).argmin(x, axis))
+
+
+def _return_type(name, fields=("values", "indices")):
+    cls = collections.namedtuple(name, fields)
+    cls.__module__ = "torch.return_types"
+    cls.__repr__ = lambda self: (f"torch.return_types.{name}(\n" +
+                                 ",\n".join(f"{f}={getattr(self, f)!r}" for f in fields) + ")")
+    return cls
+
+
+return_types = {n: _return_type(n) for n in ("max", "min", "sort", "topk", "median", "mode", "kthvalue", "cummax", "cummin", "aminmax")}
+return_types["aminmax"] = _return_type("aminmax", ("min", "max"))
+
+
+def _extreme(name, all_cls, dim_cls, input, dim, keepdim, other):
+    if other is not None:
+        from .pointwise import maximum, minimum
+        return (maximum if name == "max" else minimum)(input, other)
+    if dim is None:
+        if input.numel() == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.")
+        return all_cls.apply(input)
+    axis = _wrap_dim(dim, input.ndim)
+    if input.ndim == 0:
+        return return_types[name](input.clone(), Tensor._wrap(np.zeros((), np.int64)))
+    node = dim_cls()
+    vals = node._run((input,), {"axis": axis, "keepdim": keepdim})
+    return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))
+
+
+def max(input, dim=None, keepdim=False, *, other=None):
+    """max of all elements, ``(values, indices)`` over ``dim``, or elementwise with a tensor."""
+    if isinstance(dim, Tensor):
+        return _extreme("max", MaxBackward1, MaxBackward0, input, None, keepdim, dim)
+    return _extreme("max", MaxBackward1, MaxBackward0, input, dim, keepdim, other)
+
+
+def min(input, dim=None, keepdim=False, *, other=None):
+    if isinstance(dim, Tensor):
+        return _extreme("min", MinBackward1, MinBackward0, input, None, keepdim, dim)
+    return _extreme("min", MinBackward1, MinBackward0, input, dim, keepdim, other)
+
+
+class AmaxBackward0(Op):
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, axes, keepdim):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return self._reduce(_xp(x), x, axes, keepdim)
+
+    @staticmethod
+    def _reduce(xp, x, axes, keepdim):
+        return xp.max(x, axis=axes, keepdims=keepdim)
+
+    def backward(self, g, ns, x):
+        out = _expand_back(ns, ns.out(self), self.shape, self.axes, self.keepdim)
+        gx = _expand_back(ns, g, self.shape, self.axes, self.keepdim)
+        mask = x == out
+        if ns.graph:
+            m = ns.where(mask, x * 0 + 1, x * 0)
+            cnt = _expand_back(ns, ns.sum(m, axis=self.axes, keepdims=self.keepdim), self.shape, self.axes, self.keepdim)
+            return (gx * m / cnt,)
+        cnt = mask.sum(axis=self.axes, keepdims=True)
+        return ((gx * mask / cnt).astype(x.dtype, copy=False),)
+
+
+class AminBackward0(AmaxBackward0):
+    @staticmethod
+    def _reduce(xp, x, axes, keepdim):
+        return xp.min(x, axis=axes, keepdims=keepdim)
+
+
+def amax(input, dim=(), keepdim=False):
+    return AmaxBackward0.apply(input, axes=_dims(dim, input.ndim), keepdim=keepdim)
+
+
+def amin(input, dim=(), keepdim=False):
+    return AminBackward0.apply(input, axes=_dims(dim, input.ndim), keepdim=keepdim)
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    return return_types["aminmax"](amin(input, () if dim is None else dim, keepdim), amax(input, () if dim is None else dim, keepdim))
+
+
+def argmax(input, dim=None, keepdim=False):
+    xp = _xp(input._data)
+    if dim is None:
+        return Tensor._wrap(np.asarray(xp.argmax(input._data), dtype=np.int64) if xp is np else xp.argmax(input._data).astype(np.int64))
+    axis = _wrap_dim(dim, input.ndim)
+    r = xp.argmax(input._data, axis=axis, keepdims=keepdim)
+    return Tensor._wrap(r.astype(np.int64, copy=False))
+
+
+def argmin(input, dim=None, keepdim=False):
+    xp = _xp(input._data)
+    if dim is None:
+        return Tensor._wrap(np.asarray(xp.argmin(input._data), dtype=np.int64) if xp is np else xp.argmin(input._data).astype(np.int64))
+    axis = _wrap_dim(dim, input.ndim)
+    return Tensor._wrap(xp.argmin(input._data, axis=axis, keepdims=keepdim).astype(np.int64, copy=False))
+
+
+class VarBackward0(Op):
+    save_inputs = (0,)
+
+    def forward(self, x, axes, correction, keepdim):
+        xp = _xp(x)
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
+        self.denom = n - correction
+        m = xp.mean(x, axis=axes, keepdims=True)
+        d = x - m
+        s = xp.sum(d * d, axis=axes, keepdims=keepdim)
+        return (s / self.denom if self.denom > 0 else s * np.nan).astype(x.dtype, copy=False)
+
+    def backward(self, g, ns, x):
+        m = ns.mean(x, axis=self.axes, keepdims=True)
+        gx = _expand_back(ns, g, self.shape, self.axes, self.keepdim)
+        return (gx * (x - m) * (2.0 / self.denom),)
+
+
+class StdBackward0(VarBackward0):
+    saves_output = True
+
+    def forward(self, x, axes, correction, keepdim):
+        return _xp(x).sqrt(super().forward(x, axes, correction, keepdim))
+
+    def backward(self, g, ns, x):
+        out = ns.out(self)
+        return super().backward(g / (out * 2), ns, x)
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return correction
+    if unbiased is None:
+        return 1
+    return 1 if unbiased else 0
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance with Bessel's ``correction`` (default 1), over all elements or ``dim``."""
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
+    input = _float_only("var", input, None)
+    return VarBackward0.apply(input, axes=_dims(dim, input.ndim), correction=_correction(unbiased, correction), keepdim=keepdim)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
+    input = _float_only("std", input, None)
+    return StdBackward0.apply(input, axes=_dims(dim, input.ndim), correction=_correction(unbiased, correction), keepdim=keepdim)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+class LinalgVectorNormBackward0(Op):
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, ord, axes, keepdim):
+        xp = _xp(x)
+        self.ord, self.shape, self.axes, self.keepdim = ord, x.shape, axes, keepdim
+        a = xp.abs(x)
+        if ord == 2:
+            return xp.sqrt(xp.sum(x * x, axis=axes, keepdims=keepdim))
+        if ord == float("inf"):
+            return xp.max(a, axis=axes, keepdims=keepdim)
+        if ord == -float("inf"):
+            return xp.min(a, axis=axes, keepdims=keepdim)
+        if ord == 0:
+            return xp.sum(a != 0, axis=axes, keepdims=keepdim).astype(x.dtype)
+        if ord == 1:
+            return xp.sum(a, axis=axes, keepdims=keepdim)
+        return xp.sum(a ** ord, axis=axes, keepdims=keepdim) ** (1.0 / ord)
+
+    def backward(self, g, ns, x):
+        out = _expand_back(ns, ns.out(self), self.shape, self.axes, self.keepdim)
+        gx = _expand_back(ns, g, self.shape, self.axes, self.keepdim)
+        p = self.ord
+        if p == 2:
+            safe = ns.where(out == 0, out * 0 + 1, out)
+            return (ns.where(out == 0, x * 0, gx * x / safe),)
+        if p == 1:
+            return (gx * ns.sign(x),)
+        if p in (float("inf"), -float("inf")):
+            a = ns.abs(x)
+            mask = a == out
+            if ns.graph:
+                m = ns.where(mask, x * 0 + 1, x * 0)
+            else:
+                m = mask.astype(x.dtype)
+            cnt = _expand_back(ns, ns.sum(m, axis=self.axes, keepdims=self.keepdim), self.shape, self.axes, self.keepdim)
+            return (gx * ns.sign(x) * m / cnt,)
+        if p == 0:
+            return (x * 0,)
+        safe = ns.where(out == 0, out * 0 + 1, out)
+        return (ns.where(out == 0, x * 0, gx * ns.sign(x) * ns.abs(x) ** (p - 1) / safe ** (p - 1)),)
+
+
+def vector_norm(input, ord=2, dim=None, keepdim=False, *, dtype=None):
+    input = _float_only("linalg.vector_norm", input, dtype)
+    return LinalgVectorNormBackward0.apply(input, ord=float(ord), axes=_dims(dim, input.ndim), keepdim=keepdim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """Vector p-norm (``'fro'`` is the 2-norm of the flattened tensor, as in PyTorch)."""
+    if p == "fro" or p is None:
+        p = 2
+    if p == "nuc":
+        raise RuntimeError("norm(): 'nuc' norm needs an SVD; use disttorch.linalg.matrix_norm")
+    return vector_norm(input, p, dim, keepdim, dtype=dtype)
+
+
+class LogsumexpBackward0(Op):
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, axes, keepdim):
+        xp = _xp(x)
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        m = xp.max(x, axis=axes, keepdims=True) if x.size else xp.zeros((1,) * x.ndim, x.dtype)
+        m = xp.where(xp.isfinite(m), m, 0)
+        s = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+        return s if keepdim else xp.squeeze(s, axis=axes)
+
+    def backward(self, g, ns, x):
+        out = _expand_back(ns, ns.out(self), self.shape, self.axes, self.keepdim)
+        gx = _expand_back(ns, g, self.shape, self.axes, self.keepdim)
+        return (gx * ns.exp(x - out),)
+
+
+def logsumexp(input, dim, keepdim=False):
+    if input._data.dtype.kind not in "fc":
+        input = cast(input, D.get_default_dtype())
+    return LogsumexpBackward0.apply(input, axes=_dims(dim, input.ndim), keepdim=keepdim)
+
+
+class SoftmaxBackward0(Op):
+    saves_output = True
+
+    def forward(self, x, axis):
+        xp = _xp(x)
+        self.axis = axis
+        e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+        e /= xp.sum(e, axis=axis, keepdims=True)
+        return e
+
+    def backward(self, g, ns):
+        y = ns.out(self)
+        gy = g * y
+        return (gy - y * ns.sum(gy, axis=self.axis, keepdims=True),)
+
+
+class LogSoftmaxBackward0(Op):
+    saves_output = True
+
+    def forward(self, x, axis):
+        xp = _xp(x)
+        self.axis = axis
+        shifted = x - xp.max(x, axis=axis, keepdims=True)
+        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        return shifted
+
+    def backward(self, g, ns):
+        y = ns.out(self)
+        return (g - ns.exp(y) * ns.sum(g, axis=self.axis, keepdims=True),)
+
+
+def _softmax_dim(ndim):
+    # PyTorch's legacy implicit-dim rule
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input, dim=None, dtype=None, _stacklevel=3):
+    if dtype is not None:
+        input = cast(input, D.as_dtype(dtype))
+    elif input._data.dtype.kind not in "fc":
+        raise RuntimeError(f"\"softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
+    if dim is None:
+        dim = _softmax_dim(input.ndim)
+    return SoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+
+
+def log_softmax(input, dim=None, dtype=None, _stacklevel=3):
+    if dtype is not None:
+        input = cast(input, D.as_dtype(dtype))
+    elif input._data.dtype.kind not in "fc":
+        raise RuntimeError(f"\"log_softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
+    if dim is None:
+        dim = _softmax_dim(input.ndim)
+    return LogSoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+
+
+class CumsumBackward0(Op):
+    def forward(self, x, axis):
+        self.axis = axis
+        return _xp(x).cumsum(x, axis=axis, dtype=np.int64 if x.dtype.kind in "iub" else None)
+
+    def backward(self, g, ns):
+        return (ns.flip(ns.cumsum(ns.flip(g, self.axis), axis=self.axis), self.axis),)
+
+
+def cumsum(input, dim, *, dtype=None):
+    if dtype is not None:
+        input = cast(input, D.as_dtype(dtype))
+    return CumsumBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+
+
+class CumprodBackward0(Op):
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, axis):
+        self.axis = axis
+        return _xp(x).cumprod(x, axis=axis)
+
+    def backward(self, g, ns, x):
+        out = ns.out(self)
+        a = self.axis
+        return (ns.flip(ns.cumsum(ns.flip(g * out, a), axis=a), a) / x,)
+
+
+def cumprod(input, dim, *, dtype=None):
+    if dtype is not None:
+        input = cast(input, D.as_dtype(dtype))
+    return CumprodBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+
+
+def all(input, dim=None, keepdim=False):
+    xp = _xp(input._data)
+    return Tensor._wrap(xp.asarray(xp.all(input._data, axis=_dims(dim, input.ndim), keepdims=keepdim)))
+
+
+def any(input, dim=None, keepdim=False):
+    xp = _xp(input._data)
+    return Tensor._wrap(xp.asarray(xp.any(input._data, axis=_dims(dim, input.ndim), keepdims=keepdim)))
+
+
+def count_nonzero(input, dim=None):
+    xp = _xp(input._data)
+    return Tensor._wrap(xp.asarray(xp.count_nonzero(input._data, axis=_dims(dim, input.ndim)), dtype=np.int64))
+
+
+def median(input, dim=None, keepdim=False):
+    """Lower median (PyTorch's), of all elements or with indices over ``dim``."""
+    from .index import sort
+    if dim is None:
+        flat = input.reshape(-1)
+        vals, idx = sort(flat)
+        k = (flat.numel() - 1) // 2
+        return vals[k]
+    vals, idx = sort(input, dim=dim)
+    d = _wrap_dim(dim, input.ndim)
+    k = (input.shape[d] - 1) // 2
+    v = vals.narrow(d, k, 1)
+    i = idx.narrow(d, k, 1)
+    if not keepdim:
+        v, i = v.squeeze(d), i.squeeze(d)
+    return return_types["median"](v, i)
