@@ -29,8 +29,14 @@ class Tensor:
     seen by backward's saved-tensor check.
     """
 
-    __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_vc", "_acc", "_tensor_hooks",
-                 "_post_acc_hooks", "_retains_grad", "_base", "__dict__", "__weakref__")
+    __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_vc", "__dict__", "__weakref__")
+
+    # Rarely set fields default at class level, so wrapping an op's output sets only five slots.
+    _acc = None
+    _tensor_hooks = None
+    _post_acc_hooks = None
+    _retains_grad = False
+    _base = None
 
     __array_priority__ = 1000  # make ndarray (op) Tensor defer to Tensor's reflected operators
 
@@ -56,17 +62,12 @@ class Tensor:
     @staticmethod
     def _wrap(array, requires_grad=False):
         """A tensor sharing ``array`` (no copy). Internal constructor used by every op."""
-        t = object.__new__(Tensor)
+        t = _new(Tensor)
         t._data = array
         t._requires_grad = requires_grad
         t.grad = None
         t.grad_fn = None
         t._vc = [0]
-        t._acc = None
-        t._tensor_hooks = None
-        t._post_acc_hooks = None
-        t._retains_grad = False
-        t._base = None
         return t
 
     def _view_of(self, array):
@@ -433,17 +434,15 @@ class Tensor:
         return False
 
 
+_new = object.__new__
+
+
 def _init_fields(t, arr):
     t._data = arr
     t._requires_grad = False
     t.grad = None
     t.grad_fn = None
     t._vc = [0]
-    t._acc = None
-    t._tensor_hooks = None
-    t._post_acc_hooks = None
-    t._retains_grad = False
-    t._base = None
 
 
 def _rebuild_tensor(array, requires_grad, cls=Tensor):

@@ -122,6 +122,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     from ..ops._base import array_namespace
     from ..ops._tensor_ns import TENSOR_NS
     from ..tensor import Tensor
+    np_ns = array_namespace(np.empty(0))
     if retain_graph is None:
         retain_graph = create_graph
     roots = _make_root_grads(tensors, grad_tensors, create_graph)
@@ -175,8 +176,28 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 continue
             if skip:
                 grads = (None,) * len(node.next_functions)
-            else:
+            elif create_graph or node._hooks or type(g) is not np.ndarray:
                 grads = _call_backward(node, g, create_graph, retain_graph, array_namespace, TENSOR_NS, Tensor)
+            else:
+                # fast path: NumPy grads, no hooks (inlined _call_backward)
+                saved = node.saved
+                if saved is None:
+                    grads = node.backward(g, np_ns)
+                else:
+                    if saved is _FREED:
+                        raise RuntimeError(_FREED_MSG)
+                    for t, v in zip(saved, node._saved_versions):
+                        if t._vc[0] != v:
+                            _check_versions(node)
+                    if "_out_vc" in node.__dict__:
+                        _check_versions(node)
+                    if len(saved) == 2:
+                        grads = node.backward(g, np_ns, saved[0]._data, saved[1]._data)
+                    else:
+                        grads = node.backward(g, np_ns, *[t._data for t in saved])
+                    if not retain_graph:
+                        node.saved = _FREED
+                        node.__dict__.pop("out", None)
             fresh = node.fresh_grads
             for (nxt, _), gi in zip(node.next_functions, grads):
                 if nxt is None:
@@ -185,7 +206,8 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if nxt in buffers:
                         buffers[nxt], owned[nxt] = _add(buffers[nxt], gi, owned[nxt], create_graph)
                     else:
-                        buffers[nxt], owned[nxt] = gi, fresh
+                        buffers[nxt] = gi
+                        owned[nxt] = fresh
                 left = deps[nxt] - 1
                 deps[nxt] = left
                 if left == 0:
@@ -236,8 +258,7 @@ def _call_backward(node, g, create_graph, retain_graph, array_namespace, tensor_
         grads = node.backward(g, array_namespace(g), *vals)
     if not retain_graph and saved is not None:
         node.saved = _FREED
-        if "out" in node.__dict__:
-            node.out = None
+        node.__dict__.pop("out", None)
     if node._hooks:
         for hook in node._hooks:
             hook(grads, (g,))

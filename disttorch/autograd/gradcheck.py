@@ -32,6 +32,8 @@ def _numerical_jacobian(fn, inputs, eps):
 
 
 def _tuple(x):
+    if isinstance(x, list):  # torch accepts a list of inputs too
+        return tuple(x)
     return x if isinstance(x, tuple) else (x,)
 
 

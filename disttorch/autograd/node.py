@@ -13,20 +13,18 @@ _FREED = object()  # marks saved values released after backward
 class Node:
     """Base of every grad_fn. Subclasses implement ``_backward(grad, ns)``."""
 
-    __slots__ = ("next_functions", "needs_input_grad", "saved", "_saved_versions", "_hooks",
-                 "_pre_hooks", "__dict__", "__weakref__")
+    # Per-instance state lives in the instance dict; these class-level defaults mean creating a
+    # node costs no __init__ call (op creation is on every forward's hot path).
+    next_functions = ()
+    needs_input_grad = ()
+    saved = None
+    _saved_versions = None
+    _hooks = None
+    _pre_hooks = None
 
     # True when backward always returns freshly allocated arrays (never the incoming grad itself);
     # lets the engine hand them to ``.grad`` without a defensive copy.
     fresh_grads = True
-
-    def __init__(self):
-        self.next_functions = ()
-        self.needs_input_grad = ()
-        self.saved = None
-        self._saved_versions = None
-        self._hooks = None
-        self._pre_hooks = None
 
     def name(self) -> str:
         return type(self).__name__
@@ -69,8 +67,5 @@ class _RemovableHandle:
 class AccumulateGrad(Node):
     """Sink node of a leaf tensor: adds incoming gradients into ``variable.grad``."""
 
-    __slots__ = ("variable",)
-
     def __init__(self, variable):
-        super().__init__()
         self.variable = variable

@@ -35,19 +35,25 @@ class Op(Node):
         return cls()._run(tensors, params)
 
     def _run(self, tensors, params):
-        record = False
+        # Hot path of every forward: kept flat and branch-light on purpose.
         if STATE.enabled:
             for t in tensors:
                 if t._requires_grad:
-                    record = True
-                    break
-        if not record:
+                    return self._run_recorded(tensors, params)
+        n = len(tensors)
+        if n == 2:
+            out = self.forward(tensors[0]._data, tensors[1]._data, **params)
+        elif n == 1:
+            out = self.forward(tensors[0]._data, **params)
+        else:
             out = self.forward(*[t._data for t in tensors], **params)
-            if type(out) is not np.ndarray:
-                out = _as_array(out)
-            if self.is_view:
-                return tensors[0]._view_of(out)
-            return Tensor._wrap(out)
+        if type(out) is not np.ndarray:
+            out = _as_array(out)
+        if self.is_view:
+            return tensors[0]._view_of(out)
+        return _wrap(out)
+
+    def _run_recorded(self, tensors, params):
         needs = []
         edges = []
         for t in tensors:
@@ -57,17 +63,28 @@ class Op(Node):
                 edges.append((fn if fn is not None else t._grad_accumulator(), 0))
             else:
                 needs.append(False)
-                edges.append((None, 0))
-        self.needs_input_grad = tuple(needs)
-        out = self.forward(*[t._data for t in tensors], **params)
+                edges.append(_NO_EDGE)
+        self.needs_input_grad = needs
+        n = len(tensors)
+        if n == 2:
+            out = self.forward(tensors[0]._data, tensors[1]._data, **params)
+        elif n == 1:
+            out = self.forward(tensors[0]._data, **params)
+        else:
+            out = self.forward(*[t._data for t in tensors], **params)
         if type(out) is not np.ndarray:
             out = _as_array(out)
         self.next_functions = tuple(edges)
-        if self.save_inputs:
-            saved = tuple(tensors[i] for i in self.save_inputs)
+        save = self.save_inputs
+        if save:
+            if len(save) == 2:
+                saved = (tensors[save[0]], tensors[save[1]])
+                self._saved_versions = (saved[0]._vc[0], saved[1]._vc[0])
+            else:
+                saved = tuple(tensors[i] for i in save)
+                self._saved_versions = tuple(t._vc[0] for t in saved)
             self.saved = saved
-            self._saved_versions = tuple(t._vc[0] for t in saved)
-        result = tensors[0]._view_of(out) if self.is_view else Tensor._wrap(out)
+        result = tensors[0]._view_of(out) if self.is_view else _wrap(out)
         result._requires_grad = True
         result.grad_fn = self
         if self.saves_output:
@@ -76,6 +93,9 @@ class Op(Node):
             if self.saved is None:
                 self.saved, self._saved_versions = (), ()
         return result
+
+
+_NO_EDGE = (None, 0)
 
 
 def _as_array(out):
@@ -203,3 +223,5 @@ def result_np(arr, np_dtype):
 
 
 from ..tensor import Tensor  # noqa: E402  (ops and Tensor refer to each other)
+
+_wrap = Tensor._wrap

@@ -18,6 +18,9 @@ from ..tensor import Tensor
 
 # ---- operand preparation ------------------------------------------------------------------------
 def _is_scalar(x):
+    t = type(x)
+    if t is float or t is int or t is bool:
+        return True
     return isinstance(x, (numbers.Number, np.number, np.bool_))
 
 
@@ -75,6 +78,15 @@ def _check_same_device(a, b):
 
 def binary(op_cls, a, b, **params):
     """Runs a binary op with promotion; a scalar operand becomes the ``b`` parameter."""
+    if isinstance(b, Tensor) and isinstance(a, Tensor):
+        ad, bd = a._data, b._data
+        # fast path: same dtype (and, for true division, already floating)
+        if ad.dtype == bd.dtype and (not op_cls.float_result or ad.dtype.kind in "fc"):
+            if ad.shape != bd.shape:
+                _check_broadcast(a, b)
+            if type(ad) is not type(bd):
+                _check_same_device(a, b)
+            return op_cls.apply(a, b, **params)
     a, b, dt = promote(a, b, float_result=op_cls.float_result)
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
@@ -130,13 +142,14 @@ class _Binary(Op):
 
 class AddBackward0(_Binary):
     fresh_grads = False
+    alpha = 1
 
     def forward(self, a, b, alpha=1, reflected=False):
-        self.alpha = alpha
         self.sa = a.shape
-        if isinstance(b, np.ndarray) or hasattr(b, "shape"):
+        if type(b) is np.ndarray or hasattr(b, "shape"):
             self.sb = b.shape
         if alpha != 1:
+            self.alpha = alpha
             b = b * alpha
         return a + b
 
@@ -173,11 +186,15 @@ class RsubBackward1(SubBackward0):
     """``scalar - tensor``."""
 
 
+class RsubBackward0(SubBackward0):
+    """``rsub(input, other)`` = ``other - alpha * input`` on two tensors."""
+
+
 class MulBackward0(_Binary):
     save_inputs = (0, 1)
 
     def forward(self, a, b, reflected=False):
-        if not hasattr(b, "shape"):
+        if type(b) is not np.ndarray and not hasattr(b, "shape"):
             self.scalar = b
             self.save_inputs = ()
         return a * b
@@ -185,8 +202,9 @@ class MulBackward0(_Binary):
     def backward(self, g, ns, a=None, b=None):
         if b is None:
             return (g * self.scalar,)
-        ga = unbroadcast(ns, g * b, a.shape) if self._needs(0) else None
-        gb = unbroadcast(ns, g * a, b.shape) if self._needs(1) else None
+        need_a, need_b = self.needs_input_grad
+        ga = unbroadcast(ns, g * b, a.shape) if need_a else None
+        gb = unbroadcast(ns, g * a, b.shape) if need_b else None
         return ga, gb
 
 
@@ -340,6 +358,10 @@ class RemainderBackward0(_Binary):
         return unbroadcast(ns, g, a.shape), unbroadcast(ns, -g * ns.floor(a / b), b.shape)
 
 
+class RemainderBackward1(RemainderBackward0):
+    """remainder of two tensors."""
+
+
 class FmodBackward0(RemainderBackward0):
     def forward(self, a, b, reflected=False):
         if not hasattr(b, "shape"):
@@ -351,6 +373,10 @@ class FmodBackward0(RemainderBackward0):
             return (g,)
         q = a / b
         return unbroadcast(ns, g, a.shape), unbroadcast(ns, -g * ns.where(q < 0, -ns.floor(-q), ns.floor(q)), b.shape)
+
+
+class FmodBackward1(FmodBackward0):
+    """fmod of two tensors."""
 
 
 class Atan2Backward0(_Binary):
@@ -380,10 +406,12 @@ def _write_out(result, out):
 
 def add(input, other, *, alpha=1, out=None):
     """``input + alpha * other`` with broadcasting and type promotion."""
-    if _is_scalar(input) and isinstance(other, Tensor):
+    if not isinstance(input, Tensor) and isinstance(other, Tensor):
         input, other = other, input
         if alpha != 1:
             return _write_out(binary(AddBackward0, mul(input, alpha), other), out)
+    if out is None and alpha == 1:
+        return binary(AddBackward0, input, other)
     return _write_out(binary(AddBackward0, input, other, alpha=alpha), out)
 
 
@@ -401,12 +429,16 @@ subtract = sub
 
 
 def rsub(input, other, *, alpha=1):
+    if isinstance(input, Tensor) and isinstance(other, Tensor):
+        return binary(RsubBackward0, other, input, alpha=alpha)
     return sub(other, input, alpha=alpha)
 
 
 def mul(input, other, *, out=None):
-    if _is_scalar(input):
+    if not isinstance(input, Tensor):
         input, other = other, input
+    if out is None:
+        return binary(MulBackward0, input, other)
     return _write_out(binary(MulBackward0, input, other), out)
 
 
@@ -430,8 +462,9 @@ def div(input, other, *, rounding_mode=None, out=None):
             res = DivBackward2.apply(b, b=a, rounding_mode=rounding_mode, reflected=True)
         return _write_out(res, out)
     if _is_scalar(input):
+        # PyTorch computes ``scalar / tensor`` as ``reciprocal(tensor) * scalar``
         a, s, dt = promote(other, input, float_result=True)
-        return _write_out(DivBackward0.apply(a, b=s, reflected=True), out)
+        return _write_out(mul(reciprocal(a), s), out)
     return _write_out(binary(DivBackward0, input, other), out)
 
 
@@ -443,11 +476,13 @@ def floor_divide(input, other):
 
 
 def remainder(input, other):
-    return binary(RemainderBackward0, input, other)
+    both = isinstance(input, Tensor) and isinstance(other, Tensor)
+    return binary(RemainderBackward1 if both else RemainderBackward0, input, other)
 
 
 def fmod(input, other):
-    return binary(FmodBackward0, input, other)
+    both = isinstance(input, Tensor) and isinstance(other, Tensor)
+    return binary(FmodBackward1 if both else FmodBackward0, input, other)
 
 
 def maximum(input, other):
@@ -474,7 +509,7 @@ class _Unary(Op):
 
     @classmethod
     def run(cls, x, **params):
-        if cls.float_only and x._data.dtype.kind not in "fc":
+        if cls.float_only and x._data.dtype.kind not in "fc" and x._data.dtype.kind != "f":
             x = cast(x, D.get_default_dtype())
         return cls.apply(x, **params)
 
@@ -483,7 +518,7 @@ def _unary(name, fwd, bwd, save_in=True, save_out=False, float_only=True, fresh=
     """Builds a unary op class from a forward (xp, x) and a backward (ns, g, x, out)."""
 
     def forward(self, x):
-        return fwd(_xp(x), x)
+        return fwd(np if type(x) is np.ndarray else _xp(x), x)
 
     def backward(self, g, ns, *saved):
         x = saved[0] if saved else None
@@ -575,6 +610,14 @@ class ClampBackward1(Op):
         return (g * mask,)
 
 
+class ClampMinBackward0(ClampBackward1):
+    """clamp_min with a number."""
+
+
+class ClampMaxBackward0(ClampBackward1):
+    """clamp_max with a number."""
+
+
 class ClampBackward0(Op):
     """clamp with tensor bounds."""
 
@@ -588,7 +631,7 @@ class ClampBackward0(Op):
         return (ns.where(mask, g, g * 0), None, None)
 
 
-def clamp(input, min=None, max=None, *, out=None):
+def clamp(input, min=None, max=None, *, out=None, _cls=None):
     """Clips to ``[min, max]``; bounds may be numbers or tensors."""
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
@@ -603,22 +646,24 @@ def clamp(input, min=None, max=None, *, out=None):
         dt = input.dtype
     lo = None if min is None else _py_scalar(min, dt)
     hi = None if max is None else _py_scalar(max, dt)
-    return _write_out(ClampBackward1.apply(input, min=lo, max=hi), out)
+    return _write_out((_cls or ClampBackward1).apply(input, min=lo, max=hi), out)
 
 
 clip = clamp
 
 
 def clamp_min(input, min):
-    return clamp(input, min=min)
+    return clamp(input, min=min, _cls=ClampMinBackward0)
 
 
 def clamp_max(input, max):
-    return clamp(input, max=max)
+    return clamp(input, max=max, _cls=ClampMaxBackward0)
 
 
 class WhereBackward0(Op):
-    def forward(self, cond, a, b):
+    """The condition is a parameter, not an input: like PyTorch, only ``a`` and ``b`` get edges."""
+
+    def forward(self, a, b, cond):
         self.cond = cond
         self.sa, self.sb = a.shape, b.shape
         return _xp(a).where(cond, a, b)
@@ -626,7 +671,7 @@ class WhereBackward0(Op):
     def backward(self, g, ns, *saved):
         z = g * 0
         c = self.cond if not ns.graph else ns.const(self.cond, g)
-        return None, unbroadcast(ns, ns.where(c, g, z), self.sa), unbroadcast(ns, ns.where(c, z, g), self.sb)
+        return unbroadcast(ns, ns.where(c, g, z), self.sa), unbroadcast(ns, ns.where(c, z, g), self.sb)
 
 
 def where(condition, input=None, other=None):
@@ -641,7 +686,7 @@ def where(condition, input=None, other=None):
     cond = condition if isinstance(condition, Tensor) else _tensor(condition)
     if cond._data.dtype != np.bool_:
         cond = Tensor._wrap(cond._data.astype(bool))
-    return WhereBackward0.apply(cond, a, b)
+    return WhereBackward0.apply(a, b, cond=cond._data)
 
 
 class LerpBackward0(Op):
@@ -754,6 +799,8 @@ def bitwise_not(a):
 # ---- unary public functions -----------------------------------------------------------------------
 def _fn(cls):
     def f(input, *, out=None):
+        if out is None:
+            return cls.run(input)
         return _write_out(cls.run(input), out)
     f.__name__ = cls.__name__.replace("Backward0", "").lower()
     f.__doc__ = f"Elementwise {f.__name__}; gradient by {cls.__name__}."
