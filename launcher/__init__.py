@@ -1,4 +1,11 @@
 """disttorch-run: starts and supervises the worker processes of a disttorch job.
 
-Imports nothing of the tensor stack, so it starts fast and survives a broken worker.
+Imports nothing of the tensor stack (nor NumPy), so it starts fast and survives a broken worker.
+`python -m launcher` and the `disttorch-run` console script run `launcher.cli.main`.
+
+Modules: cli (options), config (values, worker environment), local (spawn and supervise one
+node), output (prefixed console lines, log files), report (the failure report), process and
+signals (stopping process groups, the launcher's own signals), control / coordinator /
+multinode (the launchers of several nodes), remote (ssh, hostfiles), schedulers (SLURM, MPI),
+dryrun, and _bootstrap (runs inside each worker).
 """

@@ -1,0 +1,6 @@
+"""`python -m launcher ...` is `disttorch-run ...`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
