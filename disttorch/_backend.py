@@ -53,7 +53,9 @@ def device_count() -> int:
 
 def is_cuda_array(array) -> bool:
     cp = _cupy
-    return cp is not None and isinstance(array, cp.ndarray) and not isinstance(array, np.ndarray)
+    # exact NumPy arrays are host arrays; anything of CuPy's array type (a test stand-in may subclass
+    # NumPy's) is a device array
+    return cp is not None and type(array) is not np.ndarray and isinstance(array, cp.ndarray)
 
 
 def array_module(array):

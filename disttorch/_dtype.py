@@ -49,6 +49,14 @@ int32 = int = dtype("int32", np.int32, 1)
 int64 = long = dtype("int64", np.int64, 1)
 bool = dtype("bool", np.bool_, 0)
 
+# The names PyTorch's error messages use: legacy tensor-type names and C++ scalar type names.
+LEGACY_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
+                "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool", "complex64": "ComplexFloat",
+                "complex128": "ComplexDouble"}
+CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int", "int32": "int",
+             "int16": "short int", "int8": "signed char", "uint8": "unsigned char", "bool": "bool",
+             "complex64": "c10::complex<float>", "complex128": "c10::complex<double>"}
+
 ALL = (float16, float32, float64, complex64, complex128, uint8, int8, int16, int32, int64, bool)
 _NAMES = {d.name: d for d in ALL}
 _FROM_NP = {d.np: d for d in ALL}
@@ -70,7 +78,7 @@ def set_default_dtype(d) -> None:
     global _default_float
     d = as_dtype(d)
     if not d.is_floating_point:
-        raise TypeError(f"only floating-point types are supported as the default type, got {d}")
+        raise TypeError("only floating-point types are supported as the default type")
     _default_float = d
 
 
@@ -78,7 +86,7 @@ def from_numpy_dtype(npd) -> dtype:
     d = _FROM_NP.get(np.dtype(npd))
     if d is None:
         raise TypeError(
-            f"can't convert np.ndarray of type numpy.{np.dtype(npd).name}. The only supported types are: "
+            f"can't convert np.ndarray of type numpy.{np.dtype(npd).type.__name__}. The only supported types are: "
             "float64, float32, float16, complex64, complex128, int64, int32, int16, int8, uint8, and bool.")
     return d
 

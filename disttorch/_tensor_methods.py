@@ -32,19 +32,40 @@ def _records(self, args):
     return False
 
 
-def _store(self, res):
-    """Writes an out-of-place result back into ``self`` (same memory, so views see it)."""
+def _check_store(self, res):
     rd, sd = res._data.dtype, self._data.dtype
     if rd != sd and not np.can_cast(rd, sd, casting="same_kind"):
         raise RuntimeError(f"result type {_LEGACY.get(D._FROM_NP[rd].name)} can't be cast to the desired output type {_LEGACY.get(D._FROM_NP[sd].name)}")
     if res._data.shape != self._data.shape:
         raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(res.shape)}")
+
+
+def _store(self, res):
+    """Writes an out-of-place result back into ``self`` (same memory, so views see it)."""
+    _check_store(self, res)
     self._data[...] = res._data
+
+
+def _inplace_on_view(self, region, fn, args, kwargs):
+    """An in-place op on a view, recorded on its base (PyTorch's CopySlices): the base's history gets
+    ``base[region] = fn(base[region])`` and the view is re-derived from the base's new history."""
+    cur = I.IndexBackward0.apply(I._HistoryHandle.of(self._base), index=region)
+    res = fn(cur, *args, **kwargs)
+    _check_store(self, res)
+    if res._data.dtype != self._data.dtype:
+        res = cast(res, self.dtype)
+    I.write_through_view(self, region, region, res, I.CopySlices)
+    return self
 
 
 def _inplace_generic(self, fn, args, kwargs):
     if _records(self, args):
         I._check_inplace_allowed(self)
+        region = I.view_region(self)
+        if region is not None:
+            _inplace_on_view(self, region, fn, args, kwargs)
+            self._vc[0] += 1
+            return self
         snap = Tensor._wrap(self._data.copy())
         snap._requires_grad = self._requires_grad
         snap.grad_fn = self.grad_fn
@@ -74,17 +95,24 @@ def _make_inplace(fn):
 
 def _ufunc_inplace(ufunc, fn, float_result=False):
     """Fast in-place arithmetic: ``ufunc(self, other, out=self)`` when nothing is recorded."""
+    is_sub = ufunc is np.subtract
 
     def method(self, other, *, alpha=1):
         if _records(self, (other,)):
             return _inplace_generic(self, (lambda s, o: fn(s, o, alpha=alpha)) if alpha != 1 else fn, (other,), {})
         a = self._data
+        if is_sub and (a.dtype.kind == "b" or isinstance(other, (bool, np.bool_)) or
+                       (isinstance(other, Tensor) and other._data.dtype.kind == "b")):
+            fn(self, other)  # raises PyTorch's error for subtraction with bools
         if float_result and a.dtype.kind not in "fc":
             raise RuntimeError(f"result type Float can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}")
         if isinstance(other, Tensor):
             o = other._data
         elif _is_scalar(other):
-            o = _py_scalar(other, self.dtype) if not (isinstance(other, float) and a.dtype.kind in "iub") else other
+            if D.scalar_dtype(other)._category > self.dtype._category:  # e.g. int_tensor.add_(1.5)
+                raise RuntimeError(f"result type {_LEGACY.get(D.result_dtype((self, other)).name)} can't be cast to "
+                                   f"the desired output type {_LEGACY.get(self.dtype.name)}")
+            o = _py_scalar(other, self.dtype)
         else:
             o = np.asarray(other)
         if alpha != 1:
@@ -92,10 +120,15 @@ def _ufunc_inplace(ufunc, fn, float_result=False):
         try:
             ufunc(a, o, out=a, casting="same_kind")
         except TypeError:  # NumPy's UFuncTypeError: the result cannot be cast to self's dtype
-            od = o.dtype if hasattr(o, "dtype") else np.asarray(o).dtype
-            raise RuntimeError(f"result type {_LEGACY.get(D._FROM_NP.get(np.result_type(a, od), D.float32).name, 'Float')} can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}") from None
-        except ValueError as e:
-            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape: {e}") from None
+            rd = D.result_dtype((self, other))
+            raise RuntimeError(f"result type {_LEGACY.get(rd.name)} can't be cast to the desired output type "
+                               f"{_LEGACY.get(self.dtype.name)}") from None
+        except ValueError:
+            from .ops.pointwise import _check_broadcast
+            if isinstance(other, Tensor):
+                _check_broadcast(self, other)
+            shape = np.broadcast_shapes(a.shape, np.shape(o))
+            raise RuntimeError(f"output with shape {list(a.shape)} doesn't match the broadcast shape {list(shape)}") from None
         self._vc[0] += 1
         return self
     method.__name__ = fn.__name__ + "_"
@@ -500,7 +533,7 @@ _METHODS = {
     "softmax": _softmax, "log_softmax": _log_softmax, "count_nonzero": F.count_nonzero, "median": F.median,
     # linear algebra
     "matmul": F.matmul, "mm": F.mm, "bmm": F.bmm, "mv": F.mv, "dot": F.dot, "inner": F.inner, "outer": F.outer,
-    "ger": F.outer, "addmm": F.addmm,
+    "ger": F.outer, "addmm": F.addmm, "baddbmm": F.baddbmm, "addmv": F.addmv,
     # shape
     "view": _view, "view_as": _view_as, "reshape": _reshape, "reshape_as": _reshape_as, "permute": _permute,
     "transpose": S.transpose, "swapaxes": S.transpose, "swapdims": S.transpose, "t": S.t,
@@ -554,13 +587,40 @@ for _name, _ufname in (("neg", "negative"), ("exp", "exp"), ("log", "log"), ("sq
     setattr(Tensor, _name + "_", _unary_inplace(getattr(F, _name), _ufname))
 Tensor.negative_ = Tensor.neg_
 Tensor.absolute_ = Tensor.abs_
+Tensor.fix_ = Tensor.trunc_
+Tensor.sgn_ = Tensor.sign_
 
-for _name in ("pow", "remainder", "fmod", "floor_divide", "rsqrt", "round", "tril", "triu", "t", "transpose",
-              "squeeze", "unsqueeze", "clamp_min", "clamp_max", "atan2", "frac", "erf", "tan", "exp2", "log2",
-              "log10", "asin", "acos", "atan", "sinh", "cosh", "maximum", "minimum", "logical_not", "logical_and",
-              "logical_or", "logical_xor", "eq", "ne", "lt", "le", "gt", "ge", "cumsum"):
+def _shape_inplace(fn):
+    """``t_``, ``transpose_``, ``squeeze_``, ``unsqueeze_``: the tensor becomes a view of its own memory."""
+
+    def method(self, *args):
+        if _records(self, ()):
+            I._check_inplace_allowed(self)
+            res = fn(I._HistoryHandle.of(self), *args)
+            self.grad_fn = res.grad_fn
+        else:
+            res = fn(self, *args)
+        self._data = res._data
+        self._vc[0] += 1
+        return self
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+for _name in ("t", "transpose", "squeeze", "unsqueeze"):
+    setattr(Tensor, _name + "_", _shape_inplace(_METHODS[_name]))
+Tensor.swapaxes_ = Tensor.swapdims_ = Tensor.transpose_
+
+for _name in ("pow", "remainder", "fmod", "floor_divide", "rsqrt", "round", "tril", "triu", "clamp_min", "clamp_max",
+              "atan2", "frac", "erf", "tan", "exp2", "log2", "log10", "asin", "acos", "atan", "sinh", "cosh", "maximum",
+              "minimum", "logical_not", "logical_and", "logical_or", "logical_xor", "eq", "ne", "lt", "le", "gt", "ge",
+              "cumsum", "cumprod", "addmm", "baddbmm", "addmv", "bitwise_not", "masked_scatter"):
     if not hasattr(Tensor, _name + "_"):
         setattr(Tensor, _name + "_", _make_inplace(_METHODS[_name]))
+
+Tensor.arcsin_, Tensor.arccos_, Tensor.arctan_, Tensor.arctan2_ = Tensor.asin_, Tensor.acos_, Tensor.atan_, Tensor.atan2_
+Tensor.greater_, Tensor.greater_equal_, Tensor.less_, Tensor.less_equal_, Tensor.not_equal_ = (
+    Tensor.gt_, Tensor.ge_, Tensor.lt_, Tensor.le_, Tensor.ne_)
 
 Tensor.__iadd__ = lambda self, other: Tensor.add_(self, other)
 Tensor.__isub__ = lambda self, other: Tensor.sub_(self, other)

@@ -6,6 +6,8 @@ as each node finishes unless ``retain_graph`` is set.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .grad_mode import STATE
@@ -23,23 +25,25 @@ def _type_str(t):
     return f"torch.{_TYPE_NAMES.get(t.dtype.name, 'Tensor')} [{', '.join(str(s) for s in t.shape)}]"
 
 
+def _modified_error(type_str, node, version, expected):
+    # PyTorch names the producing op without its "Backward<N>" suffix ("output 0 of Add")
+    where = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', type(node).__name__)}," if node is not None else ""
+    return RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [{type_str}]{where} is at version {version}; expected version {expected} instead. "
+        "Hint: enable anomaly detection to find the operation that failed to compute its gradient, "
+        "with torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
+
 def _check_versions(node):
     versions = node._saved_versions
     for t, v in zip(node.saved, versions):
         if t._vc[0] != v:
-            where = f", which is output 0 of {type(t.grad_fn).__name__}," if t.grad_fn is not None else ""
-            raise RuntimeError(
-                f"one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: [{_type_str(t)}]{where} is at version {t._vc[0]}; expected version {v} instead. "
-                "Hint: enable anomaly detection to find the operation that failed to compute its gradient, "
-                "with torch.autograd.set_detect_anomaly(True).")
+            raise _modified_error(_type_str(t), t.grad_fn, t._vc[0], v)
     out_vc = node.__dict__.get("_out_vc")
     if out_vc is not None and out_vc[0] != 0:
-        raise RuntimeError(
-            "one of the variables needed for gradient computation has been modified by an inplace operation: "
-            f"output 0 of {type(node).__name__} is at version {out_vc[0]}; expected version 0 instead. "
-            "Hint: enable anomaly detection to find the operation that failed to compute its gradient, "
-            "with torch.autograd.set_detect_anomaly(True).")
+        from ..tensor import Tensor
+        raise _modified_error(_type_str(Tensor._wrap(node.out)), node, out_vc[0], 0)
 
 
 def _make_root_grads(tensors, grad_tensors, create_graph):
@@ -90,20 +94,20 @@ def _collect(roots):
 
 def _needed(seen, targets):
     """Nodes from which a target node is reachable (autograd.grad prunes everything else)."""
+    # Walk the reversed edges from the targets: linear in the graph (a fixed point over the nodes
+    # was quadratic on deep chains).
+    parents = {}
+    for node in seen:
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                parents.setdefault(nxt, []).append(node)
     needed = set(targets)
-    changed = True
-    # Fixed point over the (acyclic) graph; cheap relative to running the graph itself.
-    order = list(seen)
-    while changed:
-        changed = False
-        for node in order:
-            if node in needed:
-                continue
-            for nxt, _ in node.next_functions:
-                if nxt is not None and nxt in needed:
-                    needed.add(node)
-                    changed = True
-                    break
+    stack = list(needed)
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in needed:
+                needed.add(parent)
+                stack.append(parent)
     return needed
 
 
@@ -223,12 +227,12 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         return None
     if capture is not None:
         out = []
-        for t in inputs:
+        for i, t in enumerate(inputs):
             node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
             g = capture.get(node)
             if g is None and not allow_unused and not accumulate:
                 raise RuntimeError(
-                    "One of the differentiated Tensors appears to not have been used in the graph. "
+                    f"The differentiated Tensor at index {i} appears to not have been used in the graph. "
                     "Set allow_unused=True if this is the desired behavior.")
             if g is not None and not isinstance(g, Tensor):
                 g = Tensor._wrap(np.array(g) if isinstance(g, np.generic) or not _is_fresh(g) else g)

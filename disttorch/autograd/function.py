@@ -44,11 +44,23 @@ class BackwardCFunction(Node):
     def backward(self, g, ns, *saved):
         from ..tensor import Tensor
         ctx = self.ctx
+        # One node per differentiable output (the engine routes one gradient per node); the user's
+        # backward gets this output's gradient and zeros for the others (PyTorch's materialized grads).
+        # Backward is linear in its gradients, so the nodes' input gradients add up to the full one.
+        outs = []
+        for i, spec in enumerate(self.out_specs):
+            if i == self.out_index:
+                outs.append(g if ns.graph else Tensor._wrap(g))
+            elif spec is None:
+                outs.append(None)
+            else:
+                z = Tensor._wrap(_zeros(g, *spec))
+                outs.append(z)
         if ns.graph:
-            grads = self.fn_cls.backward(ctx, g)
+            grads = self.fn_cls.backward(ctx, *outs)
         else:
             with no_grad():
-                grads = self.fn_cls.backward(ctx, Tensor._wrap(g))
+                grads = self.fn_cls.backward(ctx, *outs)
         if not isinstance(grads, tuple):
             grads = (grads,)
         out = []
@@ -83,27 +95,35 @@ class Function:
         if not record:
             return out
         node_cls = _node_class(cls)
-        node = node_cls()
-        node.ctx, node.fn_cls = ctx, cls
         edges = []
         for a in args:
             if isinstance(a, Tensor) and a._requires_grad:
                 edges.append((a.grad_fn if a.grad_fn is not None else a._grad_accumulator(), 0))
             else:
                 edges.append((None, 0))
-        node.next_functions = tuple(edges)
-        node.needs_input_grad = ctx.needs_input_grad
+        edges = tuple(edges)
         outs = out if isinstance(out, tuple) else (out,)
+        specs = [(tuple(o._data.shape), o._data.dtype) if isinstance(o, Tensor) else None for o in outs]
         non_diff = set(id(t) for t in getattr(ctx, "_non_diff", ()))
         wrapped = []
-        for o in outs:
+        for i, o in enumerate(outs):
             if isinstance(o, Tensor) and id(o) not in non_diff and o._data.dtype.kind in "fc":
                 if any(o is a for a in tensor_args):
                     o = o.view_as(o) if not hasattr(ctx, "_dirty") else o
+                node = node_cls()
+                node.ctx, node.fn_cls = ctx, cls
+                node.next_functions = edges
+                node.needs_input_grad = ctx.needs_input_grad
+                node.out_index, node.out_specs = i, specs
                 o.grad_fn = node
                 o._requires_grad = True
             wrapped.append(o)
         return tuple(wrapped) if isinstance(out, tuple) else wrapped[0]
+
+
+def _zeros(like, shape, dtype):
+    from .._backend import array_module
+    return array_module(like._data if hasattr(like, "_data") else like).zeros(shape, dtype=dtype)
 
 
 _node_classes = {}

@@ -17,15 +17,15 @@ def _numerical_jacobian(fn, inputs, eps):
             jac.append(None)
             continue
         arr = inp._data
-        flat = arr.reshape(-1)
         cols = []
-        for k in range(flat.size):
-            orig = flat[k].item()
-            flat[k] = orig + eps
+        # index the array itself: reshape(-1) would copy a non-contiguous input and perturb nothing
+        for idx in np.ndindex(*arr.shape):
+            orig = arr[idx].item()
+            arr[idx] = orig + eps
             plus = [o._data.astype(np.float64).reshape(-1).copy() for o in _tuple(fn(*inputs))]
-            flat[k] = orig - eps
+            arr[idx] = orig - eps
             minus = [o._data.astype(np.float64).reshape(-1).copy() for o in _tuple(fn(*inputs))]
-            flat[k] = orig
+            arr[idx] = orig
             cols.append(np.concatenate([(p - m) / (2 * eps) for p, m in zip(plus, minus)]))
         jac.append(np.stack(cols, 1) if cols else np.zeros((sum(o.numel() for o in outs), 0)))
     return jac

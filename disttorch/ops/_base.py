@@ -141,6 +141,11 @@ class ArrayNamespace:
         """The op's own output (saved by ``saves_output`` ops)."""
         return node.out
 
+    @staticmethod
+    def const(array, like):
+        """A constant array as the mode's value type (already an array here)."""
+        return array
+
     def astype(self, x, dtype_np):
         return x.astype(dtype_np, copy=False)
 

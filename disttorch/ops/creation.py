@@ -77,7 +77,32 @@ def _array_from_data(data, dtype=None):
             return arr.astype(npd)
         return np.array(data, dtype=npd)
     except (ValueError, TypeError) as e:
+        _check_nested_lengths(data)
         raise ValueError(f"expected sequence of equal-length rows to build a tensor: {e}") from None
+
+
+def _check_nested_lengths(data):
+    """Raises PyTorch's error for ragged nested sequences (shape taken from the first elements)."""
+    shape, x = [], data
+    while isinstance(x, (list, tuple, np.ndarray)):
+        shape.append(len(x))
+        if not len(x):
+            break
+        x = x[0]
+
+    def walk(x, d):
+        if d == len(shape):
+            if isinstance(x, (list, tuple, np.ndarray)):
+                raise TypeError(f"'{type(x).__name__}' object cannot be interpreted as a number")
+            return
+        if not isinstance(x, (list, tuple, np.ndarray)):
+            raise TypeError("not a sequence")
+        if len(x) != shape[d]:
+            raise ValueError(f"expected sequence of length {shape[d]} at dim {d} (got {len(x)})")
+        for e in x:
+            walk(e, d + 1)
+
+    walk(data, 0)
 
 
 def _place(arr, device):
@@ -91,10 +116,7 @@ def _place(arr, device):
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
     """A new tensor copying ``data`` (scalar, nested sequence, NumPy array or tensor)."""
-    t = Tensor._wrap(_place(_array_from_data(data, dtype), device))
-    if requires_grad:
-        t.requires_grad_(True)
-    return t
+    return _finish(_array_from_data(data, dtype), device, requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None):
@@ -147,7 +169,9 @@ def _dt(dtype):
 def _finish(arr, device, requires_grad):
     t = Tensor._wrap(_place(arr, device))
     if requires_grad:
-        t.requires_grad_(True)
+        if arr.dtype.kind not in "fc":  # factories word it differently from requires_grad_()
+            raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
+        t._requires_grad = True
     return t
 
 
@@ -188,7 +212,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (end - start) / step < 0:
-        raise RuntimeError(f"upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if dtype is None:
         isfloat = any(isinstance(v, float) for v in (start, end, step))
         dtype = D.get_default_dtype() if isfloat else D.int64

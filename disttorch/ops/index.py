@@ -7,7 +7,7 @@ import numpy as np
 from .. import _dtype as D
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
-from .pointwise import _xp, cast, _is_scalar, _py_scalar
+from .pointwise import _xp, cast, _is_scalar, _py_scalar, check_broadcast_many
 from .shape import AliasBackward0, SelectBackward0, SliceBackward0, UnsqueezeBackward0, _SliceView
 from ..tensor import Tensor, _wrap_dim
 
@@ -22,7 +22,7 @@ def _convert_index(index, shape=None):
             arr = item._data
             if arr.dtype == np.bool_ or arr.dtype.kind in "iu":
                 advanced = True
-                out.append(arr)
+                out.append(arr.astype(bool) if arr.dtype == np.uint8 else arr)  # uint8 indexes as a mask
             elif arr.ndim == 0:
                 raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
             else:
@@ -71,6 +71,25 @@ def _check_bounds(idx, shape):
         dim += i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
 
 
+def _index_error(err, idx, shape):
+    """NumPy's IndexError in PyTorch's words (mask shape mismatches, out-of-bounds indices)."""
+    n_used = sum(i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
+                 for i in idx if i is not None and i is not Ellipsis and not isinstance(i, bool))
+    dim = 0
+    for i in idx:
+        if i is Ellipsis:
+            dim = len(shape) - (n_used - dim)
+        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            for j, (m, s) in enumerate(zip(i.shape, shape[dim:])):
+                if m != s:
+                    return IndexError(f"The shape of the mask {list(i.shape)} at index {j} does not match the shape "
+                                      f"of the indexed tensor {list(shape)} at index {dim + j}")
+            dim += i.ndim
+        elif i is not None and not isinstance(i, bool):
+            dim += 1
+    return IndexError(str(err).replace("axis", "dimension"))
+
+
 class IndexBackward0(Op):
     """Advanced indexing: the result is a copy; repeated indices accumulate in backward."""
 
@@ -79,15 +98,43 @@ class IndexBackward0(Op):
         try:
             return x[index]
         except IndexError as e:
-            raise IndexError(str(e).replace("axis", "dimension")) from None
+            raise _index_error(e, index, x.shape) from None
 
     def backward(self, g, ns):
         return (ns.index_add(self.src, self.index, g, g),)
 
 
+def _split_ints(idx):
+    """PyTorch applies integer indices (as selects) before the advanced ones; NumPy counts an int next to
+    an index array as advanced too, which moves the result's dims (``x[1, :, [0, 3]]``). Returns the
+    (basic, advanced) pair of indices that reproduces PyTorch's order, or None when no int meets an array."""
+    if not any(type(i) is int for i in idx) or not any(isinstance(i, np.ndarray) for i in idx):
+        return None
+    basic, adv = [], []
+    for i in idx:
+        if isinstance(i, np.ndarray):
+            basic.extend([slice(None)] * (i.ndim if i.dtype == np.bool_ else 1))
+            adv.append(i)
+        elif type(i) is int:
+            basic.append(i)
+        elif i is None or isinstance(i, slice):
+            basic.append(i)
+            adv.append(slice(None))
+        elif i is Ellipsis:
+            basic.append(i)
+            adv.append(i)
+        else:  # a Python bool: leave it to NumPy
+            return None
+    return tuple(basic), tuple(adv)
+
+
 def getitem(x, index):
     idx, advanced = _convert_index(index)
     if advanced:
+        split = _split_ints(idx)
+        if split is not None:
+            _check_bounds(split[0], x._data.shape)
+            return IndexBackward0.apply(SelectBackward0.apply(x, index=split[0]), index=split[1])
         return IndexBackward0.apply(x, index=idx)
     _check_bounds(idx, x._data.shape)
     if all(i is None for i in idx) and idx:
@@ -107,8 +154,10 @@ def getitem(x, index):
 class IndexPutBackward0(Op):
     """``x[index] = value`` recorded in place: x's old content gets zero gradient at ``index``."""
 
-    def forward(self, x, value, index, accumulate=False):
+    def forward(self, x, value, index, accumulate=False, copy=False):
         self.index, self.vshape, self.accumulate = index, value.shape, accumulate
+        if copy:  # out-of-place index_put
+            x = x.copy()
         if accumulate:
             _xp(x).add.at(x, index, value)
         else:
@@ -126,30 +175,119 @@ class IndexPutBackward0(Op):
         return gx, gv
 
 
+class CopySlices(IndexPutBackward0):
+    """``x[basic_index] = value`` recorded in place (PyTorch's name for it)."""
+
+
 def setitem(x, index, value):
     """``x[index] = value``; in place, with autograd history when needed."""
     idx, advanced = _convert_index(index)
+    # PyTorch writes through a view (CopySlices) unless the index is purely advanced
+    through_view = not advanced or any(type(i) is int or i is None or (isinstance(i, slice) and i != slice(None))
+                                       for i in idx)
     if not advanced:
         _check_bounds(idx, x._data.shape)
+    elif _split_ints(idx) is not None:  # PyTorch's order: as one advanced index over x's own dims
+        basic, adv = _split_ints(idx)
+        _check_bounds(basic, x._data.shape)
+        idx = np.unravel_index(np.arange(x._data.size).reshape(x._data.shape)[basic][adv], x._data.shape)
     if isinstance(value, Tensor):
         v = value if value._data.dtype == x._data.dtype else cast(value, x.dtype)
     else:
         from .creation import _array_from_data
         v = Tensor._wrap(_array_from_data(value, x.dtype))
+    if v.ndim and v._data.shape[0] == 1:
+        v = _drop_leading_ones(v, x._data[idx].shape)
     record = STATE.enabled and (x._requires_grad or v._requires_grad)
     if record:
-        _check_inplace_allowed(x)
-        node = IndexPutBackward0()
-        node._run((_HistoryHandle.of(x), v), {"index": idx})
-        x.grad_fn = node
-        x._requires_grad = True
+        # x[0] = v writes through a view of x (PyTorch's message says so); x[:] = v and x[[0]] = v do not
+        _check_inplace_allowed(x, view=not advanced and any(i is not Ellipsis and i != slice(None) for i in idx))
+        _check_value_shape(x, idx, v, advanced)
+        node_cls = CopySlices if through_view else IndexPutBackward0
+        region = view_region(x)
+        if region is not None:  # x is a view: the write goes into its base's history
+            write_through_view(x, region, tuple(r[idx] for r in region), v, node_cls)
+        else:
+            node = node_cls()
+            node._run((_HistoryHandle.of(x), v), {"index": idx})
+            x.grad_fn = node
+            x._requires_grad = True
     else:
-        vd = v._data
         try:
-            x._data[idx] = vd
-        except ValueError as e:
-            raise RuntimeError(f"shape mismatch: value tensor of shape {list(v.shape)} cannot be broadcast to indexing result: {e}") from None
+            x._data[idx] = v._data
+        except ValueError:
+            _check_value_shape(x, idx, v, advanced)
+            raise
+        except IndexError as e:
+            raise _index_error(e, idx, x._data.shape) from None
     x._vc[0] += 1
+
+
+def _drop_leading_ones(v, target):
+    """PyTorch drops a value's extra leading size-1 dims (``x[0] = ones(1, 1, 3)``)."""
+    n = 0
+    while v.ndim - n > len(target) and v._data.shape[n] == 1:
+        n += 1
+    return v.reshape(v.shape[n:]) if n else v
+
+
+def _check_value_shape(x, idx, v, advanced):
+    """Raises PyTorch's error when ``v`` does not broadcast to the indexing result ``x[idx]``."""
+    target = tuple(x._data[idx].shape)
+    vs = tuple(v.shape)
+    try:
+        if np.broadcast_shapes(target, vs) == target:
+            return
+    except ValueError:
+        pass
+    if advanced:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(vs)} cannot be broadcast to indexing result "
+                           f"of shape {list(target)}")
+    from .shape import _expand_error
+    raise _expand_error(vs, list(target))
+
+
+def view_region(view):
+    """For a view of a NumPy-backed base: the advanced index (one int array per base dim, each of the
+    view's shape) of the base elements the view aliases; None for non-views and what it cannot map."""
+    base = view._base
+    if base is None:
+        return None
+    v, b = view._data, base._data
+    if type(v) is not np.ndarray or type(b) is not np.ndarray or v.dtype != b.dtype or b.ndim == 0 or b.size == 0:
+        return None
+
+    def offsets(a, start):
+        off = np.full(a.shape, start, np.int64)
+        for k, (n, st) in enumerate(zip(a.shape, a.strides)):
+            off = off + (np.arange(n, dtype=np.int64) * st).reshape([-1 if i == k else 1 for i in range(a.ndim)])
+        return off
+
+    v_off = offsets(v, v.__array_interface__["data"][0] - b.__array_interface__["data"][0])
+    if b.flags.c_contiguous:  # the usual case: byte offset / itemsize is the flat index
+        flat = v_off // b.itemsize
+        if v_off.size and (flat.min() < 0 or flat.max() >= b.size):
+            return None
+        return np.unravel_index(flat, b.shape)
+    b_off = offsets(b, 0).reshape(-1)
+    order = np.argsort(b_off, kind="stable")
+    ranked = b_off[order]
+    pos = np.minimum(np.searchsorted(ranked, v_off), ranked.size - 1)
+    if not (ranked[pos] == v_off).all():  # the base's memory was replaced: not a view any more
+        return None
+    return np.unravel_index(order[pos], b.shape)
+
+
+def write_through_view(view, region, target, value, node_cls):
+    """Records ``base[target] = value`` on ``view``'s base and re-derives the view (``base[region]``)
+    from the base's new history, as PyTorch rebases a view written in place."""
+    base = view._base
+    node = node_cls()
+    node._run((_HistoryHandle.of(base), value), {"index": target})
+    base.grad_fn = node
+    base._requires_grad = True
+    view.grad_fn = IndexBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
+    view._requires_grad = True
 
 
 class _HistoryHandle:
@@ -167,21 +305,19 @@ class _HistoryHandle:
         return h
 
 
-def _check_inplace_allowed(x):
+def _check_inplace_allowed(x, view=False):
     if x.grad_fn is None and x._requires_grad:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        raise RuntimeError(f"a {'view of a ' if view else ''}leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
     base = x._base
     if base is not None and base.grad_fn is None and base._requires_grad:
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 
 def index_put(input, indices, values, accumulate=False):
-    out = input.clone()
     idx = tuple(i._data if isinstance(i, Tensor) else i for i in indices)
     v = values if isinstance(values, Tensor) else Tensor._wrap(np.asarray(values, dtype=input._data.dtype))
-    node = IndexPutBackward0()
-    res = node._run((out, cast(v, input.dtype)), {"index": idx, "accumulate": accumulate})
-    return res
+    return IndexPutBackward0.apply(input, cast(v, input.dtype), index=idx, accumulate=accumulate, copy=True)
 
 
 class GatherBackward0(Op):
@@ -205,7 +341,7 @@ def gather(input, dim, index, *, sparse_grad=False):
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     ix = index._data
     n = input.shape[axis]
-    if ix.size and (ix.min() < -n or ix.max() >= n):
+    if ix.size and (ix.min() < 0 or ix.max() >= n):
         bad = int(ix.max()) if ix.max() >= n else int(ix.min())
         raise RuntimeError(f"index {bad} is out of bounds for dimension {axis} with size {n}")
     # take_along_axis needs matching sizes on the other dims: view the leading block of input
@@ -246,12 +382,22 @@ class ScatterBackward0(Op):
         return gx, gs
 
 
+class ScatterBackward1(ScatterBackward0):
+    """scatter of a number."""
+
+
+class ScatterAddBackward0(ScatterBackward0):
+    """scatter_add / scatter(reduce='add')."""
+
+
 def _scatter(input, dim, index, src, add):
     _check_index_tensor(index, "scatter")
     axis = _wrap_dim(dim, input.ndim)
+    cls = ScatterAddBackward0 if add else ScatterBackward0
     if not isinstance(src, Tensor):
         src = Tensor._wrap(np.full(index.shape, _py_scalar(src, input.dtype), dtype=input._data.dtype))
-    return ScatterBackward0.apply(input, cast(src, input.dtype), index=index._data, axis=axis, add=add)
+        cls = ScatterBackward1
+    return cls.apply(input, cast(src, input.dtype), index=index._data, axis=axis, add=add)
 
 
 def scatter(input, dim, index, src=None, value=None, *, reduce=None):
@@ -291,7 +437,8 @@ def index_select(input, dim, index):
     ix = index._data.reshape(-1)
     n = input.shape[axis] if input.ndim else 1
     if ix.size and (ix.min() < 0 or ix.max() >= n):
-        raise IndexError(f"index out of range in self")
+        bad = int(ix.max()) if ix.max() >= n else int(ix.min())
+        raise RuntimeError(f"INDICES element is out of DATA bounds, id={bad} axis_dim={n}")
     return IndexSelectBackward0.apply(input, Tensor._wrap(ix), axis=axis)
 
 
@@ -326,7 +473,8 @@ class MaskedFillBackward1(Op):
 
 def masked_fill(input, mask, value):
     if mask._data.dtype != np.bool_:
-        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {D.CPP_NAMES[mask.dtype.name]}")
+    check_broadcast_many(mask, input)
     if isinstance(value, Tensor):
         if value.ndim != 0:
             raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with {value.ndim} dimension(s).")
@@ -336,20 +484,36 @@ def masked_fill(input, mask, value):
     return MaskedFillBackward0.apply(input, mask=mask._data, value=_py_scalar(value, input.dtype))
 
 
+class MaskedSelectBackward0(Op):
+    """The elements of ``x`` (broadcast with the mask) where the mask is True, as a 1-d copy."""
+
+    def forward(self, x, mask):
+        xp = _xp(x)
+        shape = np.broadcast_shapes(x.shape, mask.shape)
+        self.src, self.shape = x.shape, shape
+        self.mask = xp.broadcast_to(mask, shape)
+        return xp.broadcast_to(x, shape)[self.mask]
+
+    def backward(self, g, ns):
+        return (unbroadcast(ns, ns.index_put_zeros(self.shape, self.mask, g), self.src),)
+
+
 def masked_select(input, mask):
     if mask._data.dtype != np.bool_:
-        raise RuntimeError(f"masked_select: expected BoolTensor for mask")
-    shape = np.broadcast_shapes(input.shape, mask.shape)
-    x = input if tuple(input.shape) == shape else input.expand(shape)
-    m = np.broadcast_to(mask._data, shape)
-    return IndexBackward0.apply(x, index=(m,))
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
+    check_broadcast_many(mask, input)
+    return MaskedSelectBackward0.apply(input, mask=mask._data)
 
 
 def masked_scatter(input, mask, source):
-    out = input.clone()
+    """``input`` with the masked positions filled, in order, from the start of ``source``."""
+    check_broadcast_many(mask, input)
     m = np.broadcast_to(mask._data, input.shape)
     n = int(m.sum())
-    out._data[m] = source._data.reshape(-1)[:n]
+    if source.numel() < n:
+        raise RuntimeError("masked_scatter: expected source to have at least as many elements as ones in mask")
+    out = input.clone()
+    setitem(out, (m,), source.reshape(-1)[:n])  # recorded: gradients reach input and source
     return out
 
 
@@ -368,6 +532,12 @@ def argwhere(input):
     return nonzero(input)
 
 
+def _descending_key(x):
+    """An order-reversing key that keeps ties in order: -x for floats, ~x for integers and bools
+    (-x would wrap around for unsigned and minimum signed values)."""
+    return -x if x.dtype.kind in "fc" else ~x
+
+
 class SortBackward0(Op):
     def forward(self, x, axis, descending, stable):
         xp = _xp(x)
@@ -375,9 +545,7 @@ class SortBackward0(Op):
         if x.ndim == 0:
             self.idx = xp.zeros((), np.int64)
             return x.copy()
-        idx = xp.argsort(-x if descending and x.dtype.kind != "b" else x, axis=axis, kind="stable")
-        if descending and x.dtype.kind == "b":
-            idx = xp.flip(xp.argsort(x, axis=axis, kind="stable"), axis)
+        idx = xp.argsort(_descending_key(x) if descending else x, axis=axis, kind="stable")
         self.idx = idx
         return xp.take_along_axis(x, idx, axis)
 
@@ -408,7 +576,7 @@ class TopkBackward0(Op):
     def forward(self, x, k, axis, largest, sorted):
         xp = _xp(x)
         self.axis, self.src = axis, x.shape
-        key = -x if largest else x
+        key = _descending_key(x) if largest else x
         if k < x.shape[axis]:
             part = xp.argpartition(key, k - 1, axis=axis)
             idx = xp.take(part, xp.arange(k), axis=axis)
@@ -436,13 +604,12 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
 
 
 def kthvalue(input, k, dim=-1, keepdim=False):
-    from .reduce import return_types
-    vals, idx = sort(input, dim)
-    d = _wrap_dim(dim, input.ndim)
-    v, i = vals.narrow(d, k - 1, 1), idx.narrow(d, k - 1, 1)
-    if not keepdim:
-        v, i = v.squeeze(d), i.squeeze(d)
-    return return_types["kthvalue"](v, i)
+    """The k-th smallest element (1-based ``k``) along ``dim``, with its index."""
+    from .reduce import KthvalueBackward0, kth_along
+    n = input.shape[_wrap_dim(dim, input.ndim)] if input.ndim else 1
+    if not 1 <= k <= n:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {_wrap_dim(dim, input.ndim)}")
+    return kth_along("kthvalue", KthvalueBackward0, input, k - 1, dim, keepdim)
 
 
 class IndexAddBackward0(Op):
@@ -465,12 +632,19 @@ def index_add(input, dim, index, source, *, alpha=1):
     return IndexAddBackward0.apply(input, cast(source, input.dtype), axis=_wrap_dim(dim, input.ndim), index=index._data, alpha=alpha)
 
 
+class IndexFillBackward0(MaskedFillBackward0):
+    """index_fill with a number (a masked fill along one dim)."""
+
+
 def index_fill(input, dim, index, value):
     full = [slice(None)] * input.ndim
     full[_wrap_dim(dim, input.ndim)] = index._data
     mask = np.zeros(input.shape, bool)
     mask[tuple(full)] = True
-    return masked_fill(input, Tensor._wrap(mask), value)
+    if isinstance(value, Tensor) and value._requires_grad:
+        return masked_fill(input, Tensor._wrap(mask), value)
+    v = value.item() if isinstance(value, Tensor) else value
+    return IndexFillBackward0.apply(input, mask=mask, value=_py_scalar(v, input.dtype))
 
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):

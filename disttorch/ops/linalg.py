@@ -90,7 +90,9 @@ class MatmulBackward0(Op):
 def matmul(input, other, *, out=None):
     """``@`` with PyTorch's rules: dot, mv, mm, bmm and broadcast batched products."""
     if input._data.dtype != other._data.dtype:
-        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {input.dtype.name} != {other.dtype.name}")
+        from .._dtype import CPP_NAMES
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {CPP_NAMES[input.dtype.name]} != "
+                           f"{CPP_NAMES[other.dtype.name]}")
     if type(input._data) is not type(other._data):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, {input.device} and {other.device}!")
     da, db = input.ndim, other.ndim
@@ -204,14 +206,14 @@ class EinsumBackward(Op):
 
     def forward(self, *xs, spec):
         self.spec = spec
-        self.saved_arrays = xs
+        self.save_inputs = tuple(range(len(xs)))  # saved as inputs, so create_graph differentiates them
         return _xp(xs[0]).einsum(spec, *xs, optimize=len(xs) > 2)
 
-    def backward(self, g, ns):
+    def backward(self, g, ns, *saved):
         ins, out = self.spec.split("->")
         terms = ins.split(",")
         size = {}
-        for t, a in zip(terms, self.saved_arrays):
+        for t, a in zip(terms, saved):
             size.update(zip(t, a.shape))
         grads = []
         for i, term in enumerate(terms):
@@ -219,7 +221,7 @@ class EinsumBackward(Op):
                 grads.append(None)
                 continue
             others = [t for j, t in enumerate(terms) if j != i]
-            consts = [ns.const(a, g) for j, a in enumerate(self.saved_arrays) if j != i]
+            consts = [a for j, a in enumerate(saved) if j != i]
             full = "".join(dict.fromkeys(term))
             avail = set(out).union(*others) if others else set(out)
             kept = "".join(c for c in full if c in avail)
@@ -328,7 +330,7 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False):
         s = _sum(A.abs(), dim[0] if col else dim[1], keepdim=True)
         from .reduce import amin
         r = (amax if ord > 0 else amin)(s, dim[1] if col else dim[0], keepdim=True)
-        return r if keepdim else r.squeeze(dim[1]).squeeze(dim[0])
+        return r if keepdim else r.squeeze((dim[0], dim[1]))
     raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
 
 

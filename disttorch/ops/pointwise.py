@@ -110,6 +110,24 @@ def _check_broadcast(a, b):
                 f"The size of tensor a ({x}) must match the size of tensor b ({y}) at non-singleton dimension {max(na, nb)}")
 
 
+def check_broadcast_many(*tensors):
+    """PyTorch's broadcast error for several operands (shapes are combined left to right)."""
+    shape = None
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            continue
+        s = t._data.shape
+        if shape is None or s == shape:
+            shape = s
+            continue
+        for i in range(1, min(len(shape), len(s)) + 1):
+            x, y = shape[-i], s[-i]
+            if x != y and x != 1 and y != 1:
+                raise RuntimeError(f"The size of tensor a ({x}) must match the size of tensor b ({y}) at "
+                                   f"non-singleton dimension {max(len(shape), len(s)) - i}")
+        shape = np.broadcast_shapes(shape, s)
+
+
 # ---- casts ------------------------------------------------------------------------------------
 class ToCopyBackward0(Op):
     """dtype conversion; the gradient converts back."""
@@ -242,7 +260,8 @@ class DivBackward2(_Binary):
                 return np.floor_divide(x, y)
             q = np.floor_divide(x, y)
             r = x - q * y
-            return q + ((r != 0) & ((r < 0) != (np.asarray(y) < 0))).astype(q.dtype)
+            # floor rounds a negative inexact quotient down; trunc rounds it towards zero
+            return q + ((r != 0) & ((np.asarray(x) < 0) != (np.asarray(y) < 0))).astype(q.dtype)
         q = x / y
         return np.floor(q) if rounding_mode == "floor" else np.trunc(q)
 
@@ -304,16 +323,29 @@ class PowBackward2(_Binary):
         return (g * ns.out(self) * math.log(self.base) if self.base > 0 else g * 0,)
 
 
+def _no_bool(dt, kernel):
+    if dt is D.bool:
+        raise NotImplementedError(f"\"{kernel}\" not implemented for 'Bool'")
+
+
 def pow(input, exponent):
     if isinstance(input, Tensor) and _is_scalar(exponent):
         dt = D.result_dtype((input, exponent))
+        if dt is D.bool:  # bool ** bool: x ** True is x, x ** False is True
+            return input.clone() if exponent else Tensor._wrap(np.ones(input._data.shape, np.bool_))
+        if dt._category == 1 and exponent < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
         input = _conv(input, dt)
         return PowBackward0.apply(input, b=_py_scalar(exponent, dt))
     if _is_scalar(input):
         t, s, dt = promote(exponent, input)
+        _no_bool(dt, "pow")
         return PowBackward2.apply(t, b=s)
     a, b, dt = promote(input, exponent)
+    _no_bool(dt, "pow")
     _check_broadcast(a, b)
+    if dt._category == 1 and (b._data < 0).any():
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
     return PowBackward1.apply(a, b)
 
 
@@ -415,8 +447,16 @@ def add(input, other, *, alpha=1, out=None):
     return _write_out(binary(AddBackward0, input, other, alpha=alpha), out)
 
 
+def _is_bool(v):
+    return (isinstance(v, Tensor) and v._data.dtype.kind == "b") or isinstance(v, (bool, np.bool_))
+
+
 def sub(input, other, *, alpha=1, out=None):
-    if isinstance(input, Tensor) and isinstance(other, Tensor) and (input.dtype is D.bool or other.dtype is D.bool):
+    bool_in, bool_other = _is_bool(input), _is_bool(other)
+    if bool_in and bool_other:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    if bool_in or bool_other:
         raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
                            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
     if _is_scalar(input):
@@ -449,8 +489,9 @@ def div(input, other, *, rounding_mode=None, out=None):
     """True division (int / int gives float), or with ``rounding_mode`` 'trunc' / 'floor'."""
     if rounding_mode is not None:
         if rounding_mode not in ("trunc", "floor"):
-            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
+            raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
         a, b, dt = promote(input, other)
+        _no_bool(dt, f"div_{rounding_mode}_cpu")
         if dt._category < 2:
             bd = b._data if isinstance(b, Tensor) else b
             if np.any(np.asarray(bd) == 0):
@@ -475,28 +516,42 @@ def floor_divide(input, other):
     return div(input, other, rounding_mode="floor")
 
 
+def _check_int_divisor(dt, kernel, input, other):
+    """Integer remainder by zero raises in PyTorch (NumPy would warn and return 0)."""
+    _no_bool(dt, kernel)
+    if dt._category == 1:
+        d = other._data if isinstance(other, Tensor) else other
+        if np.any(np.asarray(d) == 0):
+            raise RuntimeError("ZeroDivisionError")
+
+
 def remainder(input, other):
     both = isinstance(input, Tensor) and isinstance(other, Tensor)
+    _check_int_divisor(D.result_dtype((input, other)), "remainder_cpu", input, other)
     return binary(RemainderBackward1 if both else RemainderBackward0, input, other)
 
 
 def fmod(input, other):
     both = isinstance(input, Tensor) and isinstance(other, Tensor)
+    _check_int_divisor(D.result_dtype((input, other)), "fmod_cpu", input, other)
     return binary(FmodBackward1 if both else FmodBackward0, input, other)
 
 
 def maximum(input, other):
     a, b, dt = promote(input, other)
+    check_broadcast_many(a, b)
     return MaximumBackward0.apply(a, b)
 
 
 def minimum(input, other):
     a, b, dt = promote(input, other)
+    check_broadcast_many(a, b)
     return MinimumBackward0.apply(a, b)
 
 
 def atan2(input, other):
     a, b, dt = promote(input, other, float_result=True)
+    check_broadcast_many(a, b)
     return Atan2Backward0.apply(a, b)
 
 
@@ -636,10 +691,20 @@ def clamp(input, min=None, max=None, *, out=None, _cls=None):
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        check_broadcast_many(input, min, max)
         from .creation import full_like
-        lo = min if isinstance(min, Tensor) else full_like(input, -np.inf if min is None else min)
-        hi = max if isinstance(max, Tensor) else full_like(input, np.inf if max is None else max)
-        return _write_out(ClampBackward0.apply(input, lo.to(input.dtype), hi.to(input.dtype)), out)
+        dt = D.result_dtype([v for v in (input, min, max) if v is not None])
+        x = _conv(input, dt)
+
+        def bound(v, low):
+            if isinstance(v, Tensor):
+                return _conv(v, dt)
+            if v is None:  # the dtype's own extreme: no bound on that side
+                v = (-np.inf if low else np.inf) if dt._category >= 2 else \
+                    (np.iinfo(dt.np).min if low else np.iinfo(dt.np).max) if dt._category == 1 else not low
+            return full_like(x, v)
+
+        return _write_out(ClampBackward0.apply(x, bound(min, True), bound(max, False)), out)
     dt = input.dtype
     if dt._category < 2 and any(isinstance(v, float) for v in (min, max) if v is not None):
         input = cast(input, D.get_default_dtype())
@@ -686,6 +751,7 @@ def where(condition, input=None, other=None):
     cond = condition if isinstance(condition, Tensor) else _tensor(condition)
     if cond._data.dtype != np.bool_:
         cond = Tensor._wrap(cond._data.astype(bool))
+    check_broadcast_many(cond, a, b)
     return WhereBackward0.apply(a, b, cond=cond._data)
 
 
@@ -701,6 +767,7 @@ class LerpBackward0(Op):
 
 
 def lerp(input, end, weight):
+    check_broadcast_many(input, end)
     return LerpBackward0.apply(input, end, weight=float(weight))
 
 
@@ -759,6 +826,7 @@ def _logical(fn):
     def op(a, b=None):
         if b is None:
             return Tensor._wrap(fn(a._data))
+        check_broadcast_many(a, b)
         bd = b._data if isinstance(b, Tensor) else b
         return Tensor._wrap(fn(a._data, bd))
     return op
@@ -778,7 +846,8 @@ def _bitwise(fn, name):
     def op(a, b):
         a, b, dt = promote(a, b)
         if dt._category >= 2:
-            raise RuntimeError(f"\"{name}_cpu\" not implemented for '{dt.name.capitalize()}'")
+            raise NotImplementedError(f"\"{name}_cpu\" not implemented for '{D.LEGACY_NAMES[dt.name]}'")
+        check_broadcast_many(a, b)
         ad = a._data if isinstance(a, Tensor) else a
         bd = b._data if isinstance(b, Tensor) else b
         return Tensor._wrap(np.asarray(fn(ad, bd)))
@@ -792,7 +861,7 @@ bitwise_xor = _bitwise(np.bitwise_xor, "bitwise_xor")
 
 def bitwise_not(a):
     if a.dtype._category >= 2:
-        raise RuntimeError(f"\"bitwise_not_cpu\" not implemented for '{a.dtype.name.capitalize()}'")
+        raise NotImplementedError(f"\"bitwise_not_cpu\" not implemented for '{D.LEGACY_NAMES[a.dtype.name]}'")
     return Tensor._wrap(np.invert(a._data))
 
 
@@ -807,7 +876,15 @@ def _fn(cls):
     return f
 
 
-neg = negative = _fn(NegBackward0)
+def neg(input, *, out=None):
+    """Elementwise negation; gradient by NegBackward0."""
+    if input._data.dtype.kind == "b":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                           "invert a mask, use the `~` or `logical_not()` operator instead.")
+    return _write_out(NegBackward0.run(input), out)
+
+
+negative = neg
 exp = _fn(ExpBackward0)
 exp2 = _fn(Exp2Backward0)
 expm1 = _fn(Expm1Backward0)

@@ -67,7 +67,7 @@ class MeanBackward0(Op):
     def forward(self, x, axes=None, keepdim=False):
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
-        self.n = max(n, 1)
+        self.n = n if n > 1 else 1  # (builtin max is shadowed in this module)
         return _xp(x).mean(x, axis=axes, keepdims=keepdim) if x.size else _xp(x).sum(x, axis=axes, keepdims=keepdim) * np.nan
 
     def backward(self, g, ns):
@@ -89,7 +89,7 @@ def _float_only(name, input, dtype):
 
 
 def _long_name(dt):
-    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}.get(dt.name, dt.name)
+    return D.LEGACY_NAMES[dt.name]
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
@@ -127,11 +127,15 @@ class ProdBackward0(Op):
         return (gx * others,)
 
 
+class ProdBackward1(ProdBackward0):
+    """prod over one dim."""
+
+
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         input = cast(input, D.as_dtype(dtype))
     axis = None if dim is None else _wrap_dim(dim, input.ndim)
-    return ProdBackward0.apply(input, axis=axis, keepdim=keepdim)
+    return (ProdBackward0 if dim is None else ProdBackward1).apply(input, axis=axis, keepdim=keepdim)
 
 
 class _ExtremeAll(Op):
@@ -159,6 +163,14 @@ class MinBackward1(_ExtremeAll):
         return _xp(x).min(x)
 
 
+class MedianBackward0(_ExtremeAll):
+    """median() of all elements (the lower of the two middle values)."""
+
+    def forward(self, x):
+        flat = _xp(x).sort(x.reshape(-1))
+        return flat[(flat.size - 1) // 2:(flat.size - 1) // 2 + 1].reshape(())
+
+
 class _ExtremeDim(Op):
     """max/min over a dim with indices: the gradient goes to the selected index only."""
 
@@ -184,6 +196,23 @@ class MaxBackward0(_ExtremeDim):
 class MinBackward0(_ExtremeDim):
     def forward(self, x, axis, keepdim):
         return self._finish(x, axis, keepdim, _xp(x).argmin(x, axis))
+
+
+class _KthDim(_ExtremeDim):
+    """The k-th smallest value along a dim (stable order); the gradient goes to its index."""
+
+    def forward(self, x, axis, keepdim, k):
+        xp = _xp(x)
+        order = xp.argsort(x, axis=axis, kind="stable")
+        return self._finish(x, axis, keepdim, xp.take(order, k, axis=axis))
+
+
+class MedianBackward1(_KthDim):
+    """median over a dim."""
+
+
+class KthvalueBackward0(_KthDim):
+    """kthvalue over a dim."""
 
 
 def _return_type(name, fields=("values", "indices")):
@@ -324,18 +353,24 @@ def _correction(unbiased, correction):
     return 1 if unbiased else 0
 
 
+def _var_input(input):
+    if input._data.dtype.kind not in "fc":
+        raise RuntimeError("std and var only support floating point and complex dtypes")
+    return input
+
+
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Variance with Bessel's ``correction`` (default 1), over all elements or ``dim``."""
     if isinstance(dim, bool):
         unbiased, dim = dim, None
-    input = _float_only("var", input, None)
+    input = _var_input(input)
     return VarBackward0.apply(input, axes=_dims(dim, input.ndim), correction=_correction(unbiased, correction), keepdim=keepdim)
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     if isinstance(dim, bool):
         unbiased, dim = dim, None
-    input = _float_only("std", input, None)
+    input = _var_input(input)
     return StdBackward0.apply(input, axes=_dims(dim, input.ndim), correction=_correction(unbiased, correction), keepdim=keepdim)
 
 
@@ -392,6 +427,9 @@ class LinalgVectorNormBackward0(Op):
 
 
 def vector_norm(input, ord=2, dim=None, keepdim=False, *, dtype=None):
+    if dtype is None and input._data.dtype.kind not in "fc":
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                           f"Got {_long_name(input.dtype)}")
     input = _float_only("linalg.vector_norm", input, dtype)
     return LinalgVectorNormBackward0.apply(input, ord=float(ord), axes=_dims(dim, input.ndim), keepdim=keepdim)
 
@@ -469,7 +507,7 @@ def softmax(input, dim=None, dtype=None, _stacklevel=3):
     if dtype is not None:
         input = cast(input, D.as_dtype(dtype))
     elif input._data.dtype.kind not in "fc":
-        raise RuntimeError(f"\"softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
+        raise NotImplementedError(f"\"softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
     if dim is None:
         dim = _softmax_dim(input.ndim)
     return SoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
@@ -479,7 +517,7 @@ def log_softmax(input, dim=None, dtype=None, _stacklevel=3):
     if dtype is not None:
         input = cast(input, D.as_dtype(dtype))
     elif input._data.dtype.kind not in "fc":
-        raise RuntimeError(f"\"log_softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
+        raise NotImplementedError(f"\"log_softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
     if dim is None:
         dim = _softmax_dim(input.ndim)
     return LogSoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
@@ -537,17 +575,19 @@ def count_nonzero(input, dim=None):
 
 def median(input, dim=None, keepdim=False):
     """Lower median (PyTorch's), of all elements or with indices over ``dim``."""
-    from .index import sort
     if dim is None:
-        flat = input.reshape(-1)
-        vals, idx = sort(flat)
-        k = (flat.numel() - 1) // 2
-        return vals[k]
-    vals, idx = sort(input, dim=dim)
-    d = _wrap_dim(dim, input.ndim)
-    k = (input.shape[d] - 1) // 2
-    v = vals.narrow(d, k, 1)
-    i = idx.narrow(d, k, 1)
-    if not keepdim:
-        v, i = v.squeeze(d), i.squeeze(d)
-    return return_types["median"](v, i)
+        if input.numel() == 0:
+            raise RuntimeError("median() input tensor cannot be empty")
+        return MedianBackward0.apply(input)
+    n = input.shape[_wrap_dim(dim, input.ndim)] if input.ndim else 1
+    return kth_along("median", MedianBackward1, input, (n - 1) // 2, dim, keepdim)
+
+
+def kth_along(name, cls, input, k, dim, keepdim):
+    """(values, indices) of the k-th smallest (0-based) entries along ``dim``."""
+    axis = _wrap_dim(dim, input.ndim)
+    if input.ndim == 0:
+        return return_types[name](input.clone(), Tensor._wrap(np.zeros((), np.int64)))
+    node = cls()
+    vals = node._run((input,), {"axis": axis, "keepdim": keepdim, "k": k})
+    return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))

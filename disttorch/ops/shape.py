@@ -78,7 +78,8 @@ def reshape(input, *shape):
         _xp(x).reshape(x, shape, copy=False)
         return ViewBackward0.apply(input, shape=shape)
     except ValueError:
-        return UnsafeViewBackward0.apply(input, shape=shape, strict=False)
+        # as PyTorch: copy to contiguous memory (CloneBackward0), then view it (UnsafeViewBackward0)
+        return UnsafeViewBackward0.apply(CloneBackward0.apply(input), shape=shape)
 
 
 def flatten(input, start_dim=0, end_dim=-1):
@@ -201,14 +202,24 @@ class SqueezeBackward0(Op):
         return (ns.reshape(g, self.src),)
 
 
+class SqueezeBackward1(SqueezeBackward0):
+    """squeeze(dim)."""
+
+
+class SqueezeBackward2(SqueezeBackward0):
+    """squeeze(dims)."""
+
+
 def squeeze(input, dim=None):
     nd = input.ndim
     if dim is None:
         axes = tuple(i for i, s in enumerate(input.shape) if s == 1)
+        cls = SqueezeBackward0
     else:
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
         axes = tuple(d for d in (_wrap_dim(x, nd) for x in dims) if nd and input.shape[d] == 1)
-    return SqueezeBackward0.apply(input, axes=axes)
+        cls = SqueezeBackward2 if isinstance(dim, (tuple, list)) else SqueezeBackward1
+    return cls.apply(input, axes=axes)
 
 
 class UnsqueezeBackward0(Op):
@@ -251,11 +262,22 @@ def expand(input, *sizes):
     for i in range(nd):
         if sizes[lead + i] == -1:
             sizes[lead + i] = input.shape[i]
-        elif input.shape[i] != 1 and input.shape[i] != sizes[lead + i]:
-            raise RuntimeError(
-                f"The expanded size of the tensor ({sizes[lead + i]}) must match the existing size ({input.shape[i]}) at "
-                f"non-singleton dimension {lead + i}.  Target sizes: [{', '.join(map(str, sizes))}].  Tensor sizes: [{', '.join(map(str, input.shape))}]")
+    err = _expand_error(tuple(input.shape), sizes)
+    if err is not None:
+        raise err
     return ExpandBackward0.apply(input, shape=tuple(sizes))
+
+
+def _expand_error(shape, sizes):
+    """PyTorch's error for expanding ``shape`` to ``sizes`` (checked from the last dim), or None."""
+    lead = len(sizes) - len(shape)
+    for i in range(len(shape) - 1, -1, -1):
+        if shape[i] != 1 and shape[i] != sizes[lead + i]:
+            return RuntimeError(
+                f"The expanded size of the tensor ({sizes[lead + i]}) must match the existing size ({shape[i]}) at "
+                f"non-singleton dimension {lead + i}.  Target sizes: [{', '.join(map(str, sizes))}].  "
+                f"Tensor sizes: [{', '.join(map(str, shape))}]")
+    return None
 
 
 def expand_as(input, other):
@@ -331,7 +353,7 @@ def cat(tensors, dim=0, *, out=None):
     """Concatenates along an existing dim (1-d empty tensors are skipped, as in PyTorch)."""
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     from .._dtype import result_dtype
     from .pointwise import cast
     dt = result_dtype(tensors)
@@ -422,6 +444,10 @@ class SplitBackward0(_SliceView):
     """A piece of ``split`` / ``chunk``."""
 
 
+class SplitWithSizesBackward0(_SliceView):
+    """A piece of ``split`` with a list of sizes."""
+
+
 class UnbindBackward0(_SliceView):
     """A piece of ``unbind``."""
 
@@ -465,11 +491,12 @@ def split(tensor, split_size_or_sections, dim=0):
         sizes = list(split_size_or_sections)
         if builtins_sum(sizes) != n:
             raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at dimension {d}), but got split_sizes={sizes}")
+    cls = SplitBackward0 if isinstance(split_size_or_sections, int) else SplitWithSizesBackward0
     out, start = [], 0
     for s in sizes:
         idx = [slice(None)] * tensor.ndim
         idx[d] = slice(start, start + s)
-        out.append(SplitBackward0.apply(tensor, index=tuple(idx)))
+        out.append(cls.apply(tensor, index=tuple(idx)))
         start += s
     return tuple(out)
 
@@ -599,9 +626,20 @@ def contiguous(input):
 
 
 class DiagonalBackward0(Op):
+    """A writable view of a diagonal (NumPy's own ``diagonal`` view is read-only)."""
+
+    is_view = True
+
     def forward(self, x, offset, a1, a2):
         self.src, self.args = x.shape, (offset, a1, a2)
-        return _xp(x).diagonal(x, offset, a1, a2).copy()
+        idx = [slice(None)] * x.ndim
+        idx[a2 if offset >= 0 else a1] = slice(builtins_abs(offset), None)
+        base = x[tuple(idx)]
+        rest = [d for d in range(x.ndim) if d not in (a1, a2)]
+        n = max(min(base.shape[a1], base.shape[a2]), 0)
+        shape = tuple(base.shape[d] for d in rest) + (n,)
+        strides = tuple(base.strides[d] for d in rest) + (base.strides[a1] + base.strides[a2],)
+        return _xp(x).lib.stride_tricks.as_strided(base, shape, strides)
 
     def backward(self, g, ns):
         return (ns.diagonal_scatter_zeros(self.src, g, *self.args),)
@@ -611,16 +649,28 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     return DiagonalBackward0.apply(input, offset=offset, a1=_wrap_dim(dim1, input.ndim), a2=_wrap_dim(dim2, input.ndim))
 
 
+class DiagEmbedBackward0(Op):
+    """``diag(vector)``: a square matrix with the vector on the (offset) diagonal."""
+
+    def forward(self, x, offset):
+        xp = _xp(x)
+        n = x.shape[0] + builtins_abs(offset)
+        idx = xp.arange(x.shape[0])
+        self.rc = (idx, idx + offset) if offset >= 0 else (idx - offset, idx)
+        out = xp.zeros((n, n), dtype=x.dtype)
+        out[self.rc] = x
+        return out
+
+    def backward(self, g, ns):
+        return (ns.getitem(g, self.rc),)
+
+
 def diag(input, diagonal=0):
     if input.ndim == 1:
-        from .creation import zeros
-        n = input.shape[0] + builtins_abs(diagonal)
-        out = zeros(n, n, dtype=input.dtype)
-        idx = np.arange(input.shape[0])
-        r, c = (idx, idx + diagonal) if diagonal >= 0 else (idx - diagonal, idx)
-        from .index import index_put
-        return index_put(out, (Tensor._wrap(r), Tensor._wrap(c)), input)
-    return globals()["diagonal"](input, diagonal, 0, 1)
+        return DiagEmbedBackward0.apply(input, offset=diagonal)
+    if input.ndim != 2:
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
+    return clone(globals()["diagonal"](input, diagonal, 0, 1))  # diag copies (diagonal is the view)
 
 
 builtins_abs = abs
