@@ -1,0 +1,212 @@
+"""One training step, disttorch against PyTorch on the CPU, in a single run.
+
+Models (same initial weights and data in both frameworks):
+  * MLP 784-512-512-10, batch 256, SGD with momentum, cross-entropy;
+  * CNN conv(1,32,3)-ReLU-conv(32,64,3)-ReLU-maxpool2-linear(9216,128)-ReLU-linear(128,10),
+    batch 64 of 1x28x28, Adam, cross-entropy.
+
+Time: every (framework, model, thread count) runs in a subprocess of its own (OMP/MKL/OpenBLAS
+variables set before import, threadpoolctl and torch.set_num_threads inside). The frameworks
+alternate for ``--rounds`` rounds and each keeps its best median step time, which filters out
+load from other processes on a shared machine.
+
+Memory: the CNN steps run once more per framework in a subprocess with glibc's mmap threshold
+pinned (``MALLOC_MMAP_THRESHOLD_``, the same for both), so freed large blocks go back to the OS
+and resident memory tracks live memory. After warm-up the kernel's peak-RSS mark is reset; the
+step peak is the highest RSS during the steps minus the RSS between steps (activations,
+gradients, temporaries), and the state is the RSS between steps minus the RSS after import
+(parameters, gradients, optimizer state).
+
+Usage: python benchmarks/train_step.py [--threads 1 2] [--steps-mlp 40] [--steps-cnn 12] [--rounds 3] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+TARGETS = {"mlp": 1.0, "cnn": 1.5}  # disttorch step time at most this multiple of PyTorch's
+MEMORY_TARGET = 1.5                   # CNN step peak memory at most this multiple of PyTorch's
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+
+
+# ---- worker side -------------------------------------------------------------------------------------
+def _import(framework, threads):
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    except ImportError:
+        pass  # the *_NUM_THREADS variables set by the driver still apply
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        return torch
+    import disttorch
+    import disttorch.nn  # noqa: F401
+    import disttorch.optim  # noqa: F401
+    return disttorch
+
+
+def _build(tl, model):
+    """The model, its optimizer and one batch; weights drawn from one NumPy RNG in both frameworks."""
+    nn = tl.nn
+    if model == "mlp":
+        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+        opt = tl.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        batch, shape = 256, (784,)
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+        opt = tl.optim.Adam(net.parameters(), lr=1e-3)
+        batch, shape = 64, (1, 28, 28)
+    rng = np.random.default_rng(0)
+    with tl.no_grad():
+        for p in net.parameters():  # PyTorch's default fan-in uniform init, from the shared RNG
+            fan_in = int(np.prod(p.shape[1:])) if p.ndim > 1 else p.shape[0]
+            bound = 1.0 / np.sqrt(fan_in)
+            p.copy_(tl.from_numpy(rng.uniform(-bound, bound, tuple(p.shape)).astype(np.float32)))
+    x = tl.from_numpy(rng.standard_normal((batch,) + shape).astype(np.float32))
+    y = tl.from_numpy(rng.integers(0, 10, batch).astype(np.int64))
+    loss_fn = tl.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def time_worker(framework, model, threads, steps, warmup):
+    """Median and min step time (ms) of one framework."""
+    step = _build(_import(framework, threads), model)
+    first_loss = float(step().item())
+    for _ in range(warmup - 1):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "first_loss": first_loss}
+
+
+def _rss_bytes():
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss():
+    """Resets the kernel's resident-set high-water mark (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_worker(framework, model, threads, steps, warmup):
+    """Peak resident memory of one framework's steps, alone in this process."""
+    tl = _import(framework, threads)
+    rss_import = _rss_bytes()
+    step = _build(tl, model)
+    for _ in range(warmup):
+        step()
+    exact = _reset_peak_rss()
+    rss_between_steps = _rss_bytes()
+    for _ in range(steps):
+        step()
+    peak = _peak_rss_bytes()
+    return {"step_peak_mb": max(peak - rss_between_steps, 0) / 2 ** 20,
+            "state_mb": max(rss_between_steps - rss_import, 0) / 2 ** 20, "exact_peak": exact}
+
+
+# ---- driver side -------------------------------------------------------------------------------------
+def _run(args, threads, **extra_env):
+    env = dict(os.environ, **{var: str(threads) for var in THREAD_VARS}, **extra_env)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", *map(str, args)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps-mlp", type=int, default=40)
+    ap.add_argument("--steps-cnn", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of the two frameworks per configuration")
+    ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    ap.add_argument("--json", action="store_true", help="also print all results as JSON")
+    args = ap.parse_args()
+    results = []
+    print(f"{'model':5} {'threads':>7} {'disttorch ms':>13} {'torch ms':>9} {'ratio':>6} {'target':>7}       "
+          f"first loss disttorch/torch")
+    for model in args.models:
+        steps = args.steps_mlp if model == "mlp" else args.steps_cnn
+        for threads in args.threads:
+            rounds = {"disttorch": [], "torch": []}
+            for _ in range(args.rounds):
+                for fw in rounds:
+                    rounds[fw].append(_run(["time", fw, model, threads, steps, args.warmup], threads))
+            t = {fw: min(rs, key=lambda r: r["median_ms"]) for fw, rs in rounds.items()}
+            ours, ref = t["disttorch"], t["torch"]
+            ratio = ours["median_ms"] / ref["median_ms"]
+            verdict = "ok" if ratio <= TARGETS[model] else "MISS"
+            print(f"{model:5} {threads:7d} {ours['median_ms']:13.2f} {ref['median_ms']:9.2f} {ratio:6.2f} "
+                  f"{'<=' + str(TARGETS[model]):>7} {verdict:4}  {ours['first_loss']:.5f}/{ref['first_loss']:.5f}")
+            results.append({"model": model, "threads": threads, "time": t})
+        if model == "cnn":
+            threads = args.threads[0]
+            mem = {fw: _run(["memory", fw, model, threads, steps, args.warmup], threads,
+                            MALLOC_MMAP_THRESHOLD_="131072")
+                   for fw in ("disttorch", "torch")}
+            ours, ref = mem["disttorch"], mem["torch"]
+            ratio = ours["step_peak_mb"] / max(ref["step_peak_mb"], 1e-9)
+            print(f"cnn step peak memory ({threads} thread(s), RSS above the level between steps): disttorch "
+                  f"{ours['step_peak_mb']:.1f} MB, torch {ref['step_peak_mb']:.1f} MB, ratio {ratio:.2f} "
+                  f"({'ok' if ratio <= MEMORY_TARGET else 'MISS'} <= {MEMORY_TARGET})")
+            print(f"cnn state between steps (params, grads, Adam state; RSS above the import): disttorch "
+                  f"{ours['state_mb']:.1f} MB, torch {ref['state_mb']:.1f} MB")
+            results.append({"model": model, "threads": threads, "memory": mem})
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        if kind == "time":
+            print(json.dumps(time_worker(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))))
+        else:
+            print(json.dumps(memory_worker(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))))
+    else:
+        main()
