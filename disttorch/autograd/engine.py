@@ -190,14 +190,22 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 else:
                     if saved is _FREED:
                         raise RuntimeError(_FREED_MSG)
-                    for t, v in zip(saved, node._saved_versions):
-                        if t._vc[0] != v:
-                            _check_versions(node)
-                    if "_out_vc" in node.__dict__:
+                    out_vc = node.__dict__.get("_out_vc")
+                    if out_vc is not None and out_vc[0]:
                         _check_versions(node)
-                    if len(saved) == 2:
-                        grads = node.backward(g, np_ns, saved[0]._data, saved[1]._data)
+                    n_saved = len(saved)
+                    if n_saved == 2:
+                        a, b = saved
+                        vs = node._saved_versions
+                        if a._vc[0] != vs[0] or b._vc[0] != vs[1]:
+                            _check_versions(node)
+                        grads = node.backward(g, np_ns, a._data, b._data)
+                    elif n_saved == 0:
+                        grads = node.backward(g, np_ns)
                     else:
+                        for t, v in zip(saved, node._saved_versions):
+                            if t._vc[0] != v:
+                                _check_versions(node)
                         grads = node.backward(g, np_ns, *[t._data for t in saved])
                     if not retain_graph:
                         node.saved = _FREED
