@@ -1,0 +1,297 @@
+"""Fused nn ops: linear, embedding, dropout masks and activations (grad_fn names are PyTorch's).
+
+Each backward is written against ``ns`` (see ``_base.py``): arrays on the fast path, Tensors under
+``create_graph``. Where a formula needs a function only one namespace has (erf, sigmoid,
+softplus), a small helper here picks the array or the differentiable Tensor version.
+Normalisation layers live in ``nn_norm.py``, losses in ``nn_loss.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._backend import array_module
+from ._base import Op, unbroadcast
+from .pointwise import _erf as _erf_exact
+from .pointwise import _sigmoid as _sigmoid_array
+
+try:  # scipy's erf is ~20x faster than the exact math.erf fallback; scipy is optional
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _scipy_erf = None
+
+
+# ---- helpers that work on arrays and (under create_graph) on Tensors -------------------------------
+def erf(ns, x):
+    if ns.graph:
+        return ns.erf(x)
+    if _scipy_erf is not None and type(x) is np.ndarray:
+        return _scipy_erf(x)
+    return _erf_exact(array_module(x), x)
+
+
+def sigmoid(ns, x):
+    if ns.graph:
+        return x.sigmoid()
+    return _sigmoid_array(array_module(x), x)
+
+
+def softplus(ns, x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    if ns.graph:
+        return x.relu() + (-x.abs()).exp().log1p()
+    xp = array_module(x)
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+# ---- linear --------------------------------------------------------------------------------------
+class LinearAddmm(Op):
+    """``x @ weight.T + bias`` for 2-D ``x`` (N, in), ``weight`` (out, in), ``bias`` (out,).
+
+    One matmul forward, two backward; the weight gradient comes out (out, in) C-contiguous, so
+    no transpose node or copy is needed (PyTorch records AddmmBackward0 -> TBackward0).
+    """
+
+    save_inputs = (1, 2)
+
+    def forward(self, bias, x, weight):
+        out = x @ weight.T
+        out += bias
+        return out
+
+    def backward(self, g, ns, x, weight):
+        n = self.needs_input_grad
+        gb = ns.sum(g, axis=0) if n[0] else None
+        gx = ns.matmul(g, weight) if n[1] else None
+        gw = ns.matmul(ns.swapaxes(g, 0, 1), x) if n[2] else None
+        return gb, gx, gw
+
+
+LinearAddmm.__name__ = LinearAddmm.__qualname__ = "AddmmBackward0"
+
+
+class LinearMm(Op):
+    """``x @ weight.T`` for 2-D ``x`` (a bias-free Linear)."""
+
+    save_inputs = (0, 1)
+
+    def forward(self, x, weight):
+        return x @ weight.T
+
+    def backward(self, g, ns, x, weight):
+        n = self.needs_input_grad
+        gx = ns.matmul(g, weight) if n[0] else None
+        gw = ns.matmul(ns.swapaxes(g, 0, 1), x) if n[1] else None
+        return gx, gw
+
+
+LinearMm.__name__ = LinearMm.__qualname__ = "MmBackward0"
+
+
+# ---- embedding -----------------------------------------------------------------------------------
+class EmbeddingBackward0(Op):
+    """Row lookup ``weight[indices]``; the gradient adds each output row back into its source row
+    (rows at ``padding_idx`` get none; ``scale_grad_by_freq`` divides by each index's count)."""
+
+    def forward(self, weight, indices, padding_idx=None, scale_grad_by_freq=False):
+        self.indices, self.wshape = indices, weight.shape
+        self.padding_idx, self.scale = padding_idx, scale_grad_by_freq
+        return weight[indices]
+
+    def backward(self, g, ns):
+        idx = self.indices.reshape(-1)
+        rows = ns.reshape(g, (idx.size, self.wshape[1]))
+        dtype = g.dtype if not ns.graph else g._data.dtype
+        factor = None
+        if self.scale:
+            counts = np.bincount(idx, minlength=self.wshape[0])
+            factor = (1.0 / counts[idx]).astype(dtype)
+        if self.padding_idx is not None:
+            keep = (idx != self.padding_idx).astype(dtype)
+            factor = keep if factor is None else factor * keep
+        if factor is not None:
+            rows = rows * ns.const(factor.reshape(-1, 1), rows)
+        return (ns.index_add(self.wshape, idx, rows, rows),)
+
+
+# ---- dropout -------------------------------------------------------------------------------------
+def dropout_mask(shape, p, np_dtype, generator=None, like=None):
+    """A keep-mask with probability ``1 - p``, already scaled by ``1 / (1 - p)`` (inverted dropout),
+    as an array of ``np_dtype`` (on ``like``'s device when given)."""
+    from ..random import rng
+    if p >= 1.0:
+        mask = np.zeros(shape, dtype=np_dtype)
+    else:
+        draw_dtype = np.float32 if np.dtype(np_dtype) != np.float64 else np.float64
+        keep = rng(generator).random(shape, dtype=draw_dtype) >= p
+        mask = keep.astype(np_dtype)
+        mask *= 1.0 / (1.0 - p)
+    if like is not None and type(like) is not np.ndarray:
+        from .. import _backend
+        mask = _backend.to_cuda(mask, _backend.device_index_of(like) or 0)
+    return mask
+
+
+# ---- activations -------------------------------------------------------------------------------
+class LeakyReluBackward0(Op):
+    save_inputs = (0,)
+
+    def forward(self, x, negative_slope=0.01):
+        self.slope = negative_slope
+        return array_module(x).where(x > 0, x, x * negative_slope)
+
+    def backward(self, g, ns, x):
+        return (ns.where(x > 0, g, g * self.slope),)
+
+
+class EluBackward0(Op):
+    """ELU / SELU / CELU: ``scale * (x if x > 0 else alpha * (exp(x * input_scale) - 1))``."""
+
+    save_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x, alpha=1.0, scale=1.0, input_scale=1.0):
+        xp = array_module(x)
+        self.alpha, self.scale, self.input_scale = alpha, scale, input_scale
+        neg = xp.expm1(xp.minimum(x, 0) * input_scale)  # minimum: no overflow on the unused branch
+        neg *= alpha * scale
+        return xp.where(x > 0, x * scale, neg)
+
+    def backward(self, g, ns, x):
+        # for x <= 0: d/dx = input_scale * (out + scale * alpha)
+        out = ns.out(self)
+        neg = g * ((out + self.scale * self.alpha) * self.input_scale)
+        return (ns.where(x > 0, g * self.scale, neg),)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_C = 0.044715
+
+
+class GeluBackward0(Op):
+    """GELU, exact (``x * Phi(x)``) or the tanh approximation."""
+
+    save_inputs = (0,)
+
+    def forward(self, x, approximate="none"):
+        self.approximate = approximate
+        xp = array_module(x)
+        if approximate == "tanh":
+            inner = (x + _GELU_C * x * x * x) * _SQRT_2_OVER_PI
+            return 0.5 * x * (1 + xp.tanh(inner))
+        return 0.5 * x * (1 + erf(_ARRAY_NS, x * _INV_SQRT_2))
+
+    def backward(self, g, ns, x):
+        if self.approximate == "tanh":
+            x2 = x * x
+            t = ns.tanh((x + _GELU_C * x2 * x) * _SQRT_2_OVER_PI)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (_SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2))
+            return (g * d,)
+        cdf = 0.5 * (1 + erf(ns, x * _INV_SQRT_2))
+        pdf = ns.exp(x * x * -0.5) * _INV_SQRT_2PI
+        return (g * (cdf + x * pdf),)
+
+
+class SiluBackward0(Op):
+    save_inputs = (0,)
+
+    def forward(self, x):
+        return x * sigmoid(_ARRAY_NS, x)
+
+    def backward(self, g, ns, x):
+        s = sigmoid(ns, x)
+        return (g * (s * (1 + x * (1 - s))),)
+
+
+class MishBackward0(Op):
+    """``x * tanh(softplus(x))``."""
+
+    save_inputs = (0,)
+
+    def forward(self, x):
+        return x * array_module(x).tanh(softplus(_ARRAY_NS, x))
+
+    def backward(self, g, ns, x):
+        t = ns.tanh(softplus(ns, x))
+        return (g * (t + x * (1 - t * t) * sigmoid(ns, x)),)
+
+
+class SoftplusBackward0(Op):
+    """``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
+
+    save_inputs = (0,)
+
+    def forward(self, x, beta=1.0, threshold=20.0):
+        self.beta, self.threshold = beta, threshold
+        z = x * beta if beta != 1 else x
+        soft = softplus(_ARRAY_NS, z)
+        if beta != 1:
+            soft /= beta
+        return array_module(x).where(z > threshold, x, soft)
+
+    def backward(self, g, ns, x):
+        z = x * self.beta if self.beta != 1 else x
+        return (ns.where(z > self.threshold, g, g * sigmoid(ns, z)),)
+
+
+class HardtanhBackward0(Op):
+    """``clamp(x, min_val, max_val)``; zero gradient at and beyond the bounds (PyTorch's)."""
+
+    save_inputs = (0,)
+
+    def forward(self, x, min_val=-1.0, max_val=1.0):
+        self.lo, self.hi = min_val, max_val
+        return array_module(x).clip(x, min_val, max_val)
+
+    def backward(self, g, ns, x):
+        inside = (x > self.lo) & (x < self.hi)
+        return (ns.where(inside, g, g * 0),)
+
+
+class PreluKernelBackward0(Op):
+    """``x if x > 0 else weight * x``; ``weight`` (C,) is broadcast along dim 1 (or is one value)."""
+
+    save_inputs = (0, 1)
+
+    def forward(self, x, weight):
+        self.wshape = weight.shape
+        if weight.size == 1:
+            self.bshape = ()
+        elif x.ndim >= 2:
+            self.bshape = (1, weight.shape[0]) + (1,) * (x.ndim - 2)
+        else:
+            self.bshape = weight.shape
+        w = weight.reshape(self.bshape)
+        return array_module(x).where(x > 0, x, w * x)
+
+    def backward(self, g, ns, x, weight):
+        n = self.needs_input_grad
+        pos = x > 0
+        gx = gw = None
+        if n[0]:
+            gx = ns.where(pos, g, g * ns.reshape(weight, self.bshape))
+        if n[1]:
+            contrib = ns.where(pos, g * 0, g * x)
+            gw = ns.reshape(unbroadcast(ns, contrib, self.bshape), self.wshape)
+        return gx, gw
+
+
+class _ArrayOnly:
+    """The array namespace's ``graph`` flag for forward code that shares the helpers above."""
+
+    graph = False
+
+
+_ARRAY_NS = _ArrayOnly()
+
+
+def apply_float(op_cls, x, name, **params):
+    """Runs ``op_cls`` on a floating tensor ``x``; integer inputs raise PyTorch's dtype error."""
+    if x._data.dtype.kind not in "fc":
+        legacy = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                  "bool": "Bool"}.get(x.dtype.name, x.dtype.name)
+        raise RuntimeError(f"\"{name}\" not implemented for '{legacy}'")
+    return op_cls.apply(x, **params)

@@ -1,0 +1,183 @@
+"""Normalisation ops: batch, layer and group norm, each one fused forward+backward.
+
+All three normalise ``x`` over some axes to ``xhat = (x - mean) * invstd`` and then apply an
+optional per-feature affine ``weight * xhat + bias``. The array backward reuses ``xhat`` and
+``invstd`` from the forward; under ``create_graph`` the statistics are recomputed from the saved
+input with differentiable ops so second derivatives are right.
+
+Inputs are ``(x, [weight], [bias])``: absent affine tensors are simply not passed, and the
+``has_weight`` / ``has_bias`` flags say which are present.
+"""
+from __future__ import annotations
+
+from .._backend import array_module
+from ._base import Op
+
+
+def _norm_input_grad(ns, dxhat, xhat, invstd, axes):
+    """d loss / d x for ``xhat = (x - mean(x)) * invstd`` with batch statistics over ``axes``."""
+    m1 = ns.mean(dxhat, axis=axes, keepdims=True)
+    m2 = ns.mean(dxhat * xhat, axis=axes, keepdims=True)
+    return (dxhat - m1 - xhat * m2) * invstd
+
+
+def _stats_graph(ns, x, axes, eps):
+    """(xhat, invstd) as Tensors built from ``x`` (the create_graph path)."""
+    mean = ns.mean(x, axis=axes, keepdims=True)
+    xc = x - mean
+    var = ns.mean(xc * xc, axis=axes, keepdims=True)
+    invstd = 1 / ns.sqrt(var + eps)
+    return xc * invstd, invstd
+
+
+def _sum_axes(ns, v, axes):
+    # an empty axes tuple means "no reduction" (LayerNorm over every dim has no leading axes);
+    # the copy keeps this op's results fresh (``fresh_grads``), never the incoming gradient itself
+    if axes:
+        return ns.sum(v, axis=axes)
+    return v if ns.graph else v.copy()
+
+
+def _affine_forward(xhat, weight, bias, shape):
+    out = xhat * weight.reshape(shape) if weight is not None else xhat.copy()
+    if bias is not None:
+        out += bias.reshape(shape)
+    return out
+
+
+class _AffineNorm(Op):
+    """Shared backward: affine gradients, then the input gradient through the normalisation."""
+
+    def _setup(self, has_weight, has_bias, eps):
+        self.has_weight, self.has_bias, self.eps = has_weight, has_bias, eps
+        # backward needs x (statistics under create_graph) and the weight (input gradient)
+        self.save_inputs = (0, 1) if has_weight else (0,)
+
+    def _split(self, wb):
+        w = wb[0] if self.has_weight else None
+        b = wb[1 if self.has_weight else 0] if self.has_bias else None
+        return w, b
+
+    def backward(self, g, ns, x, *saved):
+        w = saved[0] if self.has_weight else None
+        n = self.needs_input_grad
+        if ns.graph:
+            xhat, invstd = self._graph_stats(ns, x)
+        else:
+            xhat, invstd = self.xhat, self.invstd
+        grads = [None]
+        if self.has_weight:
+            grads.append(ns.reshape(_sum_axes(ns, g * xhat, self.param_axes), self.pshape) if n[1] else None)
+        if self.has_bias:
+            grads.append(ns.reshape(_sum_axes(ns, g, self.param_axes), self.pshape) if n[-1] else None)
+        if n[0]:
+            dxhat = g * ns.reshape(w, self.bshape) if w is not None else g
+            grads[0] = self._input_grad(ns, dxhat, xhat, invstd)
+        return tuple(grads)
+
+
+class NativeBatchNormBackward0(_AffineNorm):
+    """Batch norm over (N, C, *): statistics per channel C over all other axes.
+
+    Training: batch statistics (biased variance) normalise, and running stats, when given, are
+    updated in place: ``running = (1 - momentum) * running + momentum * batch_stat`` with the
+    unbiased variance. Eval: the running statistics normalise.
+    """
+
+    def forward(self, x, *wb, has_weight, has_bias, running_mean, running_var, training, momentum, eps):
+        xp = array_module(x)
+        self._setup(has_weight, has_bias, eps)
+        self.training = training
+        c = x.shape[1]
+        self.stat_axes = self.param_axes = (0,) + tuple(range(2, x.ndim))
+        self.bshape = (1, c) + (1,) * (x.ndim - 2)
+        self.pshape = (c,)
+        if training:
+            mean = xp.mean(x, axis=self.stat_axes, keepdims=True)
+            xc = x - mean
+            var = xp.mean(xc * xc, axis=self.stat_axes, keepdims=True)
+            invstd = 1.0 / xp.sqrt(var + eps)
+            if running_mean is not None:
+                n = x.size // c
+                running_mean *= 1.0 - momentum
+                running_mean += momentum * mean.reshape(c)
+                running_var *= 1.0 - momentum
+                running_var += (momentum * n / max(n - 1, 1)) * var.reshape(c)
+        else:
+            mean = self.eval_mean = running_mean.reshape(self.bshape).copy()
+            invstd = (1.0 / xp.sqrt(running_var + eps)).reshape(self.bshape)
+            xc = x - mean
+        xhat = xc * invstd
+        self.xhat, self.invstd = xhat, invstd
+        w, b = self._split(wb)
+        return _affine_forward(xhat, w, b, self.bshape)
+
+    def _graph_stats(self, ns, x):
+        if self.training:
+            return _stats_graph(ns, x, self.stat_axes, self.eps)
+        invstd = ns.const(self.invstd, x)
+        return (x - ns.const(self.eval_mean, x)) * invstd, invstd
+
+    def _input_grad(self, ns, dxhat, xhat, invstd):
+        if self.training:
+            return _norm_input_grad(ns, dxhat, xhat, invstd, self.stat_axes)
+        return dxhat * invstd
+
+
+class NativeLayerNormBackward0(_AffineNorm):
+    """Layer norm over the last ``len(normalized_shape)`` axes; weight/bias have that shape."""
+
+    def forward(self, x, *wb, has_weight, has_bias, normalized_ndim, eps):
+        xp = array_module(x)
+        self._setup(has_weight, has_bias, eps)
+        k = normalized_ndim
+        self.stat_axes = tuple(range(x.ndim - k, x.ndim))
+        self.param_axes = tuple(range(x.ndim - k))
+        self.pshape = x.shape[x.ndim - k:]
+        self.bshape = self.pshape
+        mean = xp.mean(x, axis=self.stat_axes, keepdims=True)
+        xc = x - mean
+        var = xp.mean(xc * xc, axis=self.stat_axes, keepdims=True)
+        invstd = 1.0 / xp.sqrt(var + eps)
+        self.xhat = xc * invstd
+        self.invstd = invstd
+        w, b = self._split(wb)
+        return _affine_forward(self.xhat, w, b, self.bshape)
+
+    def _graph_stats(self, ns, x):
+        return _stats_graph(ns, x, self.stat_axes, self.eps)
+
+    def _input_grad(self, ns, dxhat, xhat, invstd):
+        return _norm_input_grad(ns, dxhat, xhat, invstd, self.stat_axes)
+
+
+class NativeGroupNormBackward0(_AffineNorm):
+    """Group norm on (N, C, *): channels split into ``num_groups`` groups, each normalised over
+    its channels and all spatial positions; weight/bias are per channel."""
+
+    def forward(self, x, *wb, has_weight, has_bias, num_groups, eps):
+        xp = array_module(x)
+        self._setup(has_weight, has_bias, eps)
+        n, c = x.shape[0], x.shape[1]
+        self.xshape = x.shape
+        self.gshape = (n, num_groups, -1)
+        self.param_axes = (0,) + tuple(range(2, x.ndim))
+        self.bshape = (1, c) + (1,) * (x.ndim - 2)
+        self.pshape = (c,)
+        xg = x.reshape(self.gshape)
+        mean = xp.mean(xg, axis=2, keepdims=True)
+        xc = xg - mean
+        var = xp.mean(xc * xc, axis=2, keepdims=True)
+        invstd = 1.0 / xp.sqrt(var + eps)
+        self.xhat = (xc * invstd).reshape(x.shape)
+        self.invstd = invstd
+        w, b = self._split(wb)
+        return _affine_forward(self.xhat, w, b, self.bshape)
+
+    def _graph_stats(self, ns, x):
+        xhat_g, invstd = _stats_graph(ns, ns.reshape(x, self.gshape), (2,), self.eps)
+        return ns.reshape(xhat_g, self.xshape), invstd
+
+    def _input_grad(self, ns, dxhat, xhat, invstd):
+        dg = _norm_input_grad(ns, ns.reshape(dxhat, self.gshape), ns.reshape(xhat, self.gshape), invstd, (2,))
+        return ns.reshape(dg, self.xshape)

@@ -1,0 +1,180 @@
+"""Conv1d / Conv2d / ConvTranspose2d: PyTorch parity (outputs, input and parameter gradients),
+float64 gradchecks (first and second order), initialisation, errors."""
+import math
+
+import numpy as np
+import pytest
+
+import disttorch as dt
+import disttorch.nn as nn
+from disttorch.autograd import gradcheck, gradgradcheck
+
+from _spatial_parity import check_module_parity, module_gradcheck, ref_torch
+
+# PyTorch warns that it pads a copy for even kernels with padding='same' (disttorch always pads one).
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+rng = np.random.default_rng(1234)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+CONV2D_CASES = [
+    dict(in_channels=3, out_channels=4, kernel_size=3),
+    dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2),
+    dict(in_channels=4, out_channels=4, kernel_size=3, groups=4, bias=False, padding=1),
+    dict(in_channels=3, out_channels=5, kernel_size=4, padding="same", dilation=(1, 2)),
+    dict(in_channels=3, out_channels=5, kernel_size=3, padding="valid", stride=3),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding=2, padding_mode="reflect"),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding=(1, 2), padding_mode="replicate"),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding="same", padding_mode="circular"),
+]
+
+
+@pytest.mark.parametrize("kw", CONV2D_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_conv2d_matches_torch(kw):
+    torch = ref_torch()
+    torch.manual_seed(0)
+    check_module_parity(nn.Conv2d(**kw), torch.nn.Conv2d(**kw), [randn(2, kw["in_channels"], 9, 8)])
+
+
+def test_conv2d_unbatched_matches_torch():
+    torch = ref_torch()
+    torch.manual_seed(0)
+    out = check_module_parity(nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(3, 4, 3, padding=1), [randn(3, 6, 5)])
+    assert tuple(out[0].shape) == (4, 6, 5)
+    assert type(out[0].grad_fn).__name__ == "SqueezeBackward1"
+
+
+CONV1D_CASES = [
+    dict(in_channels=3, out_channels=4, kernel_size=3),
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, dilation=2, groups=2),
+    dict(in_channels=3, out_channels=2, kernel_size=4, padding="same", bias=False),
+    dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, padding_mode="circular"),
+]
+
+
+@pytest.mark.parametrize("kw", CONV1D_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_conv1d_matches_torch(kw):
+    torch = ref_torch()
+    torch.manual_seed(0)
+    out = check_module_parity(nn.Conv1d(**kw), torch.nn.Conv1d(**kw), [randn(2, kw["in_channels"], 11)])
+    assert type(out[0].grad_fn).__name__ == "ConvolutionBackward0"
+
+
+CONVT_CASES = [
+    dict(in_channels=3, out_channels=4, kernel_size=3),
+    dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2),
+         groups=2),
+    dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1, dilation=2, output_padding=1, bias=False),
+]
+
+
+@pytest.mark.parametrize("kw", CONVT_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_conv_transpose2d_matches_torch(kw):
+    torch = ref_torch()
+    torch.manual_seed(0)
+    check_module_parity(nn.ConvTranspose2d(**kw), torch.nn.ConvTranspose2d(**kw), [randn(2, kw["in_channels"], 5, 6)])
+
+
+def test_conv_transpose2d_output_size_matches_torch():
+    torch = ref_torch()
+    torch.manual_seed(0)
+    kw = dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1)
+    out = check_module_parity(nn.ConvTranspose2d(**kw), torch.nn.ConvTranspose2d(**kw), [randn(1, 2, 4, 4)],
+                              call=lambda m, x: m(x, output_size=[8, 8]))
+    assert tuple(out[0].shape) == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="valid sizes range from 7 to 8"):
+        nn.ConvTranspose2d(**kw)(dt.randn(1, 2, 4, 4), output_size=[9, 9])
+
+
+def test_conv_larger_batch_uses_several_chunks():
+    # A batch bigger than one column chunk exercises the chunked im2col / col2im loops. The weight
+    # gradient sums 16000 float32 products, so its tolerance is 1e-4 of the largest gradient.
+    torch = ref_torch()
+    torch.manual_seed(0)
+    check_module_parity(nn.Conv2d(8, 16, 3, padding=1), torch.nn.Conv2d(8, 16, 3, padding=1), [randn(40, 8, 20, 20)],
+                        tol=-1e-4)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.Conv2d(2, 2, (2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (1, 2, 4, 5)),
+    (lambda: nn.Conv2d(4, 2, 2, groups=2, padding="same"), (1, 4, 3, 3)),
+    (lambda: nn.Conv1d(2, 3, 3, stride=2, padding=1), (2, 2, 5)),
+    (lambda: nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1), (1, 2, 2, 2)),
+    (lambda: nn.ConvTranspose2d(2, 4, 2, groups=2, dilation=2), (1, 2, 2, 3)),
+])
+def test_conv_layers_gradcheck(make, shape):
+    dt.manual_seed(0)
+    assert module_gradcheck(make(), [rng.standard_normal(shape)])
+
+
+def test_conv_double_backward_matches_finite_differences():
+    x = dt.tensor(rng.standard_normal((1, 2, 4, 4)), requires_grad=True)
+    w = dt.tensor(rng.standard_normal((3, 2, 2, 2)), requires_grad=True)
+    b = dt.tensor(rng.standard_normal(3), requires_grad=True)
+    f = lambda x, w, b: nn.functional.conv2d(x, w, b, stride=2, padding=1)  # noqa: E731
+    assert gradcheck(f, (x, w, b))
+    assert gradgradcheck(f, (x, w, b))
+    g = lambda x, w: nn.functional.conv_transpose2d(x, w, stride=2, output_padding=1)  # noqa: E731
+    wt = dt.tensor(rng.standard_normal((2, 3, 2, 2)), requires_grad=True)
+    assert gradgradcheck(g, (x, wt))
+
+
+def test_conv_initialisation_bounds_and_shapes():
+    dt.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, groups=2)
+    assert tuple(conv.weight.shape) == (8, 2, 3, 3)
+    bound = 1 / math.sqrt(2 * 9)  # kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
+    assert np.abs(b).max() <= bound
+    assert w.dtype == np.float32
+    convt = nn.ConvTranspose2d(4, 6, (2, 3), groups=2, bias=False)
+    assert tuple(convt.weight.shape) == (4, 3, 2, 3) and convt.bias is None
+    assert np.abs(convt.weight.detach().numpy()).max() <= 1 / math.sqrt(3 * 6)
+    assert sorted(k for k, _ in nn.Conv1d(2, 3, 4).named_parameters()) == ["bias", "weight"]
+
+
+def test_conv_repr_matches_torch_style():
+    assert repr(nn.Conv2d(1, 32, 3)) == "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))"
+    assert repr(nn.Conv1d(2, 4, 3, stride=2, padding=1, bias=False)) == \
+        "Conv1d(2, 4, kernel_size=(3,), stride=(2,), padding=(1,), bias=False)"
+
+
+def test_conv_keeps_float32():
+    out = nn.Conv2d(2, 3, 3)(dt.randn(2, 2, 6, 6))
+    assert out.dtype == dt.float32
+
+
+def test_conv2d_errors_name_the_bad_values():
+    F = nn.functional
+    w = dt.randn(4, 3, 3, 3)
+    with pytest.raises(RuntimeError, match=r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got input "
+                                           r"of size: \[64, 1\]"):
+        F.conv2d(dt.randn(64, 1), w)
+    with pytest.raises(RuntimeError, match=r"Given groups=1, weight of size \[4, 3, 3, 3\], expected input\[64, 1, 28, 28\] "
+                                           r"to have 3 channels, but got 1 channels instead"):
+        F.conv2d(dt.randn(64, 1, 28, 28), w)
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+        F.conv2d(dt.randn(1, 3, 2, 2), w)
+    with pytest.raises(RuntimeError, match="padding='same' is not supported for strided convolutions"):
+        F.conv2d(dt.randn(1, 3, 5, 5), w, stride=2, padding="same")
+    with pytest.raises(RuntimeError, match="Invalid padding string: 'full'"):
+        F.conv2d(dt.randn(1, 3, 5, 5), w, padding="full")
+    with pytest.raises(RuntimeError, match="expected bias to be 1-dimensional with 4 elements"):
+        F.conv2d(dt.randn(1, 3, 5, 5), w, dt.randn(3))
+    with pytest.raises(RuntimeError, match="should be the same"):
+        F.conv2d(dt.randn(1, 3, 5, 5, dtype=dt.float64), w)
+    with pytest.raises(RuntimeError, match=r"Expected 2D \(unbatched\) or 3D \(batched\) input to conv1d"):
+        F.conv1d(dt.randn(1, 3, 5, 5), dt.randn(2, 3, 3))
+    with pytest.raises(RuntimeError, match="Given transposed=1"):
+        F.conv_transpose2d(dt.randn(1, 3, 5, 5), dt.randn(4, 2, 3, 3))
+    with pytest.raises(RuntimeError, match="output padding must be smaller than either stride or dilation"):
+        F.conv_transpose2d(dt.randn(1, 4, 5, 5), dt.randn(4, 2, 3, 3), output_padding=1)
+    with pytest.raises(ValueError, match="in_channels must be divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        nn.Conv2d(3, 4, 3, padding_mode="mirror")
