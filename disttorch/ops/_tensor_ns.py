@@ -42,7 +42,7 @@ class TensorNamespace:
     def const(array, like):
         if isinstance(array, Tensor):
             return array
-        return Tensor._wrap(array)
+        return Tensor._wrap(array if isinstance(array, np.ndarray) else np.asarray(array))
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):

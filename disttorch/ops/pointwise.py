@@ -538,12 +538,18 @@ def fmod(input, other):
 
 
 def maximum(input, other):
+    for pos, arg, label in ((1, input, "input"), (2, other, "other")):
+        if not isinstance(arg, Tensor):
+            raise TypeError(f"maximum(): argument '{label}' (position {pos}) must be Tensor, not {type(arg).__name__}")
     a, b, dt = promote(input, other)
     check_broadcast_many(a, b)
     return MaximumBackward0.apply(a, b)
 
 
 def minimum(input, other):
+    for pos, arg, label in ((1, input, "input"), (2, other, "other")):
+        if not isinstance(arg, Tensor):
+            raise TypeError(f"minimum(): argument '{label}' (position {pos}) must be Tensor, not {type(arg).__name__}")
     a, b, dt = promote(input, other)
     check_broadcast_many(a, b)
     return MinimumBackward0.apply(a, b)
