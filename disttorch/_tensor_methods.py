@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from . import _dtype as D
 from . import _functions as F
 from .autograd.grad_mode import STATE
@@ -108,13 +109,15 @@ def _ufunc_inplace(ufunc, fn, float_result=False):
             raise RuntimeError(f"result type Float can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}")
         if isinstance(other, Tensor):
             o = other._data
+            if type(o) is not type(a):
+                o = _other_on_device(self, other)
         elif _is_scalar(other):
             if D.scalar_dtype(other)._category > self.dtype._category:  # e.g. int_tensor.add_(1.5)
                 raise RuntimeError(f"result type {_LEGACY.get(D.result_dtype((self, other)).name)} can't be cast to "
                                    f"the desired output type {_LEGACY.get(self.dtype.name)}")
             o = _py_scalar(other, self.dtype)
         else:
-            o = np.asarray(other)
+            o = _backend.like(np.asarray(other), a)
         if alpha != 1:
             o = o * alpha
         try:
@@ -133,6 +136,14 @@ def _ufunc_inplace(ufunc, fn, float_result=False):
         return self
     method.__name__ = fn.__name__ + "_"
     return method
+
+
+def _other_on_device(self, other):
+    """The operand of an in-place op on ``self``'s device: a 0-d CPU tensor joins it, as in PyTorch."""
+    if type(other._data) is np.ndarray and other._data.ndim == 0:
+        return _backend.like(other._data, self._data)
+    raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                       f"{self.device} and {other.device}!")
 
 
 def zero_(self):
@@ -288,31 +299,40 @@ def index_put_(self, indices, values, accumulate=False):
 
 
 # ---- random in-place fills -----------------------------------------------------------------------
+def _fill(self, values):
+    """Writes host-drawn ``values`` into ``self`` (draws come from the host stream on every device, so a
+    seed gives the same numbers on CPU and GPU; they travel in the tensor's dtype)."""
+    if type(self._data) is np.ndarray:
+        self._data[...] = values
+    else:
+        self._data[...] = _backend.like(np.asarray(values).astype(self._data.dtype, copy=False), self._data)
+
+
 def uniform_(self, a=0.0, b=1.0, *, generator=None):
     from .random import rng
-    self._data[...] = rng(generator).uniform(a, b, self._data.shape)
+    _fill(self, rng(generator).uniform(a, b, self._data.shape))
     self._vc[0] += 1
     return self
 
 
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
     from .random import rng
-    self._data[...] = rng(generator).normal(mean, std, self._data.shape)
+    _fill(self, rng(generator).normal(mean, std, self._data.shape))
     self._vc[0] += 1
     return self
 
 
 def bernoulli_(self, p=0.5, *, generator=None):
     from .random import rng
-    pr = p._data if isinstance(p, Tensor) else p
-    self._data[...] = rng(generator).random(self._data.shape) < pr
+    pr = _backend.to_host(p._data) if isinstance(p, Tensor) else p
+    _fill(self, rng(generator).random(self._data.shape) < pr)
     self._vc[0] += 1
     return self
 
 
 def exponential_(self, lambd=1.0, *, generator=None):
     from .random import rng
-    self._data[...] = rng(generator).exponential(1.0 / lambd, self._data.shape)
+    _fill(self, rng(generator).exponential(1.0 / lambd, self._data.shape))
     self._vc[0] += 1
     return self
 
@@ -321,41 +341,48 @@ def random_(self, from_=0, to=None, *, generator=None):
     from .random import rng
     if to is None:
         to = 2 ** 24 if self._data.dtype.kind == "f" else np.iinfo(self._data.dtype).max if self._data.dtype.kind in "iu" else 2
-    self._data[...] = rng(generator).integers(from_, to, self._data.shape)
+    _fill(self, rng(generator).integers(from_, to, self._data.shape))
     self._vc[0] += 1
     return self
 
 
 def geometric_(self, p, *, generator=None):
     from .random import rng
-    self._data[...] = rng(generator).geometric(p, self._data.shape)
+    _fill(self, rng(generator).geometric(p, self._data.shape))
     self._vc[0] += 1
     return self
 
 
 # ---- methods with Tensor-specific signatures --------------------------------------------------------
+def _own(self, device):
+    """``new_*`` default to the source tensor's device, as PyTorch's do (None keeps the host)."""
+    if device is not None:
+        return device
+    return self.device if self.is_cuda else None
+
+
 def _size_args(args):
     return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
 
 def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
-    return F.tensor(data, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    return F.tensor(data, dtype=dtype or self.dtype, device=_own(self, device), requires_grad=requires_grad)
 
 
 def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
-    return F.zeros(*_size_args(size), dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    return F.zeros(*_size_args(size), dtype=dtype or self.dtype, device=_own(self, device), requires_grad=requires_grad)
 
 
 def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
-    return F.ones(*_size_args(size), dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    return F.ones(*_size_args(size), dtype=dtype or self.dtype, device=_own(self, device), requires_grad=requires_grad)
 
 
 def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
-    return F.empty(*_size_args(size), dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    return F.empty(*_size_args(size), dtype=dtype or self.dtype, device=_own(self, device), requires_grad=requires_grad)
 
 
 def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return F.full(size, fill_value, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    return F.full(size, fill_value, dtype=dtype or self.dtype, device=_own(self, device), requires_grad=requires_grad)
 
 
 def _sum(self, dim=None, keepdim=False, *, dtype=None):
@@ -408,7 +435,13 @@ def _setitem(self, index, value):
     I.setitem(self, index, value)
 
 
+def _cpu_only(self, name):
+    if self.is_cuda:
+        raise TypeError(f"{name} is only implemented on CPU tensors")
+
+
 def _apply_(self, fn):
+    _cpu_only(self, "apply_")
     flat = self._data.reshape(-1)
     for i in range(flat.size):
         flat[i] = fn(flat[i].item())
@@ -417,6 +450,7 @@ def _apply_(self, fn):
 
 
 def _map_(self, other, fn):
+    _cpu_only(self, "map_")
     a = self._data
     b = np.broadcast_to(other._data, a.shape)
     it = np.nditer([a, b], op_flags=[["readwrite"], ["readonly"]])

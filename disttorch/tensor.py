@@ -54,7 +54,7 @@ class Tensor:
             raise TypeError(f"Tensor(): invalid arguments {args!r}")
         _init_fields(self, arr)
         if device is not None and as_device(device).type == "cuda":
-            self._data = _backend.to_cuda(arr, as_device(device).index or 0)
+            self._data = _backend.to_cuda(arr, as_device(device).index)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -263,7 +263,8 @@ class Tensor:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         if _backend.is_cuda_array(self._data):
             if not force:
-                raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first.")
+                raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                                "tensor to host memory first.")
             return _backend.to_host(self._data)
         return self._data
 
@@ -329,6 +330,8 @@ class Tensor:
     def __reduce_ex__(self, protocol):
         # Pickling (DataLoader workers, cloudpickle, weights_only=False checkpoints) keeps the
         # array and the leaf's requires_grad; like PyTorch, the graph is not pickled.
+        if _backend.is_cuda_array(self._data):  # the bytes travel through the host; the tensor comes back on its GPU
+            return (_rebuild_tensor, (_backend.to_host(self._data), self._requires_grad, type(self), str(self.device)))
         return (_rebuild_tensor, (_backend.to_host(self._data), self._requires_grad, type(self)))
 
     def __deepcopy__(self, memo):
@@ -449,8 +452,12 @@ def _init_fields(t, arr):
     t._vc = [0]
 
 
-def _rebuild_tensor(array, requires_grad, cls=Tensor):
-    t = Tensor._wrap(np.array(array, copy=True) if not array.flags.writeable else array)
+def _rebuild_tensor(array, requires_grad, cls=Tensor, device=None):
+    if device is not None:
+        array = _backend.to_cuda(array, as_device(device).index)
+    elif not array.flags.writeable:
+        array = np.array(array, copy=True)
+    t = Tensor._wrap(array)
     if cls is not Tensor:
         t.__class__ = cls
     t._requires_grad = requires_grad

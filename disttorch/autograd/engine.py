@@ -243,7 +243,8 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     f"The differentiated Tensor at index {i} appears to not have been used in the graph. "
                     "Set allow_unused=True if this is the desired behavior.")
             if g is not None and not isinstance(g, Tensor):
-                g = Tensor._wrap(np.array(g) if isinstance(g, np.generic) or not _is_fresh(g) else g)
+                # a view of some other array gets its own copy (g.copy() serves NumPy and CuPy alike)
+                g = Tensor._wrap(np.array(g) if isinstance(g, np.generic) else g if _is_fresh(g) else g.copy())
             out.append(g)
         return tuple(out)
     return None

@@ -42,10 +42,14 @@ class Op(Node):
                     return self._run_recorded(tensors, params)
         n = len(tensors)
         if n == 2:
+            if type(tensors[0]._data) is not type(tensors[1]._data):
+                tensors = align_devices(tensors)
             out = self.forward(tensors[0]._data, tensors[1]._data, **params)
         elif n == 1:
             out = self.forward(tensors[0]._data, **params)
         else:
+            if _mixed(tensors):
+                tensors = align_devices(tensors)
             out = self.forward(*[t._data for t in tensors], **params)
         if type(out) is not np.ndarray:
             out = _as_array(out)
@@ -54,6 +58,8 @@ class Op(Node):
         return _wrap(out)
 
     def _run_recorded(self, tensors, params):
+        if len(tensors) > 1 and _mixed(tensors):
+            tensors = align_devices(tensors)
         needs = []
         edges = []
         for t in tensors:
@@ -96,6 +102,36 @@ class Op(Node):
 
 
 _NO_EDGE = (None, 0)
+
+
+def _mixed(tensors):
+    """True when the inputs' arrays are not all of one type (host and device arrays meet)."""
+    first = type(tensors[0]._data)
+    for t in tensors:
+        if type(t._data) is not first:
+            return True
+    return False
+
+
+def align_devices(tensors):
+    """Inputs of one op on one device. Like PyTorch, a 0-d CPU tensor joins the device of the others
+    (``cuda_x * torch.tensor(2.0)``); any other host/device mix raises PyTorch's error."""
+    device_t = next((t for t in tensors if type(t._data) is not np.ndarray), None)
+    if device_t is None:
+        return tensors
+    out = []
+    for t in tensors:
+        if type(t._data) is not type(device_t._data):
+            if type(t._data) is np.ndarray and t._data.ndim == 0:
+                from .shape import to_device
+                t = to_device(t, device_t.device)
+            else:
+                first = tensors[0]
+                other = t if first is device_t else device_t
+                raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                                   f"{first.device} and {other.device}!")
+        out.append(t)
+    return tuple(out)
 
 
 def _as_array(out):

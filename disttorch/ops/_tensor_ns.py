@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._backend import array_module, is_array
+from .._backend import like as _on_device_of
 from ..tensor import Tensor
 
 
@@ -12,8 +14,14 @@ def _t(x, like=None):
         return x
     from .creation import tensor
     if like is not None:
-        return tensor(x, dtype=like.dtype)
+        return tensor(x, dtype=like.dtype, device=like.device if like.is_cuda else None)
     return tensor(x)
+
+
+def _zeros(shape, like, dtype=None):
+    """A zero tensor of ``shape`` on ``like``'s device (``like`` a Tensor), ``like``'s dtype by default."""
+    xp = array_module(like._data)
+    return Tensor._wrap(xp.zeros(tuple(shape), dtype=like._data.dtype if dtype is None else dtype))
 
 
 def _axes(axis):
@@ -42,7 +50,8 @@ class TensorNamespace:
     def const(array, like):
         if isinstance(array, Tensor):
             return array
-        return Tensor._wrap(array if isinstance(array, np.ndarray) else np.asarray(array))
+        arr = array if is_array(array) else np.asarray(array)
+        return Tensor._wrap(_on_device_of(arr, like._data) if isinstance(like, Tensor) else arr)
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
@@ -92,8 +101,9 @@ class TensorNamespace:
         ref = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
         if ref is None:
             from .creation import full
-            a = full(tuple(cond.shape), float(a))
-            b = full(tuple(cond.shape), float(b))
+            dev = cond.device if isinstance(cond, Tensor) and cond.is_cuda else None
+            a = full(tuple(cond.shape), float(a), device=dev)
+            b = full(tuple(cond.shape), float(b), device=dev)
         return where(_t(cond), a, b)
 
     @staticmethod
@@ -133,7 +143,7 @@ class TensorNamespace:
     @staticmethod
     def getitem(x, index):
         from .index import IndexBackward0, _SliceView, SliceBackward0
-        advanced = any(isinstance(i, np.ndarray) for i in (index if isinstance(index, tuple) else (index,)))
+        advanced = any(is_array(i) for i in (index if isinstance(index, tuple) else (index,)))
         if advanced:
             return IndexBackward0.apply(x, index=index)
         return SliceBackward0.apply(x, index=index)
@@ -141,33 +151,31 @@ class TensorNamespace:
     @staticmethod
     def index_put_zeros(shape, index, g):
         from .index import IndexPutBackward0
-        base = Tensor._wrap(np.zeros(tuple(shape), dtype=g._data.dtype))
-        return IndexPutBackward0.apply(base, g, index=index)
+        return IndexPutBackward0.apply(_zeros(shape, g), g, index=index)
 
     @staticmethod
     def index_add(shape, index, values, like):
         from .index import IndexPutBackward0
-        base = Tensor._wrap(np.zeros(tuple(shape), dtype=values._data.dtype))
-        return IndexPutBackward0.apply(base, values, index=index, accumulate=True)
+        return IndexPutBackward0.apply(_zeros(shape, values), values, index=index, accumulate=True)
 
     @staticmethod
     def scatter_add_axis(shape, axis, index, values, like):
         from .index import scatter_add
-        base = Tensor._wrap(np.zeros(tuple(shape), dtype=values._data.dtype))
-        return scatter_add(base, axis, Tensor._wrap(np.asarray(index)), values)
+        idx = index if is_array(index) else np.asarray(index)
+        return scatter_add(_zeros(shape, values), axis, Tensor._wrap(_on_device_of(idx, values._data)), values)
 
     @staticmethod
     def index_fill_zero(g, index):
-        mask = np.zeros(tuple(g.shape), dtype=bool)
-        mask[index] = True
-        return g.masked_fill(Tensor._wrap(mask), 0.0)
+        mask = _zeros(g.shape, g, dtype=bool)
+        mask._data[index] = True
+        return g.masked_fill(mask, 0.0)
 
     @staticmethod
     def pad_to(x, shape):
         if tuple(x.shape) == tuple(shape):
             return x
         from .index import IndexPutBackward0
-        base = Tensor._wrap(np.zeros(tuple(shape), dtype=x._data.dtype))
+        base = _zeros(shape, x)
         return IndexPutBackward0.apply(base, x, index=tuple(slice(0, s) for s in x.shape))
 
     @staticmethod
@@ -181,15 +189,15 @@ class TensorNamespace:
 
     @staticmethod
     def diagonal_scatter_zeros(shape, g, offset, a1, a2):
-        arr = np.zeros(tuple(shape), dtype=g._data.dtype)
+        base = _zeros(shape, g)
         n = g.shape[-1]
-        idx = np.arange(n)
+        idx = np.arange(n)  # index arrays may stay on the host: CuPy copies them over
         r, c = (idx, idx + offset) if offset >= 0 else (idx - offset, idx)
         sl = [slice(None)] * len(shape)
         sl[a1], sl[a2] = r, c
         from .index import IndexPutBackward0
         moved = g.movedim(-1, min(a1, a2)) if len(shape) > 2 else g
-        return IndexPutBackward0.apply(Tensor._wrap(arr), moved, index=tuple(sl))
+        return IndexPutBackward0.apply(base, moved, index=tuple(sl))
 
 
 TENSOR_NS = TensorNamespace()

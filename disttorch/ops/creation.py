@@ -110,12 +110,16 @@ def _place(arr, device):
         return arr
     dev = as_device(device)
     if dev.type == "cuda":
-        return _backend.to_cuda(arr, dev.index or 0)
-    return arr
+        return _backend.to_cuda(arr, dev.index)  # index None: the current GPU, as PyTorch's "cuda"
+    return _backend.to_host(arr)
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
     """A new tensor copying ``data`` (scalar, nested sequence, NumPy array or tensor)."""
+    if _backend.is_cuda_array(data):  # a CuPy array: copied on its GPU, as torch.tensor copies a CUDA array
+        D.from_numpy_dtype(data.dtype)
+        arr = data.astype(D.as_dtype(dtype).np if dtype is not None else data.dtype, copy=True)
+        return _finish(arr, device, requires_grad)
     return _finish(_array_from_data(data, dtype), device, requires_grad)
 
 
@@ -131,10 +135,19 @@ def as_tensor(data, dtype=None, device=None):
     if isinstance(data, np.ndarray) and (dtype is None or D.as_dtype(dtype).np == data.dtype) and device in (None, "cpu"):
         D.from_numpy_dtype(data.dtype)
         return Tensor._wrap(data)
+    if _backend.is_cuda_array(data) and (dtype is None or D.as_dtype(dtype).np == data.dtype) and (
+            device is None or _is_device_of(as_device(device), data)):
+        D.from_numpy_dtype(data.dtype)
+        return Tensor._wrap(data)  # shares the CuPy array's memory, as torch.as_tensor does
     return tensor(data, dtype=dtype, device=device)
 
 
 asarray = as_tensor
+
+
+def _is_device_of(dev, array):
+    """Whether CuPy ``array`` already lives on ``dev`` ("cuda" without an index accepts any GPU)."""
+    return dev.type == "cuda" and dev.index in (None, _backend.device_index_of(array))
 
 
 def from_numpy(ndarray):
@@ -234,11 +247,15 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_
     return _finish(np.logspace(start, end, steps, base=base).astype(_dt(dtype)), device, requires_grad)
 
 
+def _like_device(input, device):
+    """``*_like`` factories default to the source tensor's device."""
+    return device if device is not None else (input.device if input.is_cuda else None)
+
+
 def _like(fn, input, dtype, device, requires_grad, *args):
     dt = D.as_dtype(dtype).np if dtype is not None else input._data.dtype
     arr = fn(input._data.shape, *args, dt)
-    dev = device if device is not None else (input.device if input.is_cuda else None)
-    return _finish(arr, dev, requires_grad)
+    return _finish(arr, _like_device(input, device), requires_grad)
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
@@ -258,17 +275,19 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False, generator=None):
-    return rand(*input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad, generator=generator)
+    return rand(*input.shape, dtype=dtype or input.dtype, device=_like_device(input, device), requires_grad=requires_grad,
+                generator=generator)
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False, generator=None):
-    return randn(*input.shape, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad, generator=generator)
+    return randn(*input.shape, dtype=dtype or input.dtype, device=_like_device(input, device), requires_grad=requires_grad,
+                 generator=generator)
 
 
 def randint_like(input, low=0, high=None, *, dtype=None, device=None, requires_grad=False):
     if high is None:
         low, high = 0, low
-    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device)
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=_like_device(input, device))
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
@@ -311,14 +330,15 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     """Normal samples; ``mean``/``std`` may be tensors (elementwise) or numbers with ``size``."""
     g = rng(generator)
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
-        m = mean._data if isinstance(mean, Tensor) else mean
-        s = std._data if isinstance(std, Tensor) else std
-        if isinstance(std, Tensor) and (std._data < 0).any():
+        # draws come from the host stream (the same numbers on every device), then join the tensors' device
+        ref = mean if isinstance(mean, Tensor) else std
+        m = _backend.to_host(mean._data) if isinstance(mean, Tensor) else mean
+        s = _backend.to_host(std._data) if isinstance(std, Tensor) else std
+        if isinstance(std, Tensor) and (s < 0).any():
             raise RuntimeError("normal expects all elements of std >= 0.0")
         shape = np.broadcast_shapes(np.shape(m), np.shape(s))
-        ref = mean if isinstance(mean, Tensor) else std
         arr = (m + s * g.standard_normal(shape)).astype(ref._data.dtype)
-        return _finish(arr, device, requires_grad)
+        return _finish(arr, device if device is not None else ref.device, requires_grad)
     if std < 0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
     if size is None:
@@ -328,13 +348,14 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 
 
 def bernoulli(input, p=None, *, generator=None):
-    prob = input._data if p is None else p
-    return Tensor._wrap((rng(generator).random(input._data.shape) < prob).astype(input._data.dtype))
+    prob = _backend.to_host(input._data) if p is None else p
+    draw = (rng(generator).random(input._data.shape) < prob).astype(input._data.dtype)
+    return Tensor._wrap(_backend.like(draw, input._data))
 
 
 def multinomial(input, num_samples, replacement=False, *, generator=None):
     """Indices drawn from the rows of ``input`` (non-negative weights)."""
-    w = np.asarray(input._data, dtype=np.float64)
+    w = np.asarray(_backend.to_host(input._data), dtype=np.float64)
     if (w < 0).any():
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     rows = w.reshape(-1, w.shape[-1])
@@ -347,20 +368,23 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         if not replacement and num_samples > (r > 0).sum():
             raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
         out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / total)
-    return Tensor._wrap(out.reshape(w.shape[:-1] + (num_samples,)))
+    return Tensor._wrap(_backend.like(out.reshape(w.shape[:-1] + (num_samples,)), input._data))
 
 
 def poisson(input, generator=None):
-    return Tensor._wrap(rng(generator).poisson(input._data).astype(input._data.dtype))
+    draw = rng(generator).poisson(_backend.to_host(input._data)).astype(input._data.dtype)
+    return Tensor._wrap(_backend.like(draw, input._data))
 
 
 def _copy_into(out, result):
     """Writes ``result`` into the preallocated ``out`` tensor (resizing like PyTorch when empty)."""
     if tuple(out.shape) != tuple(result.shape):
         if out.numel() == 0:
-            out._data = np.empty(result._data.shape, dtype=out._data.dtype)
+            out._data = _backend.array_module(out._data).empty(result._data.shape, dtype=out._data.dtype)
         else:
             raise RuntimeError(f"output with shape {list(out.shape)} doesn't match the broadcast shape {list(result.shape)}")
+    if type(result._data) is not type(out._data):
+        raise RuntimeError(f"Expected out tensor to have device {result.device}, but got {out.device} instead")
     out._data[...] = result._data
     out._vc[0] += 1
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
 from .. import _dtype as D
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
@@ -27,6 +28,9 @@ def _convert_index(index, shape=None):
                 raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
             else:
                 raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        elif _backend.is_cuda_array(item):  # a raw device index array (masked_scatter passes one)
+            advanced = True
+            out.append(item)
         elif isinstance(item, (list, np.ndarray)):
             arr = np.asarray(item)
             if arr.dtype == object:
@@ -54,8 +58,8 @@ def _convert_index(index, shape=None):
 
 def _check_bounds(idx, shape):
     dim = 0
-    n_explicit = sum(1 for i in idx if i is not None and i is not Ellipsis and not (isinstance(i, np.ndarray) and i.dtype == np.bool_))
-    n_explicit += sum(i.ndim for i in idx if isinstance(i, np.ndarray) and i.dtype == np.bool_)
+    n_explicit = sum(1 for i in idx if i is not None and i is not Ellipsis and not (_is_mask(i)))
+    n_explicit += sum(i.ndim for i in idx if _is_mask(i))
     if n_explicit > len(shape):
         raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
     for i in idx:
@@ -68,18 +72,23 @@ def _check_bounds(idx, shape):
             n = shape[dim]
             if not -n <= i < n:
                 raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {n}")
-        dim += i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
+        dim += i.ndim if _is_mask(i) else 1
+
+
+def _is_mask(i):
+    """A boolean index array (host or device)."""
+    return _backend.is_array(i) and i.dtype == np.bool_
 
 
 def _index_error(err, idx, shape):
     """NumPy's IndexError in PyTorch's words (mask shape mismatches, out-of-bounds indices)."""
-    n_used = sum(i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
+    n_used = sum(i.ndim if _is_mask(i) else 1
                  for i in idx if i is not None and i is not Ellipsis and not isinstance(i, bool))
     dim = 0
     for i in idx:
         if i is Ellipsis:
             dim = len(shape) - (n_used - dim)
-        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+        elif _is_mask(i):
             for j, (m, s) in enumerate(zip(i.shape, shape[dim:])):
                 if m != s:
                     return IndexError(f"The shape of the mask {list(i.shape)} at index {j} does not match the shape "
@@ -108,11 +117,11 @@ def _split_ints(idx):
     """PyTorch applies integer indices (as selects) before the advanced ones; NumPy counts an int next to
     an index array as advanced too, which moves the result's dims (``x[1, :, [0, 3]]``). Returns the
     (basic, advanced) pair of indices that reproduces PyTorch's order, or None when no int meets an array."""
-    if not any(type(i) is int for i in idx) or not any(isinstance(i, np.ndarray) for i in idx):
+    if not any(type(i) is int for i in idx) or not any(_backend.is_array(i) for i in idx):
         return None
     basic, adv = [], []
     for i in idx:
-        if isinstance(i, np.ndarray):
+        if _backend.is_array(i):
             basic.extend([slice(None)] * (i.ndim if i.dtype == np.bool_ else 1))
             adv.append(i)
         elif type(i) is int:
@@ -128,9 +137,16 @@ def _split_ints(idx):
     return tuple(basic), tuple(adv)
 
 
+def _check_index_device(x, idx):
+    """PyTorch: a CPU tensor cannot be indexed by CUDA index tensors (the reverse is fine)."""
+    if type(x._data) is np.ndarray and any(_backend.is_cuda_array(i) for i in idx):
+        raise RuntimeError("indices should be either on cpu or on the same device as the indexed tensor (cpu)")
+
+
 def getitem(x, index):
     idx, advanced = _convert_index(index)
     if advanced:
+        _check_index_device(x, idx)
         split = _split_ints(idx)
         if split is not None:
             _check_bounds(split[0], x._data.shape)
@@ -187,15 +203,21 @@ def setitem(x, index, value):
                                        for i in idx)
     if not advanced:
         _check_bounds(idx, x._data.shape)
-    elif _split_ints(idx) is not None:  # PyTorch's order: as one advanced index over x's own dims
+    else:
+        _check_index_device(x, idx)
+    if advanced and _split_ints(idx) is not None:  # PyTorch's order: as one advanced index over x's own dims
         basic, adv = _split_ints(idx)
         _check_bounds(basic, x._data.shape)
-        idx = np.unravel_index(np.arange(x._data.size).reshape(x._data.shape)[basic][adv], x._data.shape)
+        host_adv = tuple(_backend.to_host(i) if _backend.is_cuda_array(i) else i for i in adv)
+        idx = np.unravel_index(np.arange(x._data.size).reshape(x._data.shape)[basic][host_adv], x._data.shape)
     if isinstance(value, Tensor):
         v = value if value._data.dtype == x._data.dtype else cast(value, x.dtype)
+        if type(v._data) is not type(x._data) or (type(x._data) is not np.ndarray and v.device != x.device):
+            from .shape import to_device
+            v = to_device(v, x.device)  # x[i] = t copies across devices, as PyTorch's copy_ does
     else:
         from .creation import _array_from_data
-        v = Tensor._wrap(_array_from_data(value, x.dtype))
+        v = Tensor._wrap(_backend.like(_array_from_data(value, x.dtype), x._data))
     if v.ndim and v._data.shape[0] == 1:
         v = _drop_leading_ones(v, x._data[idx].shape)
     record = STATE.enabled and (x._requires_grad or v._requires_grad)
@@ -254,7 +276,7 @@ def view_region(view):
     if base is None:
         return None
     v, b = view._data, base._data
-    if type(v) is not np.ndarray or type(b) is not np.ndarray or v.dtype != b.dtype or b.ndim == 0 or b.size == 0:
+    if type(v) is not type(b) or not _backend.is_array(v) or v.dtype != b.dtype or b.ndim == 0 or b.size == 0:
         return None
 
     def offsets(a, start):
@@ -263,7 +285,8 @@ def view_region(view):
             off = off + (np.arange(n, dtype=np.int64) * st).reshape([-1 if i == k else 1 for i in range(a.ndim)])
         return off
 
-    v_off = offsets(v, v.__array_interface__["data"][0] - b.__array_interface__["data"][0])
+    # only shapes, strides and addresses are read: the region is host index arrays for NumPy or CuPy data
+    v_off = offsets(v, _backend.data_ptr(v) - _backend.data_ptr(b))
     if b.flags.c_contiguous:  # the usual case: byte offset / itemsize is the flat index
         flat = v_off // b.itemsize
         if v_off.size and (flat.min() < 0 or flat.max() >= b.size):
@@ -316,7 +339,8 @@ def _check_inplace_allowed(x, view=False):
 
 def index_put(input, indices, values, accumulate=False):
     idx = tuple(i._data if isinstance(i, Tensor) else i for i in indices)
-    v = values if isinstance(values, Tensor) else Tensor._wrap(np.asarray(values, dtype=input._data.dtype))
+    v = values if isinstance(values, Tensor) else \
+        Tensor._wrap(_backend.like(np.asarray(values, dtype=input._data.dtype), input._data))
     return IndexPutBackward0.apply(input, cast(v, input.dtype), index=idx, accumulate=accumulate, copy=True)
 
 
@@ -362,7 +386,8 @@ class ScatterBackward0(Op):
     def forward(self, x, src, index, axis, add):
         self.axis, self.idx, self.add, self.sshape = axis, index, add, src.shape
         out = x.copy()
-        grid = list(np.ix_(*[np.arange(s) for s in index.shape]))
+        xp = _xp(x)
+        grid = list(xp.ix_(*[xp.arange(s) for s in index.shape]))
         grid[axis] = index
         sl = tuple(slice(0, s) for s in index.shape)
         vals = src[sl] if src.shape != index.shape else src
@@ -395,7 +420,7 @@ def _scatter(input, dim, index, src, add):
     axis = _wrap_dim(dim, input.ndim)
     cls = ScatterAddBackward0 if add else ScatterBackward0
     if not isinstance(src, Tensor):
-        src = Tensor._wrap(np.full(index.shape, _py_scalar(src, input.dtype), dtype=input._data.dtype))
+        src = Tensor._wrap(_xp(input._data).full(index.shape, _py_scalar(src, input.dtype), dtype=input._data.dtype))
         cls = ScatterBackward1
     return cls.apply(input, cast(src, input.dtype), index=index._data, axis=axis, add=add)
 
@@ -407,9 +432,12 @@ def scatter(input, dim, index, src=None, value=None, *, reduce=None):
         if reduce == "multiply":
             out = input.clone()
             grid = list(np.ix_(*[np.arange(s) for s in index.shape]))
-            grid[_wrap_dim(dim, input.ndim)] = index._data
-            sv = src._data if isinstance(src, Tensor) else src
-            np.multiply.at(out._data, tuple(grid), sv)
+            grid[_wrap_dim(dim, input.ndim)] = _backend.to_host(index._data)
+            sv = _backend.to_host(src._data) if isinstance(src, Tensor) else src
+            # CuPy has no multiply.at: this rare (deprecated in PyTorch) path runs on the host
+            host = np.array(_backend.to_host(out._data))
+            np.multiply.at(host, tuple(grid), sv)
+            out._data[...] = _backend.like(host, out._data)
             return out
         raise RuntimeError(f"reduce argument must be either add or multiply, got {reduce}")
     return _scatter(input, dim, index, src, reduce == "add")
@@ -518,14 +546,15 @@ def masked_scatter(input, mask, source):
 
 
 def nonzero(input, *, as_tuple=False):
-    nz = _xp(input._data).nonzero(input._data)
+    xp = _xp(input._data)
+    nz = xp.nonzero(input._data)
     if as_tuple:
         if input.ndim == 0:
-            return (Tensor._wrap(np.zeros(int(bool(input._data)), np.int64)),)
+            return (Tensor._wrap(xp.zeros(int(bool(input._data)), np.int64)),)
         return tuple(Tensor._wrap(i.astype(np.int64)) for i in nz)
     if input.ndim == 0:
-        return Tensor._wrap(np.zeros((int(bool(input._data)), 0), np.int64))
-    return Tensor._wrap(np.stack(nz, axis=1).astype(np.int64) if nz else np.zeros((0, 0), np.int64))
+        return Tensor._wrap(xp.zeros((int(bool(input._data)), 0), np.int64))
+    return Tensor._wrap(xp.stack(nz, axis=1).astype(np.int64) if nz else xp.zeros((0, 0), np.int64))
 
 
 def argwhere(input):
@@ -639,7 +668,7 @@ class IndexFillBackward0(MaskedFillBackward0):
 def index_fill(input, dim, index, value):
     full = [slice(None)] * input.ndim
     full[_wrap_dim(dim, input.ndim)] = index._data
-    mask = np.zeros(input.shape, bool)
+    mask = _xp(input._data).zeros(input.shape, bool)
     mask[tuple(full)] = True
     if isinstance(value, Tensor) and value._requires_grad:
         return masked_fill(input, Tensor._wrap(mask), value)
@@ -670,9 +699,10 @@ def bincount(input, weights=None, minlength=0):
 
 def searchsorted(sorted_sequence, values, *, right=False, side=None):
     side = side or ("right" if right else "left")
-    v = values._data if isinstance(values, Tensor) else np.asarray(values)
-    return Tensor._wrap(np.searchsorted(sorted_sequence._data, v, side=side).astype(np.int64))
+    v = values._data if isinstance(values, Tensor) else _backend.like(np.asarray(values), sorted_sequence._data)
+    return Tensor._wrap(_xp(v).searchsorted(sorted_sequence._data, v, side=side).astype(np.int64))
 
 
 def bucketize(input, boundaries, *, right=False):
-    return Tensor._wrap(np.searchsorted(boundaries._data, input._data, side="left" if not right else "right").astype(np.int64))
+    return Tensor._wrap(_xp(input._data).searchsorted(boundaries._data, input._data,
+                                                      side="left" if not right else "right").astype(np.int64))

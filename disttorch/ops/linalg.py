@@ -93,7 +93,8 @@ def matmul(input, other, *, out=None):
         from .._dtype import CPP_NAMES
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {CPP_NAMES[input.dtype.name]} != "
                            f"{CPP_NAMES[other.dtype.name]}")
-    if type(input._data) is not type(other._data):
+    if type(input._data) is not type(other._data) or (type(input._data) is not np.ndarray
+                                                      and input.device != other.device):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, {input.device} and {other.device}!")
     da, db = input.ndim, other.ndim
     if da == 0 or db == 0:

@@ -93,7 +93,7 @@ class _ClassLoss(Op):
             return total
         self.denom = self.m if self.wt is None else float(self.wt.sum())
         if self.denom == 0:  # every target ignored (or an empty batch): nan, as PyTorch
-            return np.asarray(np.nan, dtype=losses.dtype)
+            return array_module(losses).asarray(np.nan, dtype=losses.dtype)
         return total / self.denom
 
     def _coef(self, ns, g):

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .. import _dtype as D
-from ._base import Op, unbroadcast
+from ._base import Op, _as_array, unbroadcast
 from ..tensor import Tensor
 
 
@@ -71,9 +71,16 @@ def _conv(x, dt):
 
 
 def _check_same_device(a, b):
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and type(a._data) is not type(b._data):
-        raise RuntimeError(
-            f"Expected all tensors to be on the same device, but found at least two devices, {a.device} and {b.device}!")
+    """PyTorch's error for operands on two devices; a 0-d CPU tensor may meet a CUDA tensor (the op moves it)."""
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        return
+    if type(a._data) is not type(b._data):
+        if (type(a._data) is np.ndarray and a._data.ndim == 0) or (type(b._data) is np.ndarray and b._data.ndim == 0):
+            return
+    elif type(a._data) is np.ndarray or a.device == b.device:
+        return
+    raise RuntimeError(
+        f"Expected all tensors to be on the same device, but found at least two devices, {a.device} and {b.device}!")
 
 
 def binary(op_cls, a, b, **params):
@@ -85,6 +92,8 @@ def binary(op_cls, a, b, **params):
             if ad.shape != bd.shape:
                 _check_broadcast(a, b)
             if type(ad) is not type(bd):
+                _check_same_device(a, b)
+            elif type(ad) is not np.ndarray and ad.device != bd.device:  # two GPUs
                 _check_same_device(a, b)
             return op_cls.apply(a, b, **params)
     a, b, dt = promote(a, b, float_result=op_cls.float_result)
@@ -261,7 +270,7 @@ class DivBackward2(_Binary):
             q = np.floor_divide(x, y)
             r = x - q * y
             # floor rounds a negative inexact quotient down; trunc rounds it towards zero
-            return q + ((r != 0) & ((np.asarray(x) < 0) != (np.asarray(y) < 0))).astype(q.dtype)
+            return q + ((r != 0) & ((x < 0) != (y < 0))).astype(q.dtype)
         q = x / y
         return np.floor(q) if rounding_mode == "floor" else np.trunc(q)
 
@@ -332,7 +341,7 @@ def pow(input, exponent):
     if isinstance(input, Tensor) and _is_scalar(exponent):
         dt = D.result_dtype((input, exponent))
         if dt is D.bool:  # bool ** bool: x ** True is x, x ** False is True
-            return input.clone() if exponent else Tensor._wrap(np.ones(input._data.shape, np.bool_))
+            return input.clone() if exponent else Tensor._wrap(_xp(input._data).ones(input._data.shape, np.bool_))
         if dt._category == 1 and exponent < 0:
             raise RuntimeError("Integers to negative integer powers are not allowed.")
         input = _conv(input, dt)
@@ -493,8 +502,7 @@ def div(input, other, *, rounding_mode=None, out=None):
         a, b, dt = promote(input, other)
         _no_bool(dt, f"div_{rounding_mode}_cpu")
         if dt._category < 2:
-            bd = b._data if isinstance(b, Tensor) else b
-            if np.any(np.asarray(bd) == 0):
+            if _any_zero(b._data if isinstance(b, Tensor) else b):
                 raise RuntimeError("ZeroDivisionError")
         if isinstance(a, Tensor):
             res = DivBackward2.apply(a, b, rounding_mode=rounding_mode) if isinstance(b, Tensor) else \
@@ -520,9 +528,13 @@ def _check_int_divisor(dt, kernel, input, other):
     """Integer remainder by zero raises in PyTorch (NumPy would warn and return 0)."""
     _no_bool(dt, kernel)
     if dt._category == 1:
-        d = other._data if isinstance(other, Tensor) else other
-        if np.any(np.asarray(d) == 0):
+        if _any_zero(other._data if isinstance(other, Tensor) else other):
             raise RuntimeError("ZeroDivisionError")
+
+
+def _any_zero(d):
+    """Whether a divisor (array of either device, or number) holds a zero."""
+    return bool((d == 0).any()) if hasattr(d, "dtype") and getattr(d, "ndim", 0) else bool(d == 0)
 
 
 def remainder(input, other):
@@ -630,6 +642,11 @@ def _sigmoid(xp, x):
 
 def _erf(xp, x):
     # Python's math.erf is exact; vectorised it costs ~50 ns an element, fine for GELU-sized inputs.
+    if xp is not np:
+        from .._backend import device_erf
+        res = device_erf(x)  # cupyx's kernel on the GPU when CuPy has it
+        if res is not None:
+            return res.astype(x.dtype, copy=False)
     host = np.asarray(x.get() if hasattr(x, "get") else x, dtype=np.float64)
     res = _ERF(host).astype(x.dtype, copy=False)
     return res if xp is np else xp.asarray(res)
@@ -752,11 +769,17 @@ def where(condition, input=None, other=None):
         return nonzero(condition, as_tuple=True)
     a, b, dt = promote(input, other)
     from .creation import tensor as _tensor
-    a = a if isinstance(a, Tensor) else _tensor(a, dtype=dt)
-    b = b if isinstance(b, Tensor) else _tensor(b, dtype=dt)
-    cond = condition if isinstance(condition, Tensor) else _tensor(condition)
+    on = next((t.device for t in (condition, a, b) if isinstance(t, Tensor) and t.is_cuda), None)
+    a = a if isinstance(a, Tensor) else _tensor(a, dtype=dt, device=on)  # numbers join the tensors' device
+    b = b if isinstance(b, Tensor) else _tensor(b, dtype=dt, device=on)
+    cond = condition if isinstance(condition, Tensor) else _tensor(condition, device=on)
     if cond._data.dtype != np.bool_:
         cond = Tensor._wrap(cond._data.astype(bool))
+    if on is not None and not cond.is_cuda:
+        if cond.ndim:
+            raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                               f"{on} and cpu!")
+        cond = cond.to(on)
     check_broadcast_many(cond, a, b)
     return WhereBackward0.apply(a, b, cond=cond._data)
 
@@ -856,7 +879,7 @@ def _bitwise(fn, name):
         check_broadcast_many(a, b)
         ad = a._data if isinstance(a, Tensor) else a
         bd = b._data if isinstance(b, Tensor) else b
-        return Tensor._wrap(np.asarray(fn(ad, bd)))
+        return Tensor._wrap(_as_array(fn(ad, bd)))
     return op
 
 

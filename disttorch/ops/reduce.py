@@ -237,7 +237,7 @@ def _extreme(name, all_cls, dim_cls, input, dim, keepdim, other):
         return all_cls.apply(input)
     axis = _wrap_dim(dim, input.ndim)
     if input.ndim == 0:
-        return return_types[name](input.clone(), Tensor._wrap(np.zeros((), np.int64)))
+        return return_types[name](input.clone(), Tensor._wrap(_xp_of(input).zeros((), np.int64)))
     node = dim_cls()
     vals = node._run((input,), {"axis": axis, "keepdim": keepdim})
     return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))
@@ -587,7 +587,13 @@ def kth_along(name, cls, input, k, dim, keepdim):
     """(values, indices) of the k-th smallest (0-based) entries along ``dim``."""
     axis = _wrap_dim(dim, input.ndim)
     if input.ndim == 0:
-        return return_types[name](input.clone(), Tensor._wrap(np.zeros((), np.int64)))
+        return return_types[name](input.clone(), Tensor._wrap(_xp_of(input).zeros((), np.int64)))
     node = cls()
     vals = node._run((input,), {"axis": axis, "keepdim": keepdim, "k": k})
     return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))
+
+
+def _xp_of(t):
+    """NumPy or CuPy, for the array of tensor ``t``."""
+    from .._backend import array_module
+    return array_module(t._data)

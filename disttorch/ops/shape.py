@@ -684,7 +684,7 @@ class ToDeviceBackward(Op):
         self.src_cuda = _backend.is_cuda_array(x)
         self.src_index = _backend.device_index_of(x) or 0
         if dev.type == "cuda":
-            return _backend.to_cuda(x, dev.index or 0)
+            return _backend.to_cuda(x, dev.index)
         return _backend.to_host(x)
 
     def backward(self, g, ns):
@@ -704,8 +704,10 @@ def to_device(x, dev):
     elif dev.type == "cuda":
         from .. import _backend
         _backend.require_cupy("CUDA")
-        if _backend.is_cuda_array(x._data) and (_backend.device_index_of(x._data) or 0) == (dev.index or 0):
-            return x
+        if _backend.is_cuda_array(x._data):
+            want = dev.index if dev.index is not None else _backend.current_device_index()
+            if _backend.device_index_of(x._data) == want:
+                return x
     else:
         raise RuntimeError(f"unsupported device {dev}")
     return ToDeviceBackward.apply(x, dev=dev)
