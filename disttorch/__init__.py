@@ -21,6 +21,8 @@ from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no
 from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: F401
 from ._tensor_methods import addcdiv, addcmul  # noqa: F401
 from . import autograd, cuda, linalg  # noqa: F401
+from . import nn, optim, utils  # noqa: F401,E402  (after Tensor: they build on it)
+from .serialization import load, load_safetensors, save, save_safetensors  # noqa: F401
 from ._tensor_str import get_printoptions, printoptions, set_printoptions  # noqa: F401
 
 
