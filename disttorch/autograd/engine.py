@@ -156,6 +156,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     ready = [n for n, _, _ in roots if deps.get(n, 0) == 0]
     ready = list(dict.fromkeys(ready))
 
+    acc_ready = []
     prev_mode = STATE.enabled
     STATE.enabled = bool(create_graph)
     try:
@@ -223,7 +224,16 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 left = deps[nxt] - 1
                 deps[nxt] = left
                 if left == 0:
-                    ready.append(nxt)
+                    if type(nxt) is AccumulateGrad:
+                        acc_ready.append(nxt)
+                    else:
+                        ready.append(nxt)
+            if acc_ready:
+                # Leaves' accumulations run right after the node that feeds them (PyTorch gives
+                # AccumulateGrad top priority), so post-accumulate hooks such as DDP's bucket
+                # reducer see each gradient as early as backward can produce it.
+                ready.extend(acc_ready)
+                acc_ready.clear()
     finally:
         STATE.enabled = prev_mode
     if capture is not None and accumulate:

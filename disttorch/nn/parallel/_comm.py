@@ -1,0 +1,114 @@
+"""The collectives DDP uses, through ``disttorch.distributed``'s torch-style API.
+
+Imported lazily: ``nn`` must not import ``distributed`` at module import time (imports point one
+way), and a model wrapped in DDP needs an initialised process group anyway.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def dist():
+    import disttorch.distributed as d
+    return d
+
+
+def require_initialized():
+    d = dist()
+    if not d.is_initialized():
+        raise ValueError("Default process group has not been initialized, please make sure to call "
+                         "init_process_group.")
+    return d
+
+
+def rank(group=None) -> int:
+    return dist().get_rank(group) if group is not None else dist().get_rank()
+
+
+def world_size(group=None) -> int:
+    return dist().get_world_size(group) if group is not None else dist().get_world_size()
+
+
+def group_kwargs(group):
+    return {} if group is None else {"group": group}
+
+
+def all_reduce_async(tensor, group=None, op=None):
+    """Starts a SUM (or ``op``) all-reduce of ``tensor`` in place; returns its Work."""
+    d = dist()
+    return d.all_reduce(tensor, op=d.ReduceOp.SUM if op is None else op, async_op=True, **group_kwargs(group))
+
+
+def all_reduce(tensor, group=None, op=None):
+    d = dist()
+    d.all_reduce(tensor, op=d.ReduceOp.SUM if op is None else op, **group_kwargs(group))
+    return tensor
+
+
+def all_gather_object(obj, group=None):
+    out = [None] * world_size(group)
+    dist().all_gather_object(out, obj, **group_kwargs(group))
+    return out
+
+
+def broadcast_arrays(arrays, src=0, group=None):
+    """Broadcasts a list of arrays from ``src`` in one collective per dtype, copying back in place.
+
+    Coalescing matters: one message per parameter would cost a round trip each.
+    """
+    from ...tensor import Tensor
+    by_dtype = {}
+    for a in arrays:
+        by_dtype.setdefault(a.dtype, []).append(a)
+    for dtype, group_arrays in by_dtype.items():
+        flat = np.concatenate([a.reshape(-1) for a in group_arrays]) if group_arrays else np.zeros(0, dtype)
+        t = Tensor._wrap(flat)
+        dist().broadcast(t, src=src, **group_kwargs(group))
+        flat = t._data  # the backend may hand back a new array rather than fill ours
+        off = 0
+        for a in group_arrays:
+            a[...] = flat[off:off + a.size].reshape(a.shape)
+            off += a.size
+
+
+def global_rank(group_rank, group=None) -> int:
+    """The global rank of ``group_rank`` in ``group`` (collectives name their root globally)."""
+    return group_rank if group is None else dist().get_global_rank(group, group_rank)
+
+
+OVERLAP_ENV = "DISTTORCH_DDP_OVERLAP"
+
+
+def prefers_overlap(world: int) -> bool:
+    """Whether this rank wants bucket all-reduces on the communication thread during backward.
+
+    ``DISTTORCH_DDP_OVERLAP=on|off|auto`` (default auto). Overlap needs a core for the
+    communication thread: when every core already runs a rank's compute threads, the thread only
+    takes CPU from backward (measured on 2 ranks x 1 thread on 2 cores: backward 0.5 ms slower per
+    step, and the early bucket still finished when backward did). ``auto`` therefore overlaps
+    only when this host has a spare core per rank.
+    """
+    mode = os.environ.get(OVERLAP_ENV, "auto").strip().lower()
+    if mode in ("on", "1", "true"):
+        return True
+    if mode in ("off", "0", "false"):
+        return False
+    if mode != "auto":
+        raise ValueError(f"{OVERLAP_ENV}={mode!r}: expected on, off or auto")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return cores >= local_ranks * (compute_threads() + 1)
+
+
+def compute_threads() -> int:
+    """Threads a rank's BLAS runs (threadpoolctl knows what set_num_threads set; else OMP_NUM_THREADS)."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [int(info.get("num_threads") or 1) for info in threadpool_info() if info.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
+    except ImportError:
+        pass
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

@@ -1,0 +1,272 @@
+"""The reducer: turns gradients into averaged gradients, bucket by bucket, during backward.
+
+Each parameter's post-accumulate-grad hook calls ``mark_ready``: its gradient is copied into its
+bucket -- already divided by the world size (PyTorch divides before summing, so sums cannot
+overflow; folding the division into the copy saves a pass over the bucket). A bucket whose
+gradients are all in is launched: an asynchronous all-reduce, queued on the process group's
+communication thread, so it runs while backward goes on. Buckets launch in index order on every
+rank, so collectives match across ranks whatever order the hooks fire in.
+
+The last bucket is reduced by the thread that runs backward: it would only block on the
+communication thread otherwise, and handing the work over costs a thread switch. The hook that
+launches it then waits for every bucket and writes the averaged gradients into ``.grad`` -- so
+``backward()`` returns with all gradients reduced.
+
+Without overlap (``overlap=False``: the ranks agreed that no core is free for the communication
+thread, see ``_comm.prefers_overlap``) nothing is sent until the last gradient is in; then one
+all-reduce per dtype covers all buckets, whose buffers lie back to back in one array.
+
+Buckets start in reverse registration order, a guess at the order backward produces gradients.
+The first iteration records the real order, and before the second the buckets are rebuilt to
+follow it (rank 0's order, broadcast, so every rank has the same buckets), as PyTorch does: a
+bucket then fills as early in backward as it can, and its all-reduce overlaps more of backward.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from . import _comm
+from ._bucket import GradBucket, allocate_buffers, assign_buckets
+from ._future import completed, from_work
+from ...profiler import trace as _trace
+
+
+class Reducer:
+    """Bucketed gradient averaging for one DDP model (not public API)."""
+
+    def __init__(self, params, names, bucket_cap_bytes, first_bucket_cap_bytes, group, rank, world,
+                 gradient_as_bucket_view, overlap=True):
+        self.params, self.names = params, names
+        self.group, self.rank, self.world = group, rank, world
+        self.gradient_as_bucket_view = gradient_as_bucket_view
+        self.overlap = overlap  # False: every bucket is reduced in the last hook (see overlap_mode)
+        self._scale = 1.0 / world
+        self._caps = (bucket_cap_bytes, first_bucket_cap_bytes)
+        self._build_buckets(None)
+        self.comm_hook = None
+        self.comm_state = None
+        self.ready_order = []     # parameter indices in the order their gradients arrived
+        self.rebuild_due = False  # an iteration finished: the next forward rebuilds the buckets
+        self.rebuilt = False
+        self._handed_out = [None] * len(params)  # weakrefs to the bucket-view .grad tensors given out
+        self._fresh = [False] * len(params)      # .grad was None when this iteration began
+        self.reset()
+
+    def _build_buckets(self, order):
+        self._order = order
+        groups = assign_buckets(self.params, *self._caps, order=order)
+        slices, self._arenas = allocate_buffers(self.params, groups)
+        self.buckets = [GradBucket(i, [self.params[j] for j in idx], idx, flat, i == len(groups) - 1)
+                        for i, (idx, flat) in enumerate(zip(groups, slices))]
+        self._where = [None] * len(self.params)  # param index -> (bucket, slot)
+        for b in self.buckets:
+            for slot, j in enumerate(b.param_indices):
+                self._where[j] = (b, slot)
+
+    def rebuild_buckets(self):
+        """Once, between iterations on every rank: buckets in the order rank 0's gradients arrived.
+
+        A collective (the broadcast of that order): call it at the same point on every rank.
+        """
+        from ...tensor import Tensor
+        if not self.rebuild_due or self.rebuilt:
+            return
+        self.rebuild_due, self.rebuilt = False, True
+        order = np.array(self.ready_order if len(self.ready_order) == len(self.params) else
+                         list(reversed(range(len(self.params)))), np.int64)
+        box = Tensor._wrap(order)
+        _comm.dist().broadcast(box, src=_comm.global_rank(0, self.group), **_comm.group_kwargs(self.group))
+        order = [int(i) for i in box._data]
+        if sorted(order) != list(range(len(self.params))):
+            raise RuntimeError(f"DDP bucket rebuild on rank {self.rank}: rank 0's gradient order {order} is not a "
+                               f"permutation of the {len(self.params)} parameters")
+        old = self._where
+        self._build_buckets(order)
+        if self.gradient_as_bucket_view:  # gradients living in the old buckets move to the new ones
+            # (without it, a .grad in an old bucket just keeps that memory: finalize copies into it)
+            for i, p in enumerate(self.params):
+                bucket, slot = old[i]
+                if p.grad is not None and p.grad._data is bucket.views[slot]:
+                    new_bucket, new_slot = self._where[i]
+                    np.copyto(new_bucket.views[new_slot], p.grad._data)
+                    p.grad = type(p.grad)._wrap(new_bucket.views[new_slot])
+        self.reset()
+
+    # ---- one iteration --------------------------------------------------------------------------
+    def prepare(self):
+        """Start of an iteration whose backward will reduce gradients.
+
+        ``.grad`` tensors are handed out as views of the bucket buffers even without
+        ``gradient_as_bucket_view`` (it saves copying every gradient back), but PyTorch's
+        semantics stay: a ``.grad`` that was None before backward becomes a new tensor, and one
+        that existed keeps its identity. So if a view handed out earlier is still held somewhere
+        other than ``.grad`` (e.g. saved after ``zero_grad()``), this iteration reduces into new
+        buffers and the old tensor keeps its values.
+        """
+        self.reset()
+        if not self.rebuilt:
+            self.ready_order = []
+        grads = [p.grad for p in self.params]
+        self._fresh = [g is None for g in grads]
+        if not self.gradient_as_bucket_view and any(
+                ref is not None and ref() is not None and ref() is not g for ref, g in zip(self._handed_out, grads)):
+            self._build_buckets(self._order)
+            self.reset()
+
+    def reset(self):
+        for b in self.buckets:
+            b.reset()
+        self._next_launch = 0
+        self._futures = [None] * len(self.buckets)
+        self.started = False      # some gradient arrived this iteration
+        self.locally_used = None  # per-parameter 0/1 when unused parameters are tracked
+        self._unused = ()         # parameters to mark ready (gradient zero) at the first hook
+
+    def mark_ready(self, index, grad):
+        """Parameter ``index``'s gradient (an array, or None for "counts as zero") is final."""
+        if self._unused:
+            unused, self._unused = self._unused, ()
+            for i in unused:  # at the first hook, as PyTorch: no collective starts during forward
+                self.mark_ready(i, None)
+        bucket, slot = self._where[index]
+        view = bucket.views[slot]
+        self.started = True
+        if bucket.ready[slot] and self._futures[bucket.index()] is None and grad is not view:
+            pass  # hook ran again before its bucket left (e.g. reentrant backward): recopy the total
+        elif bucket.ready[slot]:
+            raise RuntimeError(
+                f"Expected to mark a variable ready only once. Parameter index {index} ('{self.names[index]}') on "
+                f"rank {self.rank} has been marked as ready twice. This error can be caused by a parameter shared "
+                "across reentrant backward passes or used in several forward calls with find_unused_parameters; "
+                "consider static_graph=True or not reusing it.")
+        else:
+            bucket.ready[slot] = True
+            bucket.pending -= 1
+            if not self.rebuilt:
+                self.ready_order.append(index)
+        if grad is None:
+            view.fill(0)
+        elif self.comm_hook is None:
+            np.multiply(grad, self._scale, out=view)  # the copy into the bucket divides too
+        elif grad is not view:  # a bucket-view gradient already holds its values in place
+            np.copyto(view, grad)
+        if bucket.pending == 0:
+            self._launch_ready_buckets()
+
+    def _launch_ready_buckets(self):
+        # Strict index order: every rank issues the same collectives in the same order.
+        n = len(self.buckets)
+        if not self.overlap:
+            if all(b.pending == 0 for b in self.buckets):
+                self._reduce_all_now()
+            return
+        while self._next_launch < n and self.buckets[self._next_launch].pending == 0:
+            bucket = self.buckets[self._next_launch]
+            self._next_launch += 1
+            with _trace.span("all-reduce bucket", "ddp", bucket=bucket.index(), bytes=bucket.flat.nbytes):
+                self._futures[bucket.index()] = self._reduce(bucket, last=self._next_launch == n)
+        if self._next_launch == n:
+            self._finalize()
+
+    def _reduce(self, bucket, last):
+        if self.comm_hook is not None:
+            return self.comm_hook(self.comm_state, bucket)
+        tensor = bucket.buffer()
+        if last:
+            _comm.all_reduce(tensor, self.group)
+            return completed(tensor)
+        return from_work(_comm.all_reduce_async(tensor, self.group), tensor)
+
+    def _reduce_all_now(self):
+        """Without overlap: one collective per dtype covers every bucket (their buffers are
+        consecutive), run by the backward thread itself, then finalize."""
+        if self.comm_hook is not None:  # a hook reduces bucket by bucket, as it expects
+            self._futures = [self.comm_hook(self.comm_state, b) for b in self.buckets]
+        else:
+            with _trace.span("all-reduce all buckets", "ddp", buckets=len(self.buckets)):
+                for arena in self._arenas.values():
+                    _comm.all_reduce(arena, self.group)
+            self._futures = [completed(None)] * len(self.buckets)
+        self._next_launch = len(self.buckets)
+        self._finalize()
+
+    def _finalize(self):
+        """Waits for every bucket and writes the averaged gradients into ``.grad``."""
+        from ...tensor import Tensor
+        globally_used = None
+        if self.locally_used is not None:
+            used = Tensor._wrap(self.locally_used.copy())
+            _comm.all_reduce(used, self.group)
+            globally_used = used._data
+        view_mode = self.gradient_as_bucket_view
+        fresh, handed_out = self._fresh, self._handed_out
+        for bucket, fut in zip(self.buckets, self._futures):
+            with _trace.span("wait bucket", "wait", bucket=bucket.index()):
+                result = fut.wait()
+            if isinstance(result, (list, tuple)):  # torch's Work futures hold [tensor]
+                result = result[0] if len(result) == 1 else None
+            if result is not None:  # None: the hook reduced the bucket buffer in place
+                data = result._data if hasattr(result, "_data") else np.asarray(result)
+                if data is not bucket.flat:  # a hook that returned a new tensor rather than the buffer
+                    bucket.flat[...] = data.reshape(-1)
+            for p, index, view in zip(bucket.params, bucket.param_indices, bucket.views):
+                if globally_used is not None and globally_used[index] == 0:
+                    continue  # no rank used it: its .grad stays as it was, as in PyTorch
+                grad = p.grad
+                if grad is not None and grad._data is view:
+                    continue  # reduced in place
+                if view_mode or grad is None or fresh[index]:
+                    p.grad = Tensor._wrap(view)  # no copy: .grad is the bucket's slice (see prepare)
+                    if not view_mode:
+                        handed_out[index] = weakref.ref(p.grad)
+                else:
+                    np.copyto(grad._data, view)  # a .grad that lives across iterations keeps its identity
+        self.reset()
+        if not self.rebuilt:
+            self.rebuild_due = True
+
+    # ---- unused parameters ----------------------------------------------------------------------
+    def find_unused(self, output):
+        """Notes the parameters ``output``'s graph cannot reach: the first hook of backward marks
+        them ready with a zero gradient, and ranks later agree on those no rank used."""
+        reached = reachable_leaves(output)
+        self.locally_used = np.array([id(p) in reached for p in self.params], np.float64)
+        self._unused = [int(i) for i in np.flatnonzero(self.locally_used == 0)]
+
+    def unfinished(self):
+        """(indices, names) of the parameters that got no gradient in an unfinished iteration."""
+        missing = sorted(i for b in self.buckets for slot, i in enumerate(b.param_indices) if not b.ready[slot])
+        return missing, [self.names[i] for i in missing]
+
+
+def reachable_leaves(output):
+    """ids of the leaf tensors the autograd graph of ``output`` (any nesting of tensors) reaches."""
+    tensors = list(tensors_in(output))
+    reached = {id(t) for t in tensors if t.grad_fn is None and t.requires_grad}
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        var = getattr(node, "variable", None)
+        if var is not None:
+            reached.add(id(var))
+        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return reached
+
+
+def tensors_in(obj):
+    """The tensors inside ``obj`` (a tensor, or lists / tuples / dicts of them)."""
+    from ...tensor import Tensor
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from tensors_in(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from tensors_in(o)

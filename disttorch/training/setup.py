@@ -1,0 +1,67 @@
+"""Starting and stopping the process group the way launcher-started scripts expect."""
+from __future__ import annotations
+
+import os
+
+
+def setup_distributed(backend="zmq"):
+    """Initialises the default group from the launcher's env (``WORLD_SIZE`` set) and returns
+    ``(rank, world_size)``; a plain ``python script.py`` gets ``(0, 1)`` and no group."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    import disttorch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, init_method="env://")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def is_distributed() -> bool:
+    try:
+        import disttorch.distributed as dist
+    except ImportError:
+        return False
+    is_initialized = getattr(dist, "is_initialized", None)  # absent while the package is a bare namespace
+    return bool(is_initialized and is_initialized())
+
+
+def cleanup():
+    """Destroys the default group if one is up (safe to call in ``finally``)."""
+    if is_distributed():
+        import disttorch.distributed as dist
+        dist.destroy_process_group()
+
+
+def rank_and_world():
+    if is_distributed():
+        import disttorch.distributed as dist
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier():
+    if is_distributed():
+        import disttorch.distributed as dist
+        dist.barrier()
+
+
+def broadcast_object(obj, src=0):
+    """Rank ``src``'s ``obj`` on every rank (identity without a group)."""
+    if not is_distributed():
+        return obj
+    import disttorch.distributed as dist
+    if hasattr(dist, "broadcast_object_list"):
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out[src]
+
+
+def all_gather_object(obj):
+    if not is_distributed():
+        return [obj]
+    import disttorch.distributed as dist
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
