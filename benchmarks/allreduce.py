@@ -120,6 +120,7 @@ def main(argv=None) -> None:
     print(f"# all_reduce float32, {os.cpu_count()} CPUs, python {sys.version.split()[0]}; time = median ms, "
           f"bw = bus GB/s, x = bus bandwidth / gloo's")
     for world in args.ranks:
+        load_before = os.getloadavg()[0]
         runs: dict[str, list[dict[int, float]]] = {}
         for _ in range(max(1, args.repeat)):
             if have_torch:
@@ -140,6 +141,8 @@ def main(argv=None) -> None:
                 if name != "gloo" and have_torch:
                     line += f" {results['gloo'][nbytes] / t:>6.2f}"
             print(line, flush=True)
+        # other jobs on the machine change every figure: say how busy it was
+        print(f"# load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

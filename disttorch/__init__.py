@@ -24,6 +24,9 @@ from . import autograd, cuda, linalg  # noqa: F401
 from . import nn, optim, utils  # noqa: F401,E402  (after Tensor: they build on it)
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: F401
 from ._tensor_str import get_printoptions, printoptions, set_printoptions  # noqa: F401
+from . import profiler  # noqa: E402  (after nn and optim: it instruments them when tracing)
+
+profiler._start_from_env()  # DISTTORCH_TRACE_DIR set (disttorch-run --trace-dir): record spans
 
 
 def result_type(tensor1, tensor2):
@@ -69,6 +72,15 @@ def detach(input):
 
 
 def get_num_threads():
+    """BLAS threads of this process (threadpoolctl's view when installed, else OMP_NUM_THREADS)."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if counts:
+            return _builtins.max(counts)
+    except ImportError:
+        import os as _os
+        return _builtins.int(_os.environ.get("OMP_NUM_THREADS", _os.cpu_count() or 1))
     import os as _os
     return _builtins.int(_os.environ.get("OMP_NUM_THREADS", _os.cpu_count() or 1))
 
@@ -77,10 +89,14 @@ def set_num_threads(n):
     """Caps BLAS threads for this process (through threadpoolctl when installed)."""
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
+        global _thread_limit
+        _thread_limit = threadpool_limits(n)  # kept alive: the limit holds while referenced
     except ImportError:
         import os as _os
         _os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+_thread_limit = None
 
 
 def use_deterministic_algorithms(mode, *, warn_only=False):

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Callable
 
-from . import output
+from . import output, simulate
 from .config import (LaunchConfig, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(*_flag("--local-ranks-filter"), default=None, metavar="0,1,...",
                    help="only these local ranks' output reaches the console")
     g.add_argument("--dry-run", action="store_true", help="print what would run where and exit")
+    simulate.add_arguments(p)
     p.add_argument("training_script", help="script to run (or module with -m, program with "
                                            "--no-python)")
     p.add_argument("training_script_args", nargs=argparse.REMAINDER)
@@ -246,9 +247,17 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
         secret_from_stdin=args.secret_stdin,
         scheduler=scheduler,
     )
+    cfg.simulation = simulate.from_args(args, _world_size(cfg))
     if cfg.join_timeout <= 0:
         raise ValueError(f"--join-timeout: expected > 0 seconds, got {cfg.join_timeout}")
     return cfg, master_addr is not None
+
+
+def _world_size(cfg: LaunchConfig) -> int | None:
+    """The job's worker count when it is fixed (to check fault ranks), else None."""
+    if cfg.hosts is not None:
+        return sum(n or cfg.nproc_per_node for _, n in cfg.hosts)
+    return cfg.nproc_per_node * cfg.max_nodes if not cfg.elastic else None
 
 
 def _read_secret_from_stdin() -> str:

@@ -9,7 +9,10 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from .simulate import SimulationConfig
 
 __all__ = [
     "LaunchConfig",
@@ -93,6 +96,7 @@ class LaunchConfig:
     secret: str | None = None
     secret_from_stdin: bool = False
     scheduler: str | None = None  # the scheduler that placed this launcher, for messages
+    simulation: SimulationConfig | None = None  # --simulate-network / --inject-fault / --trace-dir
 
     @property
     def multi_node(self) -> bool:

@@ -29,7 +29,7 @@ from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, free_port, python_exe
                      thread_env, visible_gpus, worker_env)
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
-from .report import WorkerFailure, format_report, read_error_file
+from .report import WorkerFailure, first_event, format_report, read_error_file
 from .signals import SignalState
 
 __all__ = ["WorkerPlan", "AttemptResult", "WorkerGroup", "RunFiles", "plan_workers",
@@ -144,6 +144,8 @@ def plan_workers(
             restart_count=restart_count, max_restarts=cfg.max_restarts, role=cfg.role,
             error_file=error_file, launcher_pid=os.getpid(), grace_period=cfg.grace_period,
             threads=threads, gpus=gpus, isolate_gpus=cfg.isolate_gpus)
+        if cfg.simulation is not None:
+            env.update(cfg.simulation.worker_env(env))
         shown = cfg.local_ranks_filter is None or local_rank in cfg.local_ranks_filter
         out_redirected = cfg.redirects.covers(local_rank, STREAM_OUT)
         err_redirected = cfg.redirects.covers(local_rank, STREAM_ERR)
@@ -403,6 +405,8 @@ def write_report(text: str) -> None:
 def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
     """Run the job on this machine alone; returns the launcher's exit status."""
     signals = SignalState().install()
+    if cfg.simulation is not None:
+        cfg.simulation.start()
     files = RunFiles(cfg.log_dir, run_id, need_logs=cfg.redirects.any() or cfg.tee.any())
     host = socket.gethostname()
     started_at = time.time()
@@ -433,7 +437,7 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
                 output.say(f"{result.stop_reason}: stopped {len(plans)} workers"
                            + (f" ({', '.join(result.stopped)})" if result.stopped else ""))
                 return signals.exit_code
-            first = min(result.failures, key=lambda f: f.time)
+            first = first_event(result.failures, [])
             if restart_count < cfg.max_restarts:
                 restart_count += 1
                 output.say(f"attempt failed: {first.summary()}; restarting all "
@@ -446,4 +450,6 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
             return 1
     finally:
         files.cleanup()
+        if cfg.simulation is not None:
+            cfg.simulation.finish()  # merge the per-rank traces, whatever the outcome
         signals.restore()

@@ -111,10 +111,17 @@ def read_error_file(path: str | None) -> dict | None:
     return None
 
 
+#: Exceptions that only relay another rank's failure (a peer aborted the process group): they can
+#: be recorded a few ms before the root cause's own record, so they never count as the first.
+RELAYED_ERRORS = frozenset({"ProcessGroupAbortedError"})
+
+
 def first_event(failures: list[WorkerFailure], losses: list[NodeLoss]):
-    """The earliest failure or node loss, by time; None when there is neither."""
+    """The earliest failure or node loss, by time, relayed errors last; None when there is neither."""
     events = [*failures, *losses]
-    return min(events, key=lambda e: e.time) if events else None
+    if not events:
+        return None
+    return min(events, key=lambda e: (getattr(e, "exc_type", None) in RELAYED_ERRORS, e.time))
 
 
 def _clock(stamp: float) -> str:

@@ -258,6 +258,11 @@ class ZmqTransport(Transport):
         self._peers.clear()
         self._trackers.clear()
         self.pull.close(0)
+        if self.ipc_endpoint is not None:  # libzmq removes it too, but not always before exit
+            try:
+                os.unlink(self.ipc_endpoint[len("ipc://"):])
+            except OSError:
+                pass
 
 
 def _bracket(host: str) -> str:
