@@ -30,11 +30,11 @@ class Staged:
 
     __slots__ = ("obj", "array", "host", "writable")
 
-    def __init__(self, x, writable: bool, what: str = "tensor"):
+    def __init__(self, x, writable: bool, what: str = "tensor", keep_device: bool = False):
         arr = _array_of(x)
         self.obj, self.array, self.writable = x, arr, writable
-        if _backend.is_cuda_array(arr):
-            host = np.ascontiguousarray(_backend.to_host(arr))
+        if _backend.is_cuda_array(arr):  # an NCCL group takes the device array itself
+            host = arr if keep_device else np.ascontiguousarray(_backend.to_host(arr))
         elif arr.flags.c_contiguous:
             host = arr
         else:

@@ -101,9 +101,6 @@ def _backend_name(backend) -> str:
         names = {part.split(":", 1)[1] for part in text.split(",") if ":" in part}
         text = "gloo" if "gloo" in names else sorted(names)[0]
     name = Backend(text)
-    if name == Backend.NCCL:
-        warnings.warn("disttorch: the 'nccl' backend is not available; using 'zmq' (GPU tensors are copied "
-                      "through host memory)", RuntimeWarning, stacklevel=3)
     return str(name)
 
 
@@ -207,6 +204,9 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
                           job_id=table["job_id"], transport=wrap_transport(transport), store=store,
                           timeout_s=timeout_s, config=config, host_id=host_id, backend=backend_name)
         pg.setup_shm("pg/0", deadline)
+        if backend_name == Backend.NCCL:  # CUDA tensors through NCCL; the ZeroMQ group keeps the rest
+            from .nccl import NcclProcessGroup
+            pg = NcclProcessGroup(pg, store, key="nccl/0")
     except BaseException as e:
         if transport is not None:
             transport.close()
@@ -302,6 +302,9 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None, use_local
                           job_id=world.job_id, transport=wrap_transport(transport), store=store,
                           timeout_s=timeout_s, config=config, host_id=world.host_id, backend=world.backend)
         pg.setup_shm(f"pg/{gid}", deadline)
+        if world.backend == Backend.NCCL:
+            from .nccl import NcclProcessGroup
+            pg = NcclProcessGroup(pg, store, key=f"nccl/{gid}")
     except BaseException:
         transport.close()
         raise
@@ -331,12 +334,17 @@ def destroy_process_group(group=None) -> None:
                 _state.groups.remove(group)
 
 
+def _on_gpu(pg) -> bool:
+    """True for an NCCL group: CUDA tensors go to it as they are (no staging through the host)."""
+    return getattr(pg, "device_arrays", False)
+
+
 def _group(group) -> ProcessGroup | None:
     if group is None or group is GroupMember.WORLD:
         return _world()
     if group is GroupMember.NON_GROUP_MEMBER:
         return None
-    if not isinstance(group, ProcessGroup):
+    if not isinstance(group, ProcessGroup) and not getattr(group, "device_arrays", False):
         raise TypeError(f"group must be a ProcessGroup from new_group(), got {type(group).__name__}")
     return group
 
@@ -415,7 +423,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False) -> W
     if pg is None:
         return None
     op = as_reduce_op(op)
-    st = Staged(tensor, True)
+    st = Staged(tensor, True, keep_device=_on_gpu(pg))
     check_op_dtype(op, st.host.dtype)
     return pg.all_reduce(st.host, op, async_op, after=st.commit)
 
@@ -426,7 +434,7 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
     if pg is None:
         return None
     root = _root(pg, src, group_src, "src")
-    st = Staged(tensor, True)
+    st = Staged(tensor, True, keep_device=_on_gpu(pg))
     return pg.broadcast(st.host, root, async_op, after=st.commit)
 
 
@@ -438,7 +446,7 @@ def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op
         return None
     root = _root(pg, dst, group_dst, "dst")
     op = as_reduce_op(op)
-    st = Staged(tensor, True)
+    st = Staged(tensor, True, keep_device=_on_gpu(pg))
     check_op_dtype(op, st.host.dtype)
     return pg.reduce(st.host, op, root, async_op, after=st.commit)
 
@@ -464,8 +472,8 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     if pg is None:
         return None
     _list_len(pg, tensor_list, "tensor_list")
-    inp = Staged(tensor, False)
-    outs = [Staged(t, True, "tensor_list entry") for t in tensor_list]
+    inp = Staged(tensor, False, keep_device=_on_gpu(pg))
+    outs = [Staged(t, True, "tensor_list entry", keep_device=_on_gpu(pg)) for t in tensor_list]
     _check_like(inp.host, [o.host for o in outs], "tensor_list")
     return pg.all_gather(inp.host, [o.host for o in outs], async_op, after=commit_all(outs))
 
@@ -476,7 +484,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     pg = _group(group)
     if pg is None:
         return None
-    inp, out = Staged(input_tensor, False), Staged(output_tensor, True)
+    inp, out = Staged(input_tensor, False, keep_device=_on_gpu(pg)), Staged(output_tensor, True, keep_device=_on_gpu(pg))
     n = inp.host.size
     _check_like(inp.host, [out.host], "output_tensor", n * pg.size())
     flat = out.host.reshape(-1)
@@ -494,11 +502,11 @@ def gather(tensor, gather_list=None, dst: int | None = None, group=None, async_o
     if pg is None:
         return None
     root = _root(pg, dst, group_dst, "dst")
-    inp = Staged(tensor, False)
+    inp = Staged(tensor, False, keep_device=_on_gpu(pg))
     outs = None
     if pg.rank() == root:
         _list_len(pg, gather_list, "gather_list")
-        outs = [Staged(t, True, "gather_list entry") for t in gather_list]
+        outs = [Staged(t, True, "gather_list entry", keep_device=_on_gpu(pg)) for t in gather_list]
         _check_like(inp.host, [o.host for o in outs], "gather_list")
     return pg.gather(inp.host, [o.host for o in outs] if outs else None, root, async_op,
                      after=commit_all(outs or []))
@@ -511,11 +519,11 @@ def scatter(tensor, scatter_list=None, src: int | None = None, group=None, async
     if pg is None:
         return None
     root = _root(pg, src, group_src, "src")
-    out = Staged(tensor, True)
+    out = Staged(tensor, True, keep_device=_on_gpu(pg))
     ins = None
     if pg.rank() == root:
         _list_len(pg, scatter_list, "scatter_list")
-        ins = [Staged(t, False) for t in scatter_list]
+        ins = [Staged(t, False, keep_device=_on_gpu(pg)) for t in scatter_list]
         _check_like(out.host, [i.host for i in ins], "scatter_list")
     return pg.scatter([i.host for i in ins] if ins else None, out.host, root, async_op, after=out.commit)
 
@@ -527,8 +535,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
         return None
     op = as_reduce_op(op)
     _list_len(pg, input_list, "input_list")
-    out = Staged(output, True)
-    ins = [Staged(t, False) for t in input_list]
+    out = Staged(output, True, keep_device=_on_gpu(pg))
+    ins = [Staged(t, False, keep_device=_on_gpu(pg)) for t in input_list]
     _check_like(out.host, [i.host for i in ins], "input_list")
     check_op_dtype(op, out.host.dtype)
     return pg.reduce_scatter([i.host for i in ins], out.host, op, async_op, after=out.commit)
@@ -540,7 +548,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
     if pg is None:
         return None
     op = as_reduce_op(op)
-    out, inp = Staged(output, True), Staged(input, False)
+    out, inp = Staged(output, True, keep_device=_on_gpu(pg)), Staged(input, False, keep_device=_on_gpu(pg))
     n = out.host.size
     _check_like(out.host, [inp.host], "input", n * pg.size())
     check_op_dtype(op, out.host.dtype)
@@ -559,8 +567,8 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
         return None
     _list_len(pg, output_tensor_list, "output_tensor_list")
     _list_len(pg, input_tensor_list, "input_tensor_list")
-    outs = [Staged(t, True, "output_tensor_list entry") for t in output_tensor_list]
-    ins = [Staged(t, False) for t in input_tensor_list]
+    outs = [Staged(t, True, "output_tensor_list entry", keep_device=_on_gpu(pg)) for t in output_tensor_list]
+    ins = [Staged(t, False, keep_device=_on_gpu(pg)) for t in input_tensor_list]
     ref = outs[0].host
     for i, s in enumerate(outs + ins):
         if s.host.dtype != ref.dtype:
@@ -574,7 +582,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     pg = _group(group)
     if pg is None:
         return None
-    out, inp = Staged(output, True), Staged(input, False)
+    out, inp = Staged(output, True, keep_device=_on_gpu(pg)), Staged(input, False, keep_device=_on_gpu(pg))
     if out.host.dtype != inp.host.dtype:
         raise TypeError(f"all_to_all_single: output dtype {out.host.dtype} differs from input dtype {inp.host.dtype}")
     outs = _split_dim0(out.host, output_split_sizes, pg.size(), "output")
@@ -658,7 +666,7 @@ def isend(tensor, dst: int | None = None, group=None, tag: int = 0, group_dst: i
     if pg is None:
         return None
     g = _peer(pg, dst, group_dst, "dst")
-    return pg.send(Staged(tensor, False).host, g, int(tag), wait=False)
+    return pg.send(Staged(tensor, False, keep_device=_on_gpu(pg)).host, g, int(tag), wait=False)
 
 
 def send(tensor, dst: int | None = None, group=None, tag: int = 0, group_dst: int | None = None) -> None:
@@ -673,7 +681,7 @@ def irecv(tensor, src: int | None = None, group=None, tag: int = 0, group_src: i
     if pg is None:
         return None
     g = None if src is None and group_src is None else _peer(pg, src, group_src, "src")
-    st = Staged(tensor, True)
+    st = Staged(tensor, True, keep_device=_on_gpu(pg))
     return pg.recv(st.host, g, int(tag), after=st.commit)
 
 

@@ -1,0 +1,48 @@
+"""init_process_group(backend="nccl") end to end on the CuPy and NCCL stand-ins: CUDA tensors go
+through NCCL, CPU tensors and object collectives through the wrapped ZeroMQ group."""
+from __future__ import annotations
+
+import _fake_nccl
+import pytest
+
+import disttorch as dt
+import disttorch.distributed as dist
+from disttorch import _backend
+
+
+@pytest.fixture
+def nccl_world(monkeypatch):
+    from _fake_cupy import make_fake_cupy
+    monkeypatch.setenv("DISTTORCH_SECRET", "nccl-init-test")
+    for var in ("LOCAL_RANK", "DISTTORCH_DEVICE_INDEX", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    cp = make_fake_cupy(device_count=2)
+    nccl = _fake_nccl.install(cp)
+    _backend.set_cupy_for_testing(cp)
+    import disttorch.cuda as dcuda
+    dcuda._reset_for_testing()
+    dist.init_process_group("nccl", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    yield nccl
+    dist.destroy_process_group()
+    _backend.set_cupy_for_testing(None)
+    dcuda._reset_for_testing()
+
+
+def test_cuda_tensors_use_nccl_and_cpu_tensors_use_zmq(nccl_world):
+    assert dist.get_backend() == "nccl"
+    x = dt.arange(6.0, device="cuda").reshape(2, 3)
+    dist.all_reduce(x, op=dist.ReduceOp.AVG)
+    assert x.is_cuda and x.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    y = dt.ones(3)
+    dist.all_reduce(y)
+    assert not y.is_cuda and y.tolist() == [1.0, 1.0, 1.0]
+    out = dt.zeros(6, device="cuda")
+    dist.all_gather_into_tensor(out, x.reshape(-1))
+    assert out.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    work = dist.all_reduce(x, async_op=True)
+    work.wait()
+    objs = [None]
+    dist.all_gather_object(objs, {"a": 1})
+    assert objs == [{"a": 1}]
+    called = {name for _, name in nccl_world.calls}
+    assert "allReduce" in called and "allGather" in called
