@@ -46,3 +46,22 @@ def test_cuda_tensors_use_nccl_and_cpu_tensors_use_zmq(nccl_world):
     assert objs == [{"a": 1}]
     called = {name for _, name in nccl_world.calls}
     assert "allReduce" in called and "allGather" in called
+
+
+def test_ddp_on_cuda_parameters_matches_plain_training(nccl_world):
+    from disttorch.nn.parallel import DistributedDataParallel as DDP
+    dt.manual_seed(0)
+    ref = dt.nn.Linear(4, 3).to("cuda")
+    model = dt.nn.Linear(4, 3).to("cuda")
+    model.load_state_dict(ref.state_dict())
+    ddp = DDP(model)
+    x = dt.randn(8, 4).to("cuda")
+    for net in (ref, ddp):
+        opt = dt.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(ref.parameters(), ddp.module.parameters()):
+        assert a.is_cuda and b.is_cuda and b.grad.is_cuda
+        assert dt.allclose(a.cpu(), b.cpu(), atol=1e-6)

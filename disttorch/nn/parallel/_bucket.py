@@ -49,7 +49,7 @@ class GradBucket:
 
     def set_buffer(self, tensor):
         """Replaces the buffer's contents with ``tensor`` (same number of elements)."""
-        data = np.asarray(tensor._data if hasattr(tensor, "_data") else tensor).reshape(-1)
+        data = (tensor._data if hasattr(tensor, "_data") else np.asarray(tensor)).reshape(-1)
         if data.size != self.numel:
             raise ValueError(f"GradBucket.set_buffer: expected {self.numel} elements, got {data.size}")
         self.flat[...] = data
@@ -77,9 +77,12 @@ def allocate_buffers(params, groups):
     Buckets of a dtype sit back to back, so all of them can also be reduced by one collective.
     Returns ``(slices, arenas)``: the slice of each bucket and the dtype -> buffer map.
     """
+    from ..._backend import array_module
     sizes = [sum(params[j]._data.size for j in idx) for idx in groups]
     dtypes = [params[idx[0]]._data.dtype for idx in groups]
-    arenas = {dt: np.zeros(sum(n for n, d in zip(sizes, dtypes) if d == dt), dt) for dt in dict.fromkeys(dtypes)}
+    # buffers live where the parameters live (host or GPU), so gradients never cross devices
+    xp = array_module(params[groups[0][0]]._data) if groups and groups[0] else np
+    arenas = {dt: xp.zeros(sum(n for n, d in zip(sizes, dtypes) if d == dt), dt) for dt in dict.fromkeys(dtypes)}
     used = dict.fromkeys(arenas, 0)
     slices = []
     for n, dt in zip(sizes, dtypes):

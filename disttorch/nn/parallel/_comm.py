@@ -63,7 +63,9 @@ def broadcast_arrays(arrays, src=0, group=None):
     for a in arrays:
         by_dtype.setdefault(a.dtype, []).append(a)
     for dtype, group_arrays in by_dtype.items():
-        flat = np.concatenate([a.reshape(-1) for a in group_arrays]) if group_arrays else np.zeros(0, dtype)
+        from ..._backend import array_module
+        xp = array_module(group_arrays[0])  # coalesce on the arrays' own device
+        flat = xp.concatenate([a.reshape(-1) for a in group_arrays])
         t = Tensor._wrap(flat)
         dist().broadcast(t, src=src, **group_kwargs(group))
         flat = t._data  # the backend may hand back a new array rather than fill ours
