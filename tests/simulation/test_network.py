@@ -55,9 +55,11 @@ def test_shaped_link_slows_a_ring_all_reduce_by_the_model(job):
 
 def test_latency_adds_one_hop_per_doubling_round(job):
     script = job.script("ar.py", ALL_REDUCE)
-    spec = "latency=20ms"
+    # 50 ms, not less: a loaded 2-core CI machine adds several ms of real overhead per
+    # collective, which must stay well inside the 25% tolerance
+    spec = "latency=50ms"
     done = job.run(["--nproc-per-node", "2", "--simulate-network", spec, script, "4096", "5"])
-    model = doubling_all_reduce_seconds(4096, 2, parse_network(spec))  # one exchange: 20 ms
+    model = doubling_all_reduce_seconds(4096, 2, parse_network(spec))  # one exchange: 50 ms
     assert _median_seconds(done) == pytest.approx(model, rel=0.25)
     assert job.leftovers() == []
 
