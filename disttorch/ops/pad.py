@@ -97,27 +97,27 @@ class _IndexPad(Op):
 
 
 class ReflectionPad1DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class ReflectionPad2DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class ReflectionPad3DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class ReplicationPad1DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class ReplicationPad2DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class ReplicationPad3DBackward0(_IndexPad):
-    pass
+    """IndexPad under PyTorch's grad_fn name for this mode."""
 
 
 class CopySlices(_IndexPad):

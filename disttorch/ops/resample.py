@@ -136,27 +136,27 @@ class _Resample(Op):
 
 
 class UpsampleNearest1DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 class UpsampleNearest2DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 class UpsampleNearestExact1DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 class UpsampleNearestExact2DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 class UpsampleLinear1DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 class UpsampleBilinear2DBackward0(_Resample):
-    pass
+    """Resample under PyTorch's grad_fn name for this mode."""
 
 
 _OPS = {("nearest", 1): UpsampleNearest1DBackward0, ("nearest", 2): UpsampleNearest2DBackward0,

@@ -133,15 +133,16 @@ class Reducer:
         bucket, slot = self._where[index]
         view = bucket.views[slot]
         self.started = True
-        if bucket.ready[slot] and self._futures[bucket.index()] is None and grad is not view:
-            pass  # hook ran again before its bucket left (e.g. reentrant backward): recopy the total
-        elif bucket.ready[slot]:
+        # the hook may run again before its bucket left (e.g. reentrant backward): then the new
+        # total is simply copied in again below
+        recopy = bucket.ready[slot] and self._futures[bucket.index()] is None and grad is not view
+        if bucket.ready[slot] and not recopy:
             raise RuntimeError(
                 f"Expected to mark a variable ready only once. Parameter index {index} ('{self.names[index]}') on "
                 f"rank {self.rank} has been marked as ready twice. This error can be caused by a parameter shared "
                 "across reentrant backward passes or used in several forward calls with find_unused_parameters; "
                 "consider static_graph=True or not reusing it.")
-        else:
+        if not bucket.ready[slot]:
             bucket.ready[slot] = True
             bucket.pending -= 1
             if not self.rebuilt:
