@@ -13,6 +13,7 @@ from . import _dtype as D
 from . import _functions as F
 from .autograd.grad_mode import STATE
 from .ops import index as I
+from .ops import pointwise as P
 from .ops import shape as S
 from .ops.pointwise import _is_scalar, _py_scalar, cast
 from .tensor import Tensor
@@ -539,6 +540,28 @@ def _numel_tuple(self):
     return self.numel()
 
 
+_ndarray = np.ndarray
+
+
+def _fast_binary(op_cls, slow):
+    """Operator for ``tensor <op> tensor``: same dtype, shape and array type go straight to the op
+    (the common case in model code); anything else takes the general promoting path."""
+    run = op_cls._run
+    no_params = {}
+
+    def method(self, other):
+        if isinstance(other, Tensor):
+            sd, od = self._data, other._data
+            # host arrays only (GPU operands need the device check); bool tensors take the general
+            # path for PyTorch's bool-subtraction error
+            if type(sd) is _ndarray and type(od) is _ndarray and sd.dtype == od.dtype and sd.shape == od.shape \
+                    and sd.dtype.kind != "b":
+                return run(op_cls(), (self, other), no_params)
+        return slow(self, other)
+    method.__name__ = slow.__name__
+    return method
+
+
 _METHODS = {
     # arithmetic
     "add": F.add, "sub": F.sub, "subtract": F.sub, "mul": F.mul, "multiply": F.mul, "div": F.div,
@@ -594,8 +617,8 @@ _METHODS = {
     "exponential_": exponential_, "random_": random_, "geometric_": geometric_, "apply_": _apply_, "map_": _map_,
     # operators
     "__getitem__": _getitem, "__setitem__": _setitem,
-    "__add__": F.add, "__radd__": F.add, "__sub__": F.sub, "__rsub__": lambda self, other: F.sub(other, self),
-    "__mul__": F.mul, "__rmul__": F.mul, "__truediv__": F.div, "__rtruediv__": _rtruediv,
+    "__add__": _fast_binary(P.AddBackward0, F.add), "__radd__": F.add, "__sub__": _fast_binary(P.SubBackward0, F.sub), "__rsub__": lambda self, other: F.sub(other, self),
+    "__mul__": _fast_binary(P.MulBackward0, F.mul), "__rmul__": F.mul, "__truediv__": F.div, "__rtruediv__": _rtruediv,
     "__floordiv__": F.floor_divide, "__rfloordiv__": _rfloordiv, "__mod__": F.remainder, "__rmod__": _rmod,
     "__pow__": F.pow, "__rpow__": _rpow, "__matmul__": F.matmul, "__rmatmul__": _rmatmul,
     "__neg__": F.neg, "__pos__": lambda self: self, "__abs__": F.abs,

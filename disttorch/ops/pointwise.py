@@ -582,9 +582,9 @@ class _Unary(Op):
 
     @classmethod
     def run(cls, x, **params):
-        if cls.float_only and x._data.dtype.kind not in "fc" and x._data.dtype.kind != "f":
+        if cls.float_only and x._data.dtype.kind not in "fc":
             x = cast(x, D.get_default_dtype())
-        return cls.apply(x, **params)
+        return cls()._run((x,), params)
 
 
 def _unary(name, fwd, bwd, save_in=True, save_out=False, float_only=True, fresh=True):
@@ -896,10 +896,11 @@ def bitwise_not(a):
 
 # ---- unary public functions -----------------------------------------------------------------------
 def _fn(cls):
+    run = cls.run
     def f(input, *, out=None):
         if out is None:
-            return cls.run(input)
-        return _write_out(cls.run(input), out)
+            return run(input)
+        return _write_out(run(input), out)
     f.__name__ = cls.__name__.replace("Backward0", "").lower()
     f.__doc__ = f"Elementwise {f.__name__}; gradient by {cls.__name__}."
     return f
