@@ -616,13 +616,32 @@ RsqrtBackward0 = _unary("RsqrtBackward0", lambda xp, x: 1 / xp.sqrt(x), lambda n
 SinBackward0 = _unary("SinBackward0", lambda xp, x: xp.sin(x), lambda ns, g, x, o: g * ns.cos(x))
 CosBackward0 = _unary("CosBackward0", lambda xp, x: xp.cos(x), lambda ns, g, x, o: -g * ns.sin(x))
 TanBackward0 = _unary("TanBackward0", lambda xp, x: xp.tan(x), lambda ns, g, x, o: g * (o * o + 1), save_in=False, save_out=True)
-TanhBackward0 = _unary("TanhBackward0", lambda xp, x: xp.tanh(x), lambda ns, g, x, o: g * (1 - o * o), save_in=False, save_out=True)
+def _tanh_grad(ns, g, o):
+    if ns.graph:
+        return g * (1 - o * o)
+    # one temporary instead of three: these arrays are as large as the activations
+    t = o * o
+    ns.xp.subtract(1, t, out=t)
+    ns.xp.multiply(t, g, out=t)
+    return t
+
+
+def _sigmoid_grad(ns, g, o):
+    if ns.graph:
+        return g * o * (1 - o)
+    t = 1 - o
+    ns.xp.multiply(t, o, out=t)
+    ns.xp.multiply(t, g, out=t)
+    return t
+
+
+TanhBackward0 = _unary("TanhBackward0", lambda xp, x: xp.tanh(x), lambda ns, g, x, o: _tanh_grad(ns, g, o), save_in=False, save_out=True)
 SinhBackward0 = _unary("SinhBackward0", lambda xp, x: xp.sinh(x), lambda ns, g, x, o: g * ns.cosh(x))
 CoshBackward0 = _unary("CoshBackward0", lambda xp, x: xp.cosh(x), lambda ns, g, x, o: g * ns.sinh(x))
 AsinBackward0 = _unary("AsinBackward0", lambda xp, x: xp.arcsin(x), lambda ns, g, x, o: g / ns.sqrt(1 - x * x))
 AcosBackward0 = _unary("AcosBackward0", lambda xp, x: xp.arccos(x), lambda ns, g, x, o: -g / ns.sqrt(1 - x * x))
 AtanBackward0 = _unary("AtanBackward0", lambda xp, x: xp.arctan(x), lambda ns, g, x, o: g / (1 + x * x))
-SigmoidBackward0 = _unary("SigmoidBackward0", lambda xp, x: _sigmoid(xp, x), lambda ns, g, x, o: g * o * (1 - o), save_in=False, save_out=True)
+SigmoidBackward0 = _unary("SigmoidBackward0", lambda xp, x: _sigmoid(xp, x), lambda ns, g, x, o: _sigmoid_grad(ns, g, o), save_in=False, save_out=True)
 AbsBackward0 = _unary("AbsBackward0", lambda xp, x: xp.abs(x), lambda ns, g, x, o: g * ns.sign(x), float_only=False)
 SignBackward0 = _unary("SignBackward0", lambda xp, x: xp.sign(x), lambda ns, g, x, o: g * 0, save_in=False, float_only=False)
 FloorBackward0 = _unary("FloorBackward0", lambda xp, x: xp.floor(x), lambda ns, g, x, o: g * 0, save_in=False, float_only=False)
