@@ -178,38 +178,35 @@ def _shutdown(owner_pid, processes, index_queues, readers, prefix, receiver) -> 
     """Stops every worker, never waiting more than the grace period, and frees what they left."""
     if os.getpid() != owner_pid:
         return  # a forked copy of the pool: the workers belong to the process that started them
+    # Each step is best effort: a worker or pipe may already be gone, and shutdown must go on.
     for index_queue in index_queues:
-        try:
-            index_queue.put(None)
-        except Exception:
-            pass
+        _quietly(index_queue.put, None)
     # Closing our ends makes a worker blocked on a full pipe fail with EPIPE and exit.
     for reader in readers:
-        try:
-            reader.close()
-        except Exception:
-            pass
+        _quietly(reader.close)
     deadline = time.monotonic() + _SHUTDOWN_GRACE_S
     for process in processes:
-        try:
-            process.join(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            pass
+        _quietly(lambda p=process: p.join(max(0.0, deadline - time.monotonic())))
     for process in processes:
-        try:
-            if process.is_alive():
-                process.terminate()
-                process.join(1.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        except Exception:
-            pass
+        _quietly(_terminate, process)
     for index_queue in index_queues:
-        try:
-            index_queue.cancel_join_thread()  # never block exit on tasks nobody will read
-            index_queue.close()
-        except Exception:
-            pass
+        _quietly(index_queue.cancel_join_thread)  # never block exit on tasks nobody will read
+        _quietly(index_queue.close)
     receiver.close()
     _shared_memory.unlink_prefix(prefix)
+
+
+def _quietly(fn, *args):
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - shutdown of something that may already be gone
+        return
+
+
+def _terminate(process):
+    if process.is_alive():
+        process.terminate()
+        process.join(1.0)
+    if process.is_alive():
+        process.kill()
+        process.join()

@@ -22,7 +22,7 @@ class Sampler:
     """Base class: subclasses implement ``__iter__`` (and ``__len__`` when the size is known)."""
 
     def __init__(self, data_source=None) -> None:
-        pass
+        """``data_source`` is accepted and ignored, as PyTorch does since 2.2."""
 
     def __iter__(self) -> Iterator:
         raise NotImplementedError
