@@ -15,6 +15,7 @@ from .autograd.grad_mode import STATE
 from .ops import index as I
 from .ops import pointwise as P
 from .ops import shape as S
+from .ops._base import record2
 from .ops.pointwise import _is_scalar, _py_scalar, cast
 from .tensor import Tensor
 
@@ -544,22 +545,33 @@ _ndarray = np.ndarray
 
 
 def _fast_binary(op_cls, slow):
-    """Operator for ``tensor <op> tensor``: same dtype, shape and array type go straight to the op
-    (the common case in model code); anything else takes the general promoting path."""
-    run = op_cls._run
-    no_params = {}
+    """Operator for ``tensor <op> tensor``: same dtype, shape and array type go straight to the op's
+    forward and the graph (the common case in model code, written flat because it runs for every
+    binary op); anything else takes the general promoting path ``slow``."""
+    forward = op_cls.forward
+    float_only = op_cls.float_result  # int / int promotes to float: not a same-dtype case
 
     def method(self, other):
         if isinstance(other, Tensor):
             sd, od = self._data, other._data
             # host arrays only (GPU operands need the device check); bool tensors take the general
             # path for PyTorch's bool-subtraction error
-            if type(sd) is _ndarray and type(od) is _ndarray and sd.dtype == od.dtype and sd.shape == od.shape \
-                    and sd.dtype.kind != "b":
-                return run(op_cls(), (self, other), no_params)
+            if type(sd) is _ndarray and type(od) is _ndarray and sd.shape == od.shape:
+                dt = sd.dtype
+                if dt is od.dtype and (dt.kind == "f" if float_only else dt is not _BOOL):
+                    node = op_cls()
+                    out = forward(node, sd, od)
+                    if (self._requires_grad or other._requires_grad) and STATE.enabled:
+                        return record2(node, self, other, out)
+                    return _wrap(out if type(out) is _ndarray else np.asarray(out))
         return slow(self, other)
     method.__name__ = slow.__name__
     return method
+
+
+_ndarray = np.ndarray
+_BOOL = np.dtype(bool)
+_wrap = Tensor._wrap
 
 
 _METHODS = {
@@ -618,7 +630,7 @@ _METHODS = {
     # operators
     "__getitem__": _getitem, "__setitem__": _setitem,
     "__add__": _fast_binary(P.AddBackward0, F.add), "__radd__": F.add, "__sub__": _fast_binary(P.SubBackward0, F.sub), "__rsub__": lambda self, other: F.sub(other, self),
-    "__mul__": _fast_binary(P.MulBackward0, F.mul), "__rmul__": F.mul, "__truediv__": F.div, "__rtruediv__": _rtruediv,
+    "__mul__": _fast_binary(P.MulBackward0, F.mul), "__rmul__": F.mul, "__truediv__": _fast_binary(P.DivBackward0, F.div), "__rtruediv__": _rtruediv,
     "__floordiv__": F.floor_divide, "__rfloordiv__": _rfloordiv, "__mod__": F.remainder, "__rmod__": _rmod,
     "__pow__": F.pow, "__rpow__": _rpow, "__matmul__": F.matmul, "__rmatmul__": _rmatmul,
     "__neg__": F.neg, "__pos__": lambda self: self, "__abs__": F.abs,

@@ -60,47 +60,94 @@ class Op(Node):
     def _run_recorded(self, tensors, params):
         if len(tensors) > 1 and _mixed(tensors):
             tensors = align_devices(tensors)
-        needs = []
-        edges = []
-        for t in tensors:
-            if t._requires_grad:
-                needs.append(True)
-                fn = t.grad_fn
-                edges.append((fn if fn is not None else t._grad_accumulator(), 0))
-            else:
-                needs.append(False)
-                edges.append(_NO_EDGE)
-        self.needs_input_grad = needs
         n = len(tensors)
         if n == 2:
-            out = self.forward(tensors[0]._data, tensors[1]._data, **params)
-        elif n == 1:
-            out = self.forward(tensors[0]._data, **params)
+            a, b = tensors
+            out = self.forward(a._data, b._data, **params) if params else self.forward(a._data, b._data)
+            return record2(self, a, b, out)
+        if n == 1:
+            out = self.forward(tensors[0]._data, **params) if params else self.forward(tensors[0]._data)
         else:
             out = self.forward(*[t._data for t in tensors], **params)
-        if type(out) is not np.ndarray:
-            out = _as_array(out)
-        self.next_functions = tuple(edges)
-        save = self.save_inputs
-        if save:
-            if len(save) == 2:
-                saved = (tensors[save[0]], tensors[save[1]])
-                self._saved_versions = (saved[0]._vc[0], saved[1]._vc[0])
-            else:
-                saved = tuple(tensors[i] for i in save)
-                self._saved_versions = tuple(t._vc[0] for t in saved)
-            self.saved = saved
-        result = tensors[0]._view_of(out) if self.is_view else _wrap(out)
-        result._requires_grad = True
-        result.grad_fn = self
-        if self.saves_output:
-            self.out = out
-            self._out_vc = result._vc
-            if self.saved is None:
-                self.saved, self._saved_versions = (), ()
-        return result
+        return record(self, tensors, out)
 
 
+def record2(node, a, b, out):
+    """Links ``node`` (already run forward on ``a`` and ``b``) into the graph and wraps ``out``.
+    The two-input case of ``record`` written flat: it runs for every binary op in training code."""
+    if type(out) is not _ndarray:
+        out = _as_array(out)
+    ra = a._requires_grad
+    rb = b._requires_grad
+    node.needs_input_grad = (ra, rb)
+    node.next_functions = ((a.grad_fn or a._grad_accumulator(), 0) if ra else _NO_EDGE,
+                           (b.grad_fn or b._grad_accumulator(), 0) if rb else _NO_EDGE)
+    save = node.save_inputs
+    if save:
+        if save is _BOTH or save == _BOTH:
+            node.saved = (a, b)
+            node._saved_versions = (a._vc[0], b._vc[0])
+        elif len(save) == 1:  # one of the two, without a generator (this runs per op)
+            t = (a, b)[save[0]]
+            node.saved = (t,)
+            node._saved_versions = (t._vc[0],)
+        else:
+            saved = node.saved = tuple((a, b)[i] for i in save)
+            node._saved_versions = tuple(t._vc[0] for t in saved)
+    return _finish(node, a, out)
+
+
+def record(node, tensors, out):
+    """Links ``node`` (already run forward on ``tensors``) into the graph and wraps ``out``."""
+    if type(out) is not _ndarray:
+        out = _as_array(out)
+    if len(tensors) == 1:  # unary ops, flat
+        t = tensors[0]
+        if t._requires_grad:
+            node.needs_input_grad = _NEEDS_ONE
+            node.next_functions = ((t.grad_fn or t._grad_accumulator(), 0),)
+        else:
+            node.needs_input_grad = _NEEDS_NONE
+            node.next_functions = (_NO_EDGE,)
+        if node.save_inputs:
+            node.saved = (t,)
+            node._saved_versions = (t._vc[0],)
+        return _finish(node, t, out)
+    needs = []
+    edges = []
+    for t in tensors:
+        if t._requires_grad:
+            needs.append(True)
+            edges.append((t.grad_fn or t._grad_accumulator(), 0))
+        else:
+            needs.append(False)
+            edges.append(_NO_EDGE)
+    node.needs_input_grad = needs
+    node.next_functions = tuple(edges)
+    save = node.save_inputs
+    if save:
+        saved = node.saved = tuple(tensors[i] for i in save)
+        node._saved_versions = tuple(t._vc[0] for t in saved)
+    return _finish(node, tensors[0], out)
+
+
+def _finish(node, first, out):
+    """The recorded result tensor: ``out`` wrapped (as a view of ``first`` for view ops)."""
+    result = first._view_of(out) if node.is_view else _wrap(out, True)
+    result._requires_grad = True
+    result.grad_fn = node
+    if node.saves_output:
+        node.out = out
+        node._out_vc = result._vc
+        if node.saved is None:
+            node.saved, node._saved_versions = (), ()
+    return result
+
+
+_BOTH = (0, 1)
+_NEEDS_ONE = (True,)
+_NEEDS_NONE = (False,)
+_ndarray = np.ndarray
 _NO_EDGE = (None, 0)
 
 
