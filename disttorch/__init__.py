@@ -7,6 +7,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._malloc import tune_allocator as _tune_allocator
+
+_tune_allocator()  # reuse freed activation memory across steps (see _malloc.py)
+
 from ._dtype import (  # noqa: F401
     bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32, float64, get_default_dtype,
     half, int, int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8)

@@ -40,7 +40,7 @@ def _check_versions(node):
     for t, v in zip(node.saved, versions):
         if t._vc[0] != v:
             raise _modified_error(_type_str(t), t.grad_fn, t._vc[0], v)
-    out_vc = node.__dict__.get("_out_vc")
+    out_vc = node._out_vc
     if out_vc is not None and out_vc[0] != 0:
         from ..tensor import Tensor
         raise _modified_error(_type_str(Tensor._wrap(node.out)), node, out_vc[0], 0)
@@ -191,7 +191,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 else:
                     if saved is _FREED:
                         raise RuntimeError(_FREED_MSG)
-                    out_vc = node.__dict__.get("_out_vc")
+                    out_vc = node._out_vc
                     if out_vc is not None and out_vc[0]:
                         _check_versions(node)
                     n_saved = len(saved)
@@ -210,7 +210,8 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         grads = node.backward(g, np_ns, *[t._data for t in saved])
                     if not retain_graph:
                         node.saved = _FREED
-                        node.__dict__.pop("out", None)
+                        if out_vc is not None:  # saves_output ops: release the output array too
+                            del node.out
             fresh = node.fresh_grads
             for (nxt, _), gi in zip(node.next_functions, grads):
                 if nxt is None:

@@ -19,6 +19,7 @@ class Node:
     needs_input_grad = ()
     saved = None
     _saved_versions = None
+    _out_vc = None  # version counter of the output, set by ops that save their output
     _hooks = None
     _pre_hooks = None
 

@@ -191,7 +191,7 @@ def _as_array(out):
 def unbroadcast(ns, grad, shape):
     """Sums ``grad`` down to ``shape``: the backward of NumPy/PyTorch broadcasting."""
     gshape = grad.shape
-    if tuple(gshape) == tuple(shape):
+    if gshape == shape or tuple(gshape) == tuple(shape):  # the first test is enough for arrays
         return grad
     extra = len(gshape) - len(shape)
     if extra:

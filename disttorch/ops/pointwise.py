@@ -181,9 +181,10 @@ class AddBackward0(_Binary):
         return a + b
 
     def backward(self, g, ns, *saved):
-        ga = unbroadcast(ns, g, self.sa) if self._needs(0) else None
+        need = self.needs_input_grad
+        ga = unbroadcast(ns, g, self.sa) if need[0] else None
         gb = None
-        if self._needs(1):
+        if len(need) > 1 and need[1]:
             gb = unbroadcast(ns, g if self.alpha == 1 else g * self.alpha, self.sb)
         return ga, gb
 
@@ -204,8 +205,9 @@ class SubBackward0(_Binary):
     def backward(self, g, ns, *saved):
         if self.reflected:
             return (-g if self.alpha == 1 else g * -self.alpha,)
-        ga = unbroadcast(ns, g, self.sa) if self._needs(0) else None
-        gb = unbroadcast(ns, g * self.alpha, self.sb) if self._needs(1) else None
+        need = self.needs_input_grad
+        ga = unbroadcast(ns, g, self.sa) if need[0] else None
+        gb = unbroadcast(ns, g * self.alpha, self.sb) if len(need) > 1 and need[1] else None
         return ga, gb
 
 
