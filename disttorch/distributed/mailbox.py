@@ -51,7 +51,7 @@ class Fingerprint:
         if self.shape is not None:
             parts.append(f"shape={tuple(self.shape)}")
         parts.append(f"dtype={dtype_of(self.dtype)}")
-        if self.op in (Op.ALL_REDUCE, Op.REDUCE, Op.REDUCE_SCATTER):
+        if self.op in (Op.ALL_REDUCE, Op.ALL_REDUCE_DIRECT, Op.REDUCE, Op.REDUCE_SCATTER):
             parts.append(f"op={ReduceOp(self.rop).name}")
         if self.root >= 0:
             parts.append(f"root={self.root}")

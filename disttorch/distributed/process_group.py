@@ -438,6 +438,14 @@ class ProcessGroup(Watchdog):
             self._zmq_call(seq, fp, deadline, itemsize, zmq_fn)
         return self._submit(label, body, async_op, after, result)
 
+    def run_shm_collective(self, label: str, fp: Fingerprint, shm_fn) -> None:
+        """Runs ``shm_fn(ShmOp)`` as a synchronous collective of this group, which must live entirely
+        in one host's shared memory: sequence number, deadline, the fingerprint check at its first
+        barrier and the abort on failure come with it (``direct_reduce.py`` builds on this)."""
+        if not self.shm_all:
+            raise DistError(f"{label}: group {self.name} does not run on shared memory alone")
+        self._collective(label, fp, 0, shm_fn, None, async_op=False)
+
     def _zmq_call(self, seq, fp, deadline, itemsize, zmq_fn, members=None) -> None:
         self.mailbox.begin(seq, fp, self._rank)
         try:

@@ -54,6 +54,7 @@ class Op(enum.IntEnum):
     ALL_TO_ALL = 9
     SEND = 10
     GROUP_SETUP = 11
+    ALL_REDUCE_DIRECT = 12  # direct_reduce.py: inputs written into shared memory by each rank
 
     @property
     def label(self) -> str:

@@ -104,6 +104,22 @@ def prefers_overlap(world: int) -> bool:
     return cores >= local_ranks * (compute_threads() + 1)
 
 
+DIRECT_ENV = "DISTTORCH_DDP_DIRECT"
+
+
+def wants_direct(params, gradient_as_bucket_view: bool, find_unused_parameters: bool) -> bool:
+    """Whether this rank can reduce gradients through shared-memory input areas
+    (``distributed/direct_reduce.py``): host parameters, gradients not living in buckets, no
+    unused-parameter bookkeeping. ``DISTTORCH_DDP_DIRECT=off`` declines (for comparisons). Whether
+    the group actually runs on shared memory is settled when the areas are created."""
+    mode = os.environ.get(DIRECT_ENV, "on").strip().lower()
+    if mode not in ("on", "off", "1", "0", "true", "false"):
+        raise ValueError(f"{DIRECT_ENV}={mode!r}: expected on or off")
+    if mode in ("off", "0", "false") or gradient_as_bucket_view or find_unused_parameters:
+        return False
+    return all(type(p._data) is np.ndarray for p in params)
+
+
 def compute_threads() -> int:
     """Threads a rank's BLAS runs (threadpoolctl knows what set_num_threads set; else OMP_NUM_THREADS)."""
     try:

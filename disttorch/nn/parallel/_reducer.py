@@ -14,7 +14,11 @@ launches it then waits for every bucket and writes the averaged gradients into `
 
 Without overlap (``overlap=False``: the ranks agreed that no core is free for the communication
 thread, see ``_comm.prefers_overlap``) nothing is sent until the last gradient is in; then one
-all-reduce per dtype covers all buckets, whose buffers lie back to back in one array.
+all-reduce per dtype covers all buckets, whose buffers lie back to back in one array. When the
+ranks share one host, ``enable_direct`` goes further: each gradient is scaled straight into this
+rank's shared-memory input area (``distributed/direct_reduce.py``) instead of a bucket, and one
+collective sums every rank's area into the ``.grad`` arrays themselves (one copy and one pass
+less per step; the buckets then only track which gradients are in).
 
 Buckets start in reverse registration order, a guess at the order backward produces gradients.
 The first iteration records the real order, and before the second the buckets are rebuilt to
@@ -52,7 +56,36 @@ class Reducer:
         self.rebuilt = False
         self._handed_out = [None] * len(params)  # weakrefs to the bucket-view .grad tensors given out
         self._fresh = [False] * len(params)      # .grad was None when this iteration began
+        self._direct = {}                        # dtype -> DirectAllReduce (enable_direct)
+        self._direct_slot = []                   # param index -> (DirectAllReduce, start element)
+        self._direct_on = False                  # this iteration reduces through the direct areas
+        self._dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
         self.reset()
+
+    def enable_direct(self):
+        """Collective: gives every dtype a shared-memory input area; without one on every rank
+        (the group is not all on one host's shared memory) the buckets keep doing the work."""
+        from ...distributed.api import _group
+        from ...distributed.direct_reduce import DirectAllReduce
+        pg = _group(self.group)
+        sizes = {}
+        for p in self.params:
+            sizes[p._data.dtype] = sizes.get(p._data.dtype, 0) + p._data.size
+        areas = {}
+        for dtype, numel in sizes.items():  # same dtype order on every rank: the parameters agree
+            area = DirectAllReduce.create(pg, numel, dtype)
+            if area is None:
+                for made in areas.values():
+                    made.close()
+                return
+            areas[dtype] = area
+        used = dict.fromkeys(areas, 0)
+        self._direct_slot = []
+        for p in self.params:
+            dt = p._data.dtype
+            self._direct_slot.append((areas[dt], used[dt]))
+            used[dt] += p._data.size
+        self._direct = areas
 
     def _build_buckets(self, order):
         self._order = order
@@ -108,6 +141,7 @@ class Reducer:
         self.reset()
         if not self.rebuilt:
             self.ready_order = []
+        self._direct_on = bool(self._direct) and self.comm_hook is None
         grads = [p.grad for p in self.params]
         self._fresh = [g is None for g in grads]
         if not self.gradient_as_bucket_view and any(
@@ -147,6 +181,10 @@ class Reducer:
             bucket.pending -= 1
             if not self.rebuilt:
                 self.ready_order.append(index)
+        if self._direct_on:  # into the shared input area; the sum comes back into ``grad`` itself
+            area, start = self._direct_slot[index]
+            view = area.area()[start:start + view.size].reshape(view.shape)
+            self._dest[index] = grad
         if grad is None:
             view.fill(0)
         elif self.comm_hook is None:
@@ -183,6 +221,9 @@ class Reducer:
     def _reduce_all_now(self):
         """Without overlap: one collective per dtype covers every bucket (their buffers are
         consecutive), run by the backward thread itself, then finalize."""
+        if self._direct_on:
+            self._reduce_direct()
+            return
         if self.comm_hook is not None:  # a hook reduces bucket by bucket, as it expects
             self._futures = [self.comm_hook(self.comm_state, b) for b in self.buckets]
         else:
@@ -228,6 +269,36 @@ class Reducer:
         if not self.rebuilt:
             self.rebuild_due = True
 
+    def _reduce_direct(self):
+        """Sums every rank's input area into each parameter's gradient array, then sets ``.grad``
+        as ``_finalize`` would: a new tensor where there was none, the same tensor otherwise."""
+        from ...tensor import Tensor
+        outs = {area: [] for area in self._direct.values()}
+        dests = []
+        for i, p in enumerate(self.params):
+            arr = self._dest[i]
+            if not _writable_like(arr, p._data):  # no gradient (joined rank) or one we may not write
+                arr = np.empty_like(p._data)
+            dests.append(arr)
+            area, start = self._direct_slot[i]
+            outs[area].append((start, arr))
+        with _trace.span("all-reduce direct", "ddp", params=len(self.params)):
+            for area, pairs in outs.items():
+                area.all_reduce_into(pairs)
+        for i, (p, arr) in enumerate(zip(self.params, dests)):
+            grad = p.grad
+            if grad is not None and grad._data is arr:
+                continue  # reduced in place
+            if grad is None or self._fresh[i]:
+                p.grad = Tensor._wrap(arr)
+            else:
+                np.copyto(grad._data, arr)  # a .grad that lives across iterations keeps its identity
+        self._dest = [None] * len(self.params)
+        self._next_launch = len(self.buckets)
+        self.reset()
+        if not self.rebuilt:
+            self.rebuild_due = True
+
     # ---- unused parameters ----------------------------------------------------------------------
     def find_unused(self, output):
         """Notes the parameters ``output``'s graph cannot reach: the first hook of backward marks
@@ -240,6 +311,13 @@ class Reducer:
         """(indices, names) of the parameters that got no gradient in an unfinished iteration."""
         missing = sorted(i for b in self.buckets for slot, i in enumerate(b.param_indices) if not b.ready[slot])
         return missing, [self.names[i] for i in missing]
+
+
+def _writable_like(arr, like) -> bool:
+    """True when the reduced gradient may be written into ``arr`` (a gradient array of ``like``'s
+    shape and dtype that NumPy lets us write)."""
+    return (type(arr) is np.ndarray and arr.shape == like.shape and arr.dtype == like.dtype
+            and arr.flags.writeable)
 
 
 def reachable_leaves(output):

@@ -101,12 +101,14 @@ class DistributedDataParallel(Module, Joinable):
         self._params = [p for _, p in named]
         self._buffers_list = [b for _, b in module.named_buffers() if b is not None]
 
-        overlap = self._verify_same_model()
+        overlap, direct = self._verify_same_model()
         self._sync_module_states()
 
         self.reducer = Reducer(self._params, self._param_names, self.bucket_bytes_cap,
                                min(_DEFAULT_FIRST_BUCKET_BYTES, self.bucket_bytes_cap), process_group,
                                self._rank, self._world, self.gradient_as_bucket_view, overlap)
+        if direct and not overlap:
+            self.reducer.enable_direct()  # a collective; every rank takes this branch or none does
         self._expect_hooks = False  # set by a forward whose backward must reduce gradients
         self._hook_handles = [p.register_post_accumulate_grad_hook(self._make_hook(i))
                               for i, p in enumerate(self._params)]
@@ -118,25 +120,28 @@ class DistributedDataParallel(Module, Joinable):
     # ---- construction-time checks -------------------------------------------------------------
     def _verify_same_model(self):
         """Compares every parameter's (name, shape, dtype) with rank 0's and names the odd rank;
-        returns whether every rank wants overlap on the communication thread (they must agree:
-        the two ways issue different collectives).
+        returns ``(overlap, direct)``: whether every rank wants overlap on the communication thread,
+        and whether every rank can reduce through shared-memory input areas (``_comm.wants_direct``).
+        They must agree: each way issues different collectives.
 
-        Ranks exchange a fixed-size fingerprint (count and CRC of the descriptions, plus the
-        overlap wish); only when models differ are the full descriptions gathered, to say which
+        Ranks exchange a fixed-size fingerprint (count and CRC of the descriptions, plus the two
+        wishes); only when models differ are the full descriptions gathered, to say which
         parameter differs where.
         """
         if self._world == 1:
-            return True
+            return True, False
         from ...tensor import Tensor
         mine = [(n, tuple(int(d) for d in p.shape), str(p._data.dtype)) for n, p in zip(self._param_names,
                                                                                        self._params)]
-        fingerprint = np.array([len(mine), zlib.crc32(repr(mine).encode()), _comm.prefers_overlap(self._world)],
-                               np.int64)
-        gathered = [Tensor._wrap(np.zeros(3, np.int64)) for _ in range(self._world)]
+        direct = _comm.wants_direct(self._params, self.gradient_as_bucket_view, self.find_unused_parameters)
+        fingerprint = np.array([len(mine), zlib.crc32(repr(mine).encode()), _comm.prefers_overlap(self._world),
+                                direct], np.int64)
+        gathered = [Tensor._wrap(np.zeros(4, np.int64)) for _ in range(self._world)]
         _comm.dist().all_gather(gathered, Tensor._wrap(fingerprint), **_comm.group_kwargs(self.process_group))
         overlap = all(bool(g._data[2]) for g in gathered)
+        direct = all(bool(g._data[3]) for g in gathered)
         if all(np.array_equal(g._data[:2], gathered[0]._data[:2]) for g in gathered):
-            return overlap
+            return overlap, direct
         everyone = _comm.all_gather_object(mine, self.process_group)
         ref = everyone[0]
         for r, theirs in enumerate(everyone):
@@ -148,7 +153,7 @@ class DistributedDataParallel(Module, Joinable):
                     raise RuntimeError(
                         f"DDP expects same model across all ranks, but Rank {r} has parameter {i} '{b[0]}' of "
                         f"shape {b[1]} and dtype {b[2]}, while rank 0 has '{a[0]}' of shape {a[1]} and dtype {a[2]}.")
-        return overlap  # same descriptions, different CRC input (cannot happen with equal lists)
+        return overlap, direct  # same descriptions, different CRC input (cannot happen with equal lists)
 
     def _sync_module_states(self):
         """Rank 0's parameters and buffers overwrite everyone's: all replicas start equal."""

@@ -73,6 +73,8 @@ def scenario_equiv(rank, world, out):
         out[f"{name}_traj"] = train(ddp, world, rank, accum)
         out[f"{name}_nbuckets"] = np.array(len(ddp._buckets))
         out["overlap"] = np.array(ddp.reducer.overlap)
+        if name == "plain":
+            out["direct"] = np.array(bool(ddp.reducer._direct))
         out[f"{name}_rebuilt_buckets"] = np.array(json.dumps([b.param_indices for b in ddp._buckets]))
         out[f"{name}_arrival"] = np.array(arrival[:len(handles)])  # the first iteration's order
         for h in handles:
@@ -222,7 +224,12 @@ def scenario_gradsem(rank, world, out):
     w = backward(ddp, 1.0)  # the second forward rebuilt the buckets: from here on they stay
     kept, kept_values = w.grad, w.grad._data.copy()
     bucket_flats = [b.flat for b in ddp._buckets]
-    out["sem_zero_copy"] = np.array(any(np.shares_memory(kept._data, f) for f in bucket_flats))
+    if ddp.reducer._direct:  # reduced into the array backward produced: private, not a shared area
+        areas = [half for area in ddp.reducer._direct.values() for mine in area._areas for half in mine]
+        out["sem_zero_copy"] = np.array(not any(np.shares_memory(kept._data, a) for a in areas)
+                                        and not any(np.shares_memory(kept._data, f) for f in bucket_flats))
+    else:  # .grad is handed out as a view of the bucket it was reduced in
+        out["sem_zero_copy"] = np.array(any(np.shares_memory(kept._data, f) for f in bucket_flats))
     ddp.zero_grad(set_to_none=True)
     w = backward(ddp, 2.0)  # the next iteration must not change a gradient kept from the last one
     out["sem_kept_unchanged"] = np.array(np.array_equal(kept._data, kept_values))

@@ -33,9 +33,11 @@ def reference(world, accum, seed=100):
 def run(tmp_path, world, *scenarios, overlap="on"):
     """Runs the scenarios on ``world`` ranks; ``overlap`` on: buckets reduced on the communication
     thread during backward; off: all in the last hook (what ``auto`` picks on a host without a
-    spare core)."""
-    results = run_ranks(WORKER, world, [tmp_path, *scenarios], timeout=80,
-                        extra_env={"DISTTORCH_DDP_OVERLAP": overlap})
+    spare core), through the shared-memory input areas (direct_reduce.py); "bucket": off, with the
+    bucket all-reduce instead of the areas."""
+    env = {"DISTTORCH_DDP_OVERLAP": "off" if overlap == "bucket" else overlap,
+           "DISTTORCH_DDP_DIRECT": "off" if overlap == "bucket" else "on"}
+    results = run_ranks(WORKER, world, [tmp_path, *scenarios], timeout=80, extra_env=env)
     for rank, (code, out) in enumerate(results):
         assert code == 0, f"rank {rank} failed (exit {code}):\n{out[-4000:]}"
     return [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(world)]
@@ -98,10 +100,12 @@ def batchnorm_reference(world):
     return first, np.stack(traj)
 
 
-@pytest.mark.parametrize("world,overlap", [(2, "on"), (2, "off"), (3, "on"), (3, "off")])
+@pytest.mark.parametrize("world,overlap", [(2, "on"), (2, "off"), (2, "bucket"), (3, "on"), (3, "off")])
 def test_ddp_matches_single_process_full_batch(tmp_path, world, overlap):
     ranks = run(tmp_path, world, "equiv", "init", "subgroup", overlap=overlap)
     assert all(bool(r["overlap"]) == (overlap == "on") for r in ranks)
+    # one host with shared memory: without overlap the gradients go through the direct areas
+    assert all(bool(r["direct"]) == (overlap == "off") for r in ranks)
     for r in range(world):  # construction overwrote every rank's own initialisation with rank 0's
         assert not np.array_equal(ranks[r]["init_before"], ranks[0]["init_before"]) or r == 0
         np.testing.assert_array_equal(ranks[r]["init_after"], ranks[0]["init_before"])
@@ -130,7 +134,7 @@ def test_ddp_matches_single_process_full_batch(tmp_path, world, overlap):
             assert err < 1e-5, f"{name}: rank {r} of {world} differs from 1-process training by {err:g}"
 
 
-@pytest.mark.parametrize("overlap", ["on", "off"])
+@pytest.mark.parametrize("overlap", ["on", "off", "bucket"])
 def test_ddp_hooks_unused_mismatch_join_state_dict(tmp_path, overlap):
     world = 2
     ranks = run(tmp_path, world, "hooks", "unused", "mismatch", "join", "state_dict", "gradsem", overlap=overlap)
