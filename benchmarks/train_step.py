@@ -11,8 +11,9 @@ alternate for ``--rounds`` rounds and each keeps its best median step time, whic
 load from other processes on a shared machine.
 
 Memory: the CNN steps run once more per framework in a subprocess with glibc's mmap threshold
-pinned (``MALLOC_MMAP_THRESHOLD_``, the same for both), so freed large blocks go back to the OS
-and resident memory tracks live memory. After warm-up the kernel's peak-RSS mark is reset; the
+pinned (``MALLOC_MMAP_THRESHOLD_``, the same for both, and disttorch's own heap retention off:
+``DISTTORCH_MALLOC_TUNING=0``), so freed large blocks go back to the OS and resident memory tracks
+live memory. (With the retention on, as in the timed runs, RSS stays at the step peak between steps.) After warm-up the kernel's peak-RSS mark is reset; the
 step peak is the highest RSS during the steps minus the RSS between steps (activations,
 gradients, temporaries), and the state is the RSS between steps minus the RSS after import
 (parameters, gradients, optimizer state).
@@ -187,7 +188,7 @@ def main():
         if model == "cnn":
             threads = args.threads[0]
             mem = {fw: _run(["memory", fw, model, threads, steps, args.warmup], threads,
-                            MALLOC_MMAP_THRESHOLD_="131072")
+                            MALLOC_MMAP_THRESHOLD_="131072", DISTTORCH_MALLOC_TUNING="0")
                    for fw in ("disttorch", "torch")}
             ours, ref = mem["disttorch"], mem["torch"]
             ratio = ours["step_peak_mb"] / max(ref["step_peak_mb"], 1e-9)

@@ -11,6 +11,10 @@ from ._malloc import tune_allocator as _tune_allocator
 
 _tune_allocator()  # reuse freed activation memory across steps (see _malloc.py)
 
+from ._fp_warnings import silence_numpy_fp_warnings as _silence_numpy_fp_warnings
+
+_silence_numpy_fp_warnings()  # inf / nan without NumPy's RuntimeWarning, as PyTorch
+
 from ._dtype import (  # noqa: F401
     bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32, float64, get_default_dtype,
     half, int, int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8)

@@ -417,6 +417,14 @@ def _root(pg: ProcessGroup, rank, group_rank, what: str) -> int:
 
 
 # -- collectives --------------------------------------------------------------------------------
+def _yielding(work: Work | None, value) -> Work | None:
+    """``work`` (None for a synchronous call) whose future's value is ``value``, as in PyTorch:
+    ``all_reduce(t, async_op=True).get_future().wait()`` is ``[t]``."""
+    if work is not None:
+        work._result = value  # noqa: SLF001  (a completion with result None keeps it)
+    return work
+
+
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False) -> Work | None:
     """Reduces ``tensor`` across the group, in place on every rank."""
     pg = _group(group)
@@ -425,7 +433,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False) -> W
     op = as_reduce_op(op)
     st = Staged(tensor, True, keep_device=_on_gpu(pg))
     check_op_dtype(op, st.host.dtype)
-    return pg.all_reduce(st.host, op, async_op, after=st.commit)
+    return _yielding(pg.all_reduce(st.host, op, async_op, after=st.commit), [tensor])
 
 
 def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False, group_src: int | None = None):
@@ -435,7 +443,7 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
         return None
     root = _root(pg, src, group_src, "src")
     st = Staged(tensor, True, keep_device=_on_gpu(pg))
-    return pg.broadcast(st.host, root, async_op, after=st.commit)
+    return _yielding(pg.broadcast(st.host, root, async_op, after=st.commit), [tensor])
 
 
 def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op: bool = False,
@@ -448,7 +456,7 @@ def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op
     op = as_reduce_op(op)
     st = Staged(tensor, True, keep_device=_on_gpu(pg))
     check_op_dtype(op, st.host.dtype)
-    return pg.reduce(st.host, op, root, async_op, after=st.commit)
+    return _yielding(pg.reduce(st.host, op, root, async_op, after=st.commit), [tensor])
 
 
 def _check_like(ref: np.ndarray, arrs: list[np.ndarray], what: str, numel: int | None = None) -> None:
@@ -475,7 +483,7 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     inp = Staged(tensor, False, keep_device=_on_gpu(pg))
     outs = [Staged(t, True, "tensor_list entry", keep_device=_on_gpu(pg)) for t in tensor_list]
     _check_like(inp.host, [o.host for o in outs], "tensor_list")
-    return pg.all_gather(inp.host, [o.host for o in outs], async_op, after=commit_all(outs))
+    return _yielding(pg.all_gather(inp.host, [o.host for o in outs], async_op, after=commit_all(outs)), [tensor_list])
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
@@ -488,8 +496,8 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     n = inp.host.size
     _check_like(inp.host, [out.host], "output_tensor", n * pg.size())
     flat = out.host.reshape(-1)
-    return pg.all_gather(inp.host, [flat[k * n:(k + 1) * n] for k in range(pg.size())], async_op,
-                         after=out.commit)
+    return _yielding(pg.all_gather(inp.host, [flat[k * n:(k + 1) * n] for k in range(pg.size())], async_op,
+                                   after=out.commit), [output_tensor])
 
 
 _all_gather_base = all_gather_into_tensor
@@ -539,7 +547,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     ins = [Staged(t, False, keep_device=_on_gpu(pg)) for t in input_list]
     _check_like(out.host, [i.host for i in ins], "input_list")
     check_op_dtype(op, out.host.dtype)
-    return pg.reduce_scatter([i.host for i in ins], out.host, op, async_op, after=out.commit)
+    return _yielding(pg.reduce_scatter([i.host for i in ins], out.host, op, async_op, after=out.commit), [output])
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: bool = False):  # noqa: A002
@@ -553,8 +561,8 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
     _check_like(out.host, [inp.host], "input", n * pg.size())
     check_op_dtype(op, out.host.dtype)
     flat = inp.host.reshape(-1)
-    return pg.reduce_scatter([flat[k * n:(k + 1) * n] for k in range(pg.size())], out.host, op, async_op,
-                             after=out.commit)
+    return _yielding(pg.reduce_scatter([flat[k * n:(k + 1) * n] for k in range(pg.size())], out.host, op, async_op,
+                                       after=out.commit), [output])
 
 
 _reduce_scatter_base = reduce_scatter_tensor

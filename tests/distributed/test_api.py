@@ -49,6 +49,10 @@ def test_single_rank_collectives_and_queries(world1):
     w = dist.all_reduce(x, async_op=True)
     assert w.wait() and w.is_completed() and w.is_success() and w.exception() is None
     assert w.get_future().then(lambda f: 7).wait() == 7
+    value = w.get_future().wait()  # PyTorch's futures hold the list of output tensors
+    assert isinstance(value, list) and len(value) == 1 and value[0] is x
+    b = dist.broadcast(x, src=0, async_op=True).get_future().value()
+    assert b[0] is x
     out = [np.zeros(5)]
     dist.all_gather(out, x)
     assert np.array_equal(out[0], x)

@@ -220,8 +220,10 @@ def p2p_and_objects(rank: int, world: int) -> dict:
             fails.append(f"async all_reduce {i}")
     if not all(w.is_completed() and w.is_success() for w in works):
         fails.append("async works not completed")
-    fut = dist.all_reduce(np.ones(3, np.float32), async_op=True).get_future()
-    fut.wait()
+    ones = np.ones(3, np.float32)
+    value = dist.all_reduce(ones, async_op=True).get_future().wait()
+    if not (isinstance(value, list) and len(value) == 1 and value[0] is ones and np.all(ones == world)):
+        fails.append(f"all_reduce future value {value!r} (PyTorch: [tensor])")
     # object collectives
     objs = [None] * world
     dist.all_gather_object(objs, {"rank": rank, "data": list(range(rank))})
