@@ -10,6 +10,7 @@ bucket all-reduces and writing ``.grad``.
     python benchmarks/ddp.py [--ranks 2] [--steps 60] [--repeats 5] [--no-torch] [--bucket-view]
 
 Targets (issue 7): disttorch N ranks >= 2x PyTorch DDP's samples/s; N ranks >= 1.8x one rank.
+A "NumPy floor" row runs the same step written by hand in plain NumPy, the bound for one rank.
 """
 from __future__ import annotations
 
@@ -87,6 +88,46 @@ if world > 1:
     dist.destroy_process_group()
 '''
 
+NUMPY_WORKER = COMMON + r'''
+# The floor: the same MLP step written by hand in NumPy (float32, no autograd, no framework).
+import numpy as np
+rng = np.random.default_rng(0)
+def linear(i, o):
+    bound = 1 / np.sqrt(i)
+    return [rng.uniform(-bound, bound, (o, i)).astype(np.float32), rng.uniform(-bound, bound, o).astype(np.float32)]
+params = linear(784, 512) + linear(512, 512) + linear(512, 10)
+bufs = [np.zeros_like(p) for p in params]
+x = rng.standard_normal((256, 784), dtype=np.float32); y = rng.integers(0, 10, 256)
+grads = {}
+class Model:
+    def __call__(self, x):
+        W1, b1, W2, b2, W3, b3 = params
+        self.h1 = np.maximum(x @ W1.T + b1, 0); self.h2 = np.maximum(self.h1 @ W2.T + b2, 0)
+        return self.h2 @ W3.T + b3
+class Loss:
+    def __call__(self, logits, y):
+        z = logits - logits.max(1, keepdims=True); p = np.exp(z); p /= p.sum(1, keepdims=True)
+        self.p = p; self.value = -np.log(p[np.arange(256), y]).mean()
+        return self
+    def backward(self):
+        W1, b1, W2, b2, W3, b3 = params
+        g = self.p; g[np.arange(256), y] -= 1; g /= 256
+        gW3 = g.T @ model.h2; gb3 = g.sum(0); g = g @ W3; g *= model.h2 > 0
+        gW2 = g.T @ model.h1; gb2 = g.sum(0); g = g @ W2; g *= model.h1 > 0
+        gW1 = g.T @ x; gb1 = g.sum(0)
+        grads["g"] = [gW1, gb1, gW2, gb2, gW3, gb3]
+class Opt:
+    def zero_grad(self):
+        grads.clear()
+    def step(self):
+        for p, g, b in zip(params, grads["g"], bufs):
+            b *= 0.9; b += g; p -= 0.01 * b
+model = Model()
+loss_obj = Loss()
+res = measure(model, Opt(), lambda out, y: loss_obj(out, y), x, y)
+print("RESULT " + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
+'''
+
 
 def _free_port():
     with socket.socket() as s:
@@ -132,7 +173,7 @@ def main():
                     help="add disttorch rows with DISTTORCH_DDP_OVERLAP=on and off (the default row is auto)")
     args = ap.parse_args()
     n = args.ranks
-    rows = [("disttorch", 1, WORKER), ("disttorch DDP", n, WORKER)]
+    rows = [("NumPy floor", 1, NUMPY_WORKER), ("disttorch", 1, WORKER), ("disttorch DDP", n, WORKER)]
     envs = {}
     if args.bucket_view:
         rows.append(("DDP bucket view", n, WORKER))
@@ -176,6 +217,11 @@ def main():
               "(target >= 2x)")
     if "torch" in sps and "disttorch" in sps:
         print(f"compute alone, 1 rank: disttorch {sps['disttorch'] / sps['torch']:.2f}x torch")
+    if "NumPy floor" in med and "disttorch" in med:
+        print(f"1 rank step: disttorch {med['disttorch']['step'] * 1e3:.2f} ms, the same arithmetic in plain NumPy "
+              f"{med['NumPy floor']['step'] * 1e3:.2f} ms")
+    if "torch DDP (gloo)" in sps:
+        print(f"2x torch DDP needs one step every {n * 256 / (2 * sps['torch DDP (gloo)']) * 1e3:.2f} ms per rank")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""Rank functions for test_direct_reduce.py (module level: the harness spawns them by reference)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _pg():
+    from disttorch.distributed.api import _group
+    return _group(None)
+
+
+def rounds(rank: int, world: int, numel: int, dtype: str) -> dict:
+    """Five rounds (both halves of the double buffer, twice over) summed into arrays of several
+    shapes, against the sums every rank can compute itself."""
+    from disttorch.distributed.direct_reduce import DirectAllReduce
+    area = DirectAllReduce.create(_pg(), numel, dtype)
+    if area is None:
+        return {"created": False}
+    shapes = [(3, 5), (numel - 15 - 7,), (7,)]
+    failures = []
+    for rnd in range(5):
+        mine = area.area()
+        mine[:] = (np.arange(numel) % 97 + 10 * rank + rnd).astype(dtype)
+        outs, start = [], 0
+        for shape in shapes:
+            outs.append((start, np.full(shape, -1, dtype)))
+            start += int(np.prod(shape))
+        area.all_reduce_into(outs)
+        want = sum((np.arange(numel) % 97 + 10 * r + rnd).astype(dtype) for r in range(world))
+        got = np.concatenate([a.reshape(-1) for _, a in outs])
+        if not np.array_equal(got, want):
+            failures.append(f"round {rnd}: max error {np.abs(got - want).max()}")
+    gone = not os.path.exists(area._own.path)  # unlinked once every rank had mapped it
+    area.close()
+    return {"created": True, "failures": failures, "file_gone": gone}
+
+
+def direct_against_plain(rank: int, world: int) -> str:
+    """Rank 0 runs a direct all-reduce while the others run a plain one of the same size: the
+    fingerprint check at the first barrier must name the mismatch instead of mixing the data."""
+    import disttorch.distributed as dist
+    from disttorch.distributed.direct_reduce import DirectAllReduce
+    area = DirectAllReduce.create(_pg(), 8, "float32")
+    if rank == 0:
+        area.all_reduce_into([(0, np.zeros(8, np.float32))])
+    else:
+        dist.all_reduce(np.zeros(8, np.float32))
+    return "no error"
+
+
+def created_over_sockets(rank: int, world: int) -> bool:
+    from disttorch.distributed.direct_reduce import DirectAllReduce
+    return DirectAllReduce.create(_pg(), 16, "float32") is not None
