@@ -53,3 +53,21 @@ def direct_against_plain(rank: int, world: int) -> str:
 def created_over_sockets(rank: int, world: int) -> bool:
     from disttorch.distributed.direct_reduce import DirectAllReduce
     return DirectAllReduce.create(_pg(), 16, "float32") is not None
+
+
+def one_rank_out_of_shm(rank: int, world: int) -> dict:
+    """Rank 1's /dev/shm is full (posix_fallocate fails as a 64 MiB Docker tmpfs would): every rank
+    must get None, and no file may be left behind."""
+    import errno
+    from disttorch.distributed.direct_reduce import DirectAllReduce
+    if rank == 1:
+        def full(fd, offset, length):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.posix_fallocate = full
+    before = set(os.listdir("/dev/shm"))
+    area = DirectAllReduce.create(_pg(), 1 << 16, "float32")
+    import disttorch.distributed as dist
+    dist.barrier()
+    mine = f"p{os.getpid()}n"
+    return {"created": area is not None,
+            "left": [f for f in set(os.listdir("/dev/shm")) - before if mine in f]}

@@ -32,3 +32,10 @@ def test_mismatch_with_a_plain_all_reduce_is_named():
     for r in results:
         assert isinstance(r, harness.RankError) and r.type_name == "CollectiveMismatchError", r
         assert "all_reduce_direct" in r.message and "all_reduce(" in r.message, r.message
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_without_shared_memory_space_makes_everyone_fall_back():
+    results = harness.run(w.one_rank_out_of_shm, 2)
+    assert [r["created"] for r in results] == [False, False]
+    assert [r["left"] for r in results] == [[], []]

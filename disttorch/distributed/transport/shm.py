@@ -86,6 +86,11 @@ class ShmSegment:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, size)  # zero-filled
+                # Reserve the pages now: a tmpfs that is too small (Docker's /dev/shm is 64 MiB)
+                # then fails here with ENOSPC, instead of killing the process with SIGBUS when a
+                # page past the limit is first touched.
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)
             except OSError:
                 os.close(fd)
                 os.unlink(self.path)
