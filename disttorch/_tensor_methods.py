@@ -81,6 +81,7 @@ def _inplace_generic(self, fn, args, kwargs):
                 res = cast(res, self.dtype)
             self.grad_fn = res.grad_fn
             self._requires_grad = True
+            I.refresh_views(self)
     else:
         res = fn(self, *args, **kwargs)
         _store(self, res)

@@ -14,6 +14,8 @@ The same backward code serves two modes, chosen by the engine through ``ns``:
 """
 from __future__ import annotations
 
+from weakref import ref as _weakref
+
 import numpy as np
 
 from .._backend import array_module
@@ -133,7 +135,11 @@ def record(node, tensors, out):
 
 def _finish(node, first, out):
     """The recorded result tensor: ``out`` wrapped (as a view of ``first`` for view ops)."""
-    result = first._view_of(out) if node.is_view else _wrap(out, True)
+    if node.is_view:
+        result = first._view_of(out)
+        _register_view(result)
+    else:
+        result = _wrap(out, True)
     result._requires_grad = True
     result.grad_fn = node
     if node.saves_output:
@@ -142,6 +148,21 @@ def _finish(node, first, out):
         if node.saved is None:
             node.saved, node._saved_versions = (), ()
     return result
+
+
+def _register_view(view):
+    """Notes a view taken with autograd on its base, so an in-place op on the base can re-derive the
+    view's history (``index.refresh_views``). Dead entries are dropped as the list grows (a weight's
+    ``.t()`` in every forward would pile them up)."""
+    base = view._base
+    refs = base._views
+    if refs is None:
+        base._views = [_weakref(view)]
+        return
+    n = len(refs)
+    if n >= 8 and n & (n - 1) == 0:  # at powers of two: amortised O(1) even with many live views
+        refs = base._views = [r for r in refs if r() is not None]
+    refs.append(_weakref(view))
 
 
 _BOTH = (0, 1)

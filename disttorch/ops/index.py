@@ -234,6 +234,7 @@ def setitem(x, index, value):
             node._run((_HistoryHandle.of(x), v), {"index": idx})
             x.grad_fn = node
             x._requires_grad = True
+            refresh_views(x)
     else:
         try:
             x._data[idx] = v._data
@@ -311,6 +312,34 @@ def write_through_view(view, region, target, value, node_cls):
     base._requires_grad = True
     view.grad_fn = IndexBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
     view._requires_grad = True
+    refresh_views(base, skip=view)
+
+
+class AsStridedBackward0(IndexBackward0):
+    """The history PyTorch gives a view whose base was written in place after the view was taken:
+    the view's elements picked from the base's new history."""
+
+
+def refresh_views(base, skip=None):
+    """After an in-place op rewrote ``base``'s history, the views taken of it earlier (with
+    autograd) get their history re-derived from the new one, as PyTorch regenerates a stale view's
+    grad_fn: otherwise gradients through such a view would skip the in-place op."""
+    refs = base._views
+    if not refs:
+        return
+    live = []
+    for ref in refs:
+        v = ref()
+        if v is None or v._base is not base:
+            continue
+        live.append(ref)
+        if v is skip:
+            continue
+        region = view_region(v)
+        if region is not None:
+            v.grad_fn = AsStridedBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
+            v._requires_grad = True
+    base._views = live
 
 
 class _HistoryHandle:

@@ -102,9 +102,18 @@ def binary(op_cls, a, b, **params):
             _check_same_device(a, b)
             _check_broadcast(a, b)
             return op_cls.apply(a, b, **params)
-        return op_cls.apply(a, b=b, **params)
+        return _scalar_edge(op_cls, op_cls.apply(a, b=b, **params))
     # scalar op tensor: reflected form
-    return op_cls.apply(b, b=a, reflected=True, **params)
+    return _scalar_edge(op_cls, op_cls.apply(b, b=a, reflected=True, **params))
+
+
+def _scalar_edge(op_cls, result):
+    """PyTorch wraps a Python number operand of add / sub / mul / div in a tensor, so the node lists
+    an edge for it too: ``(x * 2).grad_fn.next_functions == ((AccumulateGrad, 0), (None, 0))``."""
+    node = result.grad_fn
+    if op_cls.scalar_edge and node is not None and type(node) is op_cls and len(node.next_functions) == 1:
+        node.next_functions += ((None, 0),)
+    return result
 
 
 def _check_broadcast(a, b):
@@ -161,6 +170,7 @@ def cast(x, dtype):
 # ---- binary arithmetic ----------------------------------------------------------------------
 class _Binary(Op):
     float_result = False
+    scalar_edge = False  # a Python-number operand still gets a (None, 0) edge, as in PyTorch
 
     def _needs(self, i):
         n = self.needs_input_grad
@@ -168,6 +178,7 @@ class _Binary(Op):
 
 
 class AddBackward0(_Binary):
+    scalar_edge = True
     fresh_grads = False
     alpha = 1
 
@@ -190,6 +201,7 @@ class AddBackward0(_Binary):
 
 
 class SubBackward0(_Binary):
+    scalar_edge = True
     fresh_grads = False
 
     def forward(self, a, b, alpha=1, reflected=False):
@@ -214,12 +226,15 @@ class SubBackward0(_Binary):
 class RsubBackward1(SubBackward0):
     """``scalar - tensor``."""
 
+    scalar_edge = False  # PyTorch's rsub.Scalar node lists only the tensor
+
 
 class RsubBackward0(SubBackward0):
     """``rsub(input, other)`` = ``other - alpha * input`` on two tensors."""
 
 
 class MulBackward0(_Binary):
+    scalar_edge = True
     save_inputs = (0, 1)
 
     def forward(self, a, b, reflected=False):
@@ -238,6 +253,7 @@ class MulBackward0(_Binary):
 
 
 class DivBackward0(_Binary):
+    scalar_edge = True
     save_inputs = (0, 1)
     float_result = True
 

@@ -419,3 +419,28 @@ def test_deep_graph_create_graph():
     assert g.requires_grad
     g.backward()
     assert np.isfinite(x.grad.item())
+
+
+SCALAR_OPERAND_CASES = ["x * 2", "x + 2", "x - 2", "2 - x", "x / 2", "2 / x", "2 + x", "2 * x",
+                        "x.add(2, alpha=3)", "x.sub(2, alpha=3)", "x % 2", "x ** 2", "2 ** x"]
+
+
+@pytest.mark.parametrize("expr", SCALAR_OPERAND_CASES)
+def test_python_number_operand_edges_match_pytorch(expr):
+    # PyTorch wraps the number of add/sub/mul/div in a tensor: the node lists a (None, 0) edge for it
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: parity check skipped")
+
+    def edges(mod):
+        x = mod.ones(3, requires_grad=True)
+        r = eval(expr, {"x": x})
+        return type(r.grad_fn).__name__, [None if n is None else type(n).__name__ for n, _ in r.grad_fn.next_functions]
+
+    assert edges(disttorch) == edges(torch)
+
+
+def test_number_operand_edge_does_not_change_gradients():
+    x = disttorch.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 3 + 1) / 2 - 4
+    assert len(y.grad_fn.next_functions) == 2
+    y.sum().backward()
+    assert x.grad.tolist() == [1.5, 1.5]
