@@ -173,9 +173,11 @@ def test_ddp_hooks_unused_mismatch_join_state_dict(tmp_path, overlap):
     assert keys[0] == "module.0.weight" and all(k.startswith("module.") for k in keys)
 
 
-def test_syncbatchnorm_two_ranks_equals_batchnorm_on_double_batch(tmp_path):
+@pytest.mark.parametrize("overlap", ["on", "off"])
+def test_syncbatchnorm_two_ranks_equals_batchnorm_on_double_batch(tmp_path, overlap):
     world = 2
-    ranks = run(tmp_path, world, "syncbn", overlap="on")  # its backward collectives interleave with buckets
+    # its backward collectives interleave with the bucket all-reduces (on) or the direct areas' filling (off)
+    ranks = run(tmp_path, world, "syncbn", overlap=overlap)
     (out0, xgrad0, grads0), traj = batchnorm_reference(world)
     B = out0.shape[0] // world
     for r, got in enumerate(ranks):
