@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -72,6 +73,35 @@ class AttemptResult:
     stop_reason: str | None = None
 
 
+_SCRATCH = re.compile(r"^disttorch-.+-p(\d+)-[A-Za-z0-9_]{8}$")
+
+
+def sweep_stale_scratch(tmp: str | None = None) -> list[str]:
+    """Removes scratch directories (error files) of launchers that are gone: a launcher killed with
+    SIGKILL cannot remove its own. Each name carries its launcher's pid; only directories of this
+    user whose launcher no longer runs are removed. Returns the removed paths."""
+    import psutil
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        m = _SCRATCH.match(name)
+        if not m or psutil.pid_exists(int(m.group(1))):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 class RunFiles:
     """Where error files and logs go: `<log_dir>/<run_id>/attempt_<k>/rank<R>/`.
 
@@ -82,12 +112,14 @@ class RunFiles:
     def __init__(self, log_dir: str | None, run_id: str, need_logs: bool) -> None:
         self._temp = None
         if log_dir is None:
-            self._temp = tempfile.mkdtemp(prefix=f"disttorch-{run_id}-")
-            self.root = self._temp
-            self.logs = need_logs
-            if need_logs:
+            if need_logs:  # kept for the user to read afterwards: a name the sweep leaves alone
+                self.root = tempfile.mkdtemp(prefix=f"disttorch-logs-{run_id}-")
                 output.say(f"--redirects/--tee without --log-dir: logs go to {self.root}")
-                self._temp = None  # the user will want to read them afterwards
+            else:
+                sweep_stale_scratch()
+                self._temp = tempfile.mkdtemp(prefix=f"disttorch-{run_id}-p{os.getpid()}-")
+                self.root = self._temp
+            self.logs = need_logs
         else:
             self.root = os.path.join(os.path.abspath(log_dir), run_id)
             self.logs = True

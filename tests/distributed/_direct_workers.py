@@ -71,3 +71,27 @@ def one_rank_out_of_shm(rank: int, world: int) -> dict:
     mine = f"p{os.getpid()}n"
     return {"created": area is not None,
             "left": [f for f in set(os.listdir("/dev/shm")) - before if mine in f]}
+
+
+def peer_dies_before_combining(rank: int, world: int) -> dict:
+    """The last rank exits after filling its area but before the collective: the others must get an
+    error naming it (no hang), and the group must refuse further work."""
+    import time
+    import disttorch.distributed as dist
+    from disttorch.distributed.direct_reduce import DirectAllReduce
+    area = DirectAllReduce.create(_pg(), 1000, "float32")
+    area.area()[:] = 1
+    if rank == world - 1:
+        os._exit(3)
+    t0 = time.monotonic()
+    try:
+        area.all_reduce_into([(0, np.zeros(1000, np.float32))])
+        return {"error": None}
+    except Exception as e:  # noqa: BLE001
+        elapsed = time.monotonic() - t0
+        try:
+            dist.all_reduce(np.zeros(3, np.float32))
+            again = "no error"
+        except Exception as e2:  # noqa: BLE001
+            again = type(e2).__name__
+        return {"error": type(e).__name__, "message": str(e), "elapsed": elapsed, "again": again}

@@ -39,3 +39,14 @@ def test_a_rank_without_shared_memory_space_makes_everyone_fall_back():
     results = harness.run(w.one_rank_out_of_shm, 2)
     assert [r["created"] for r in results] == [False, False]
     assert [r["left"] for r in results] == [[], []]
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_peer_is_named_not_waited_for():
+    res = harness.run(w.peer_dies_before_combining, 3, timeout=20, job_timeout=60, raise_errors=False,
+                      wait_for=[0, 1])
+    for rank in (0, 1):
+        r = res[rank]
+        assert not isinstance(r, Exception) and r["error"] is not None, r
+        assert "rank 2" in r["message"] and r["elapsed"] < 20, r
+        assert "Aborted" in r["again"], r

@@ -190,3 +190,20 @@ def test_python_m_launcher_and_console_script_agree(job):
     out = subprocess.run([exe, script], capture_output=True, text=True, env=job.env, cwd=job.dir)
     assert (out.returncode, out.stdout) == (0, "[rank0]: hi\n")
     assert job.run([script]).stdout == out.stdout
+
+
+def test_scratch_directories_of_dead_launchers_are_swept(tmp_path):
+    import subprocess
+    import sys
+    from launcher.local import sweep_stale_scratch
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs (SIGKILLed launcher)
+    stale = tmp_path / f"disttorch-abc123-p{gone.pid}-k3j_x9qz"
+    live = tmp_path / f"disttorch-abc123-p{os.getpid()}-a1b2c3d4"
+    logs = tmp_path / "disttorch-logs-abc123-a1b2c3d4"  # --redirects without --log-dir: the user's
+    other = tmp_path / "unrelated-p1-abcdefgh"
+    for d in (stale, live, logs, other):
+        (d / "attempt_0" / "rank0").mkdir(parents=True)
+        (d / "attempt_0" / "rank0" / "error.json").write_text("{}")
+    assert sweep_stale_scratch(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and logs.exists() and other.exists()
