@@ -264,3 +264,11 @@ def test_many_live_views_register_in_linear_time():
     x = disttorch.zeros(20000, 2, requires_grad=True) * 1
     rows = [x[i] for i in range(20000)]  # each registers on x; pruning must stay amortised O(1)
     assert len(x._views) == 20000 and rows[-1]._base is x
+
+
+def test_view_registry_prunes_dead_views_while_many_stay_alive():
+    x = disttorch.zeros(2000, 2, requires_grad=True) * 1
+    kept = [x[i] for i in range(1000)]
+    for i in range(5000):  # short-lived views: the list must not grow with them
+        x[i % 2000]
+    assert len(x._views) <= 2 * len(kept) + 1 and all(k._base is x for k in kept)

@@ -150,6 +150,18 @@ def _finish(node, first, out):
     return result
 
 
+class ViewRefs(list):
+    """Weak references to the views taken of one base with autograd; ``limit``: the length at which
+    dead entries are dropped next (twice the survivors, so pruning stays amortised O(1) whatever
+    number of views stays alive)."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, refs=()):
+        super().__init__(refs)
+        self.limit = max(8, 2 * len(self))
+
+
 def _register_view(view):
     """Notes a view taken with autograd on its base, so an in-place op on the base can re-derive the
     view's history (``index.refresh_views``). Dead entries are dropped as the list grows (a weight's
@@ -157,11 +169,9 @@ def _register_view(view):
     base = view._base
     refs = base._views
     if refs is None:
-        base._views = [_weakref(view)]
-        return
-    n = len(refs)
-    if n >= 8 and n & (n - 1) == 0:  # at powers of two: amortised O(1) even with many live views
-        refs = base._views = [r for r in refs if r() is not None]
+        refs = base._views = ViewRefs()
+    elif len(refs) >= refs.limit:
+        refs = base._views = ViewRefs(r for r in refs if r() is not None)
     refs.append(_weakref(view))
 
 

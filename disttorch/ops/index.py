@@ -7,7 +7,7 @@ import numpy as np
 from .. import _backend
 from .. import _dtype as D
 from ..autograd.grad_mode import STATE
-from ._base import Op, unbroadcast
+from ._base import Op, ViewRefs, unbroadcast
 from .pointwise import _xp, cast, _is_scalar, _py_scalar, check_broadcast_many
 from .shape import AliasBackward0, SelectBackward0, SliceBackward0, UnsqueezeBackward0, _SliceView
 from ..tensor import Tensor, _wrap_dim
@@ -339,7 +339,7 @@ def refresh_views(base, skip=None):
         if region is not None:
             v.grad_fn = AsStridedBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
             v._requires_grad = True
-    base._views = live
+    base._views = ViewRefs(live)
 
 
 class _HistoryHandle:
