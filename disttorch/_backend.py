@@ -154,6 +154,21 @@ def data_ptr(array) -> int:
     return int(array.__array_interface__["data"][0])
 
 
+_RESHAPE_TAKES_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
+def reshape_view(array, shape):
+    """``array`` reshaped without copying (PyTorch's ``view`` rule); ValueError when its memory
+    layout would need a copy. NumPy >= 2.1 says so itself (``copy=False``); older NumPy and CuPy
+    reshape as they like, and a result at another address means they copied."""
+    if _RESHAPE_TAKES_COPY and type(array) is np.ndarray:
+        return array.reshape(shape, copy=False)
+    out = array.reshape(shape)
+    if out.size and data_ptr(out) != data_ptr(array):
+        raise ValueError(f"cannot reshape {tuple(array.shape)} to {tuple(shape)} without copying")
+    return out
+
+
 def like(array, reference):
     """``array`` (host data: array, scalar or list) on the device of ``reference`` (a no-op on the host)."""
     if type(reference) is np.ndarray or not is_cuda_array(reference):

@@ -398,26 +398,6 @@ def _dim_or_kw(fn):
     return method
 
 
-def _view(self, *shape):
-    return S.view(self, *shape)
-
-
-def _reshape(self, *shape):
-    return S.reshape(self, *shape)
-
-
-def _expand(self, *sizes):
-    return S.expand(self, *sizes)
-
-
-def _repeat(self, *sizes):
-    return S.repeat(self, *sizes)
-
-
-def _permute(self, *dims):
-    return S.permute(self, *dims)
-
-
 def _flip(self, *dims):
     return S.flip(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
 
@@ -605,10 +585,10 @@ _METHODS = {
     "matmul": F.matmul, "mm": F.mm, "bmm": F.bmm, "mv": F.mv, "dot": F.dot, "inner": F.inner, "outer": F.outer,
     "ger": F.outer, "addmm": F.addmm, "baddbmm": F.baddbmm, "addmv": F.addmv,
     # shape
-    "view": _view, "view_as": _view_as, "reshape": _reshape, "reshape_as": _reshape_as, "permute": _permute,
+    "view": S.view, "view_as": _view_as, "reshape": S.reshape, "reshape_as": _reshape_as, "permute": S.permute,
     "transpose": S.transpose, "swapaxes": S.transpose, "swapdims": S.transpose, "t": S.t,
     "flatten": S.flatten, "unflatten": S.unflatten, "squeeze": S.squeeze, "unsqueeze": S.unsqueeze,
-    "expand": _expand, "expand_as": S.expand_as, "broadcast_to": S.broadcast_to, "repeat": _repeat, "tile": S.tile,
+    "expand": S.expand, "expand_as": S.expand_as, "broadcast_to": S.broadcast_to, "repeat": S.repeat, "tile": S.tile,
     "split": _split, "chunk": S.chunk, "tensor_split": S.tensor_split, "unbind": S.unbind, "flip": _flip,
     "fliplr": S.fliplr, "flipud": S.flipud, "roll": S.roll, "tril": S.tril, "triu": S.triu,
     "narrow": S.narrow, "select": S.select, "movedim": S.movedim, "moveaxis": S.movedim,

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from .. import _backend
 from .. import _dtype as D
 from ._base import Op, _as_array, unbroadcast
 from ..tensor import Tensor
@@ -451,8 +452,10 @@ class Atan2Backward0(_Binary):
 
 
 def _xp(a):
-    from .._backend import array_module
-    return array_module(a)
+    """NumPy for host arrays, else the array's own module (``_backend`` decides: the one CuPy import)."""
+    if type(a) is np.ndarray:
+        return np
+    return _backend.array_module(a)
 
 
 # ---- public binary functions ----------------------------------------------------------------------

@@ -37,7 +37,7 @@ class SumBackward0(Op):
 
     def forward(self, x, axes=None, keepdim=False, dtype=None):
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
-        return _xp(x).sum(x, axis=axes, keepdims=keepdim, dtype=dtype)
+        return x.sum(axis=axes, keepdims=keepdim, dtype=dtype)
 
     def backward(self, g, ns):
         return (_expand_back(ns, g, self.shape, self.axes, self.keepdim),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
 from .._device import device as _device_cls
 from ._base import Op
 from .pointwise import _xp
@@ -12,29 +13,34 @@ from ..tensor import Tensor, _wrap_dim
 
 
 def _shape_arg(shape):
+    """``(2, 3)``, ``((2, 3),)`` or ``([2, 3],)`` as a tuple of ints (``view(2, 3)`` / ``view((2, 3))``)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
-
-
-def _infer(shape, numel, src_shape):
-    shape = list(shape)
-    neg = [i for i, s in enumerate(shape) if s == -1]
-    if len(neg) > 1:
-        raise RuntimeError("only one dimension can be inferred")
-    known = 1
     for s in shape:
-        if s != -1:
-            if s < 0:
-                raise RuntimeError(f"invalid shape dimension {s}")
+        if type(s) is not int:  # sizes given as tensors, NumPy ints or Size entries: convert all
+            return tuple(int(s) for s in shape)
+    return shape
+
+
+def _infer(shape, numel):
+    """``shape`` with its one ``-1`` (if any) inferred from ``numel``; PyTorch's errors otherwise."""
+    known, neg = 1, -1
+    for i, s in enumerate(shape):
+        if s == -1:
+            if neg >= 0:
+                raise RuntimeError("only one dimension can be inferred")
+            neg = i
+        elif s < 0:
+            raise RuntimeError(f"invalid shape dimension {s}")
+        else:
             known *= s
-    if neg:
+    if neg >= 0:
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '[{', '.join(map(str, shape))}]' is invalid for input of size {numel}")
-        shape[neg[0]] = numel // known
-    elif known != numel:
+        return shape[:neg] + (numel // known,) + shape[neg + 1:]
+    if known != numel:
         raise RuntimeError(f"shape '[{', '.join(map(str, shape))}]' is invalid for input of size {numel}")
-    return tuple(shape)
+    return shape
 
 
 class ViewBackward0(Op):
@@ -45,7 +51,7 @@ class ViewBackward0(Op):
         self.src = x.shape
         if strict:
             try:
-                return _xp(x).reshape(x, shape, copy=False)
+                return _backend.reshape_view(x, shape)
             except ValueError:
                 raise RuntimeError(
                     "view size is not compatible with input tensor's size and stride (at least one dimension spans "
@@ -67,15 +73,15 @@ def view(input, *shape):
         from .._dtype import as_dtype
         dt = as_dtype(shape[0])
         return Tensor._wrap(input._data.view(dt.np))
-    shape = _infer(_shape_arg(shape), input._data.size, input.shape)
+    shape = _infer(_shape_arg(shape), input._data.size)
     return ViewBackward0.apply(input, shape=shape)
 
 
 def reshape(input, *shape):
-    shape = _infer(_shape_arg(shape), input._data.size, input.shape)
+    shape = _infer(_shape_arg(shape), input._data.size)
     x = input._data
     try:
-        _xp(x).reshape(x, shape, copy=False)
+        _backend.reshape_view(x, shape)
         return ViewBackward0.apply(input, shape=shape)
     except ValueError:
         # as PyTorch: copy to contiguous memory (CloneBackward0), then view it (UnsafeViewBackward0)
@@ -113,8 +119,11 @@ class PermuteBackward0(Op):
     fresh_grads = False
 
     def forward(self, x, dims):
-        self.inv = tuple(np.argsort(dims))
-        return _xp(x).transpose(x, dims)
+        inv = [0] * len(dims)
+        for i, d in enumerate(dims):
+            inv[d] = i
+        self.inv = tuple(inv)
+        return x.transpose(dims)
 
     def backward(self, g, ns):
         return (ns.transpose(g, self.inv),)
@@ -122,10 +131,10 @@ class PermuteBackward0(Op):
 
 def permute(input, *dims):
     dims = _shape_arg(dims)
-    nd = input.ndim
+    nd = input._data.ndim
     if len(dims) != nd:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the length of the desired ordering of dimensions i.e. input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
-    dims = tuple(_wrap_dim(d, nd) for d in dims)
+    dims = tuple([d if 0 <= d < nd else _wrap_dim(d, nd) for d in dims])
     if len(set(dims)) != nd:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
     return PermuteBackward0.apply(input, dims=dims)
@@ -137,7 +146,7 @@ class TransposeBackward0(Op):
 
     def forward(self, x, d0, d1):
         self.d0, self.d1 = d0, d1
-        return _xp(x).swapaxes(x, d0, d1)
+        return x.swapaxes(d0, d1)
 
     def backward(self, g, ns):
         return (ns.swapaxes(g, self.d0, self.d1),)
@@ -228,7 +237,8 @@ class UnsqueezeBackward0(Op):
 
     def forward(self, x, axis):
         self.axis = axis
-        return _xp(x).expand_dims(x, axis)
+        shape = x.shape
+        return x.reshape(shape[:axis] + (1,) + shape[axis:])  # a view, cheaper than expand_dims
 
     def backward(self, g, ns):
         return (ns.reshape(g, tuple(s for i, s in enumerate(g.shape) if i != self.axis)),)
