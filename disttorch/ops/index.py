@@ -144,6 +144,13 @@ def _check_index_device(x, idx):
 
 
 def getitem(x, index):
+    kind = type(index)
+    if kind is int:  # x[i], the commonest index: in range on a tensor with dims, it needs no more checks
+        shape = x._data.shape
+        if shape and -shape[0] <= index < shape[0]:
+            return SelectBackward0.apply(x, index=(index,))
+    elif kind is slice and x._data.ndim and (index.step is None or index.step > 0):
+        return SliceBackward0.apply(x, index=(index,))
     idx, advanced = _convert_index(index)
     if advanced:
         _check_index_device(x, idx)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 
@@ -66,9 +67,13 @@ class MeanBackward0(Op):
 
     def forward(self, x, axes=None, keepdim=False):
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
-        n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
+        n = x.size if axes is None else math.prod([x.shape[a] for a in axes])
         self.n = n if n > 1 else 1  # (builtin max is shadowed in this module)
-        return _xp(x).mean(x, axis=axes, keepdims=keepdim) if x.size else _xp(x).sum(x, axis=axes, keepdims=keepdim) * np.nan
+        if not x.size:
+            return _xp(x).sum(x, axis=axes, keepdims=keepdim) * np.nan
+        if x.dtype.char in "fd":  # what NumPy's mean does for these, without its Python wrapper
+            return x.sum(axis=axes, keepdims=keepdim) / n
+        return _xp(x).mean(x, axis=axes, keepdims=keepdim)  # float16 accumulates in float32 there
 
     def backward(self, g, ns):
         return (_expand_back(ns, g / self.n, self.shape, self.axes, self.keepdim),)
@@ -321,7 +326,7 @@ class VarBackward0(Op):
     def forward(self, x, axes, correction, keepdim):
         xp = _xp(x)
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
-        n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
+        n = x.size if axes is None else math.prod([x.shape[a] for a in axes])
         self.denom = n - correction
         m = xp.mean(x, axis=axes, keepdims=True)
         d = x - m

@@ -3,6 +3,8 @@ narrow, unbind/split/chunk pieces, movedim) share memory and the version counter
 exactly where PyTorch's do."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend
@@ -89,7 +91,8 @@ def reshape(input, *shape):
 
 
 def flatten(input, start_dim=0, end_dim=-1):
-    nd = input.ndim
+    shp = input._data.shape
+    nd = len(shp)
     if nd == 0:
         return reshape(input, 1)
     s, e = _wrap_dim(start_dim, nd), _wrap_dim(end_dim, nd)
@@ -97,9 +100,7 @@ def flatten(input, start_dim=0, end_dim=-1):
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     if s == e:
         return input
-    shp = input.shape
-    new = tuple(shp[:s]) + (-1 if input.numel() else int(np.prod(shp[s:e + 1])),) + tuple(shp[e + 1:])
-    return reshape(input, new)
+    return reshape(input, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
 def unflatten(input, dim, sizes):
