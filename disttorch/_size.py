@@ -9,6 +9,11 @@ class Size(tuple):
     def __new__(cls, seq=()):
         return tuple.__new__(cls, (int(s) for s in seq))
 
+    @classmethod
+    def _of_shape(cls, shape):
+        """From an array's ``shape`` (already a tuple of ints): no per-element conversion."""
+        return tuple.__new__(cls, shape)
+
     def __repr__(self):
         return f"disttorch.Size([{', '.join(str(s) for s in self)}])"
 

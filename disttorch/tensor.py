@@ -21,6 +21,8 @@ _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "
                "complex64": "ComplexFloatTensor", "complex128": "ComplexDoubleTensor"}
 
 
+_size_of_shape = Size._of_shape  # Tensor.shape: no per-element int() of an array's shape
+
 class Tensor:
     """A multi-dimensional array with PyTorch's semantics and autograd.
 
@@ -81,12 +83,12 @@ class Tensor:
     # ---- metadata ---------------------------------------------------------------------------
     @property
     def shape(self):
-        return Size(self._data.shape)
+        return _size_of_shape(self._data.shape)
 
     def size(self, dim=None):
         """The shape as ``disttorch.Size``, or the length of one dimension."""
         if dim is None:
-            return Size(self._data.shape)
+            return _size_of_shape(self._data.shape)
         return self._data.shape[_wrap_dim(dim, self._data.ndim)]
 
     @property

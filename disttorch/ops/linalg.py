@@ -96,11 +96,12 @@ def matmul(input, other, *, out=None):
     if type(input._data) is not type(other._data) or (type(input._data) is not np.ndarray
                                                       and input.device != other.device):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, {input.device} and {other.device}!")
-    da, db = input.ndim, other.ndim
+    sa_, sb_ = input._data.shape, other._data.shape
+    da, db = len(sa_), len(sb_)
     if da == 0 or db == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {da}D and {db}D")
-    ka = input.shape[-1]
-    kb = other.shape[-2] if db >= 2 else other.shape[0]
+    ka = sa_[-1]
+    kb = sb_[-2] if db >= 2 else sb_[0]
     if ka != kb:
         if da == 1 and db == 1:
             raise RuntimeError(f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] to have the same number of elements, but got {ka} and {kb} elements respectively")
@@ -115,7 +116,7 @@ def matmul(input, other, *, out=None):
         res = MmBackward0.apply(input, other)
     elif da == 2 and db == 1:
         res = MvBackward0.apply(input, other)
-    elif da == 3 and db == 3 and input.shape[0] == other.shape[0]:
+    elif da == 3 and db == 3 and sa_[0] == sb_[0]:
         res = BmmBackward0.apply(input, other)
     else:
         res = MatmulBackward0.apply(input, other)

@@ -160,12 +160,12 @@ class _ExtremeAll(Op):
 
 class MaxBackward1(_ExtremeAll):
     def forward(self, x):
-        return _xp(x).max(x)
+        return x.max()
 
 
 class MinBackward1(_ExtremeAll):
     def forward(self, x):
-        return _xp(x).min(x)
+        return x.min()
 
 
 class MedianBackward0(_ExtremeAll):
@@ -478,8 +478,8 @@ class SoftmaxBackward0(Op):
     def forward(self, x, axis):
         xp = _xp(x)
         self.axis = axis
-        e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-        e /= xp.sum(e, axis=axis, keepdims=True)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))  # array methods: no NumPy Python wrapper
+        e /= e.sum(axis=axis, keepdims=True)
         return e
 
     def backward(self, g, ns):
@@ -494,8 +494,8 @@ class LogSoftmaxBackward0(Op):
     def forward(self, x, axis):
         xp = _xp(x)
         self.axis = axis
-        shifted = x - xp.max(x, axis=axis, keepdims=True)
-        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        shifted = x - x.max(axis=axis, keepdims=True)
+        shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         return shifted
 
     def backward(self, g, ns):

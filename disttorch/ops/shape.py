@@ -10,7 +10,8 @@ import numpy as np
 from .. import _backend
 from .._device import device as _device_cls
 from ._base import Op
-from .pointwise import _xp
+from .._dtype import result_dtype
+from .pointwise import _xp, cast
 from ..tensor import Tensor, _wrap_dim
 
 
@@ -365,19 +366,19 @@ def cat(tensors, dim=0, *, out=None):
     tensors = list(tensors)
     if not tensors:
         raise ValueError("torch.cat(): expected a non-empty list of Tensors")
-    from .._dtype import result_dtype
-    from .pointwise import cast
     dt = result_dtype(tensors)
-    ts = [cast(t, dt) for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or [cast(tensors[0], dt)]
-    ref = ts[0]
-    axis = _wrap_dim(dim, ref.ndim)
+    ts = [cast(t, dt) for t in tensors if t._data.shape != (0,)] or [cast(tensors[0], dt)]
+    ref = ts[0]._data.shape
+    nd = len(ref)
+    axis = _wrap_dim(dim, nd)
     for i, t in enumerate(ts):
-        if t.ndim != ref.ndim:
-            raise RuntimeError(f"Tensors must have same number of dimensions: got {ref.ndim} and {t.ndim}")
-        for d in range(ref.ndim):
-            if d != axis and t.shape[d] != ref.shape[d]:
+        shape = t._data.shape
+        if len(shape) != nd:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {nd} and {len(shape)}")
+        for d in range(nd):
+            if d != axis and shape[d] != ref[d]:
                 raise RuntimeError(
-                    f"Sizes of tensors must match except in dimension {axis}. Expected size {ref.shape[d]} but got size {t.shape[d]} for tensor number {i} in the list.")
+                    f"Sizes of tensors must match except in dimension {axis}. Expected size {ref[d]} but got size {shape[d]} for tensor number {i} in the list.")
     res = CatBackward0.apply(*ts, axis=axis)
     if out is not None:
         from .creation import _copy_into
@@ -411,8 +412,6 @@ def stack(tensors, dim=0, *, out=None):
     for i, t in enumerate(tensors):
         if t.shape != ref:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(ref)} at entry 0 and {list(t.shape)} at entry {i}")
-    from .._dtype import result_dtype
-    from .pointwise import cast
     dt = result_dtype(tensors)
     tensors = [cast(t, dt) for t in tensors]
     res = StackBackward0.apply(*tensors, axis=_wrap_dim(dim, len(ref) + 1))
