@@ -114,7 +114,7 @@ def _needed(seen, targets):
 def _add(a, b, a_owned, graph):
     if graph:
         return a + b, True
-    if a_owned and a.shape == b.shape and a.dtype == b.dtype:
+    if a_owned and a.shape == b.shape and a.dtype == b.dtype and a.flags.writeable:
         a += b
         return a, True
     return a + b, True

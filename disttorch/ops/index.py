@@ -176,6 +176,7 @@ def getitem(x, index):
 
 class IndexPutBackward0(Op):
     """``x[index] = value`` recorded in place: x's old content gets zero gradient at ``index``."""
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
 
     def forward(self, x, value, index, accumulate=False, copy=False):
         self.index, self.vshape, self.accumulate = index, value.shape, accumulate
@@ -418,6 +419,7 @@ def _sliced(t, sl):
 
 class ScatterBackward0(Op):
     """scatter / scatter_add (``reduce`` None or 'add') out of place."""
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
 
     def forward(self, x, src, index, axis, add):
         self.axis, self.idx, self.add, self.sshape = axis, index, add, src.shape
@@ -604,6 +606,8 @@ def _descending_key(x):
 
 
 class SortBackward0(Op):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
+
     def forward(self, x, axis, descending, stable):
         xp = _xp(x)
         self.axis, self.src = axis, x.shape
@@ -678,6 +682,8 @@ def kthvalue(input, k, dim=-1, keepdim=False):
 
 
 class IndexAddBackward0(Op):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
+
     def forward(self, x, src, axis, index, alpha):
         self.axis, self.idx, self.alpha = axis, index, alpha
         out = x.copy()

@@ -404,6 +404,7 @@ class MinimumBackward0(_Binary):
 
 
 class RemainderBackward0(_Binary):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
     save_inputs = (0, 1)
 
     def forward(self, a, b, reflected=False):
@@ -423,6 +424,8 @@ class RemainderBackward1(RemainderBackward0):
 
 
 class FmodBackward0(RemainderBackward0):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
+
     def forward(self, a, b, reflected=False):
         if not hasattr(b, "shape"):
             self.save_inputs = ()

@@ -343,6 +343,8 @@ def tile(input, dims):
 
 
 class CatBackward0(Op):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
+
     def forward(self, *xs, axis):
         self.axis = axis
         self.sizes = [x.shape[axis] for x in xs]
@@ -390,6 +392,8 @@ concat = concatenate = cat
 
 
 class StackBackward0(Op):
+    fresh_grads = False  # hands back the incoming gradient (or views of it)
+
     def forward(self, *xs, axis):
         self.axis = axis
         return _xp(xs[0]).stack(xs, axis=axis)
