@@ -171,3 +171,24 @@ def check_same_error(fn, torch, exc=Exception):
         else:
             msgs.append(None)
     assert msgs[0] == msgs[1], msgs
+
+
+def check_gradient_aliasing(case, torch):
+    """The op applied twice to the same leaves, each result reduced two ways: ``sum()`` hands the op a
+    read-only broadcast gradient, a weighted sum a writable one. A backward that returns the incoming
+    gradient (or views of it) while claiming fresh arrays lets the engine add into memory it does not
+    own: an error on the read-only one, wrong totals on the other. Gradients must match PyTorch's."""
+    arrs = arrays(case)
+    got = []
+    for M in (disttorch, torch):
+        xs = [M.tensor(a.astype(np.float32), requires_grad=_diff(case, i)) for i, a in enumerate(arrs)]
+        first, second = case.fn(M, *xs), case.fn(M, *xs)
+        if isinstance(first, (tuple, list)):
+            first, second = first[0], second[0]
+        w = M.tensor(np.random.default_rng(5).uniform(-1, 1, tuple(first.shape)).astype(np.float32))
+        (first.sum() + (second * w).sum() + first.sum() * 0.5).backward()
+        got.append([None if x.grad is None else _np(x.grad) for x in xs])
+    for i, (g, t) in enumerate(zip(*got)):
+        if g is not None and t is not None:
+            np.testing.assert_allclose(g, t, rtol=max(case.rtol, 1e-5), atol=case.atol * 10,
+                                       err_msg=f"{case.name} grad {i}")
