@@ -12,6 +12,7 @@ from . import _backend
 from ._device import CPU, as_device, device as _device_cls
 from ._dtype import _FROM_NP, as_dtype, from_numpy_dtype
 from ._size import Size
+from .autograd import engine as _engine
 from .autograd.grad_mode import STATE
 from .autograd.node import AccumulateGrad, _RemovableHandle
 
@@ -221,8 +222,8 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Computes the gradient of this tensor w.r.t. graph leaves (accumulated into ``.grad``)."""
-        from .autograd.engine import backward
-        backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs=inputs)
+        _engine.backward([self], None if gradient is None else [gradient], retain_graph, create_graph,
+                         inputs=inputs)
 
     def register_hook(self, hook):
         """``hook(grad) -> Tensor or None`` runs when the gradient w.r.t. this tensor is computed."""
