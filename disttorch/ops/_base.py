@@ -14,6 +14,7 @@ The same backward code serves two modes, chosen by the engine through ``ns``:
 """
 from __future__ import annotations
 
+import math
 from weakref import ref as _weakref
 
 import numpy as np
@@ -252,6 +253,7 @@ class ArrayNamespace:
         # The array methods do what these NumPy functions do without their Python-level wrapper
         # (about 1 us per call on small arrays; backward calls them for every broadcast op).
         self.sum = _sum_method
+        self.mean = fast_mean
         self.reshape = _reshape_method
         self.swapaxes = _swapaxes_method
         self.transpose = _transpose_method
@@ -329,6 +331,19 @@ class ArrayNamespace:
         sl[a1], sl[a2] = r, c
         out[tuple(sl)] = self.xp.moveaxis(g, -1, min(a1, a2)) if len(shape) > 2 else g
         return out
+
+
+def fast_mean(x, axis=None, keepdims=False, dtype=None, out=None):
+    """``xp.mean`` without NumPy's Python-level wrapper (about 2.5 us on small arrays) for float32 /
+    float64 arrays: the same sum in the array's dtype divided by the count, so the same result."""
+    if dtype is None and out is None and getattr(x, "dtype", None) is not None and x.dtype.char in "fd" and x.size:
+        if axis is None:
+            n = x.size
+        else:
+            shape = x.shape
+            n = math.prod(shape[a] for a in axis) if isinstance(axis, tuple) else shape[axis]
+        return x.sum(axis=axis, keepdims=keepdims) / n
+    return array_module(x).mean(x, axis=axis, keepdims=keepdims, dtype=dtype, out=out)
 
 
 def _sum_method(x, axis=None, dtype=None, out=None, keepdims=False):

@@ -11,7 +11,7 @@ Inputs are ``(x, [weight], [bias])``: absent affine tensors are simply not passe
 from __future__ import annotations
 
 from .._backend import array_module
-from ._base import Op
+from ._base import Op, fast_mean
 
 
 def _norm_input_grad(ns, dxhat, xhat, invstd, axes):
@@ -93,9 +93,9 @@ class NativeBatchNormBackward0(_AffineNorm):
         self.bshape = (1, c) + (1,) * (x.ndim - 2)
         self.pshape = (c,)
         if training:
-            mean = xp.mean(x, axis=self.stat_axes, keepdims=True)
+            mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
             xc = x - mean
-            var = xp.mean(xc * xc, axis=self.stat_axes, keepdims=True)
+            var = fast_mean(xc * xc, axis=self.stat_axes, keepdims=True)
             invstd = 1.0 / xp.sqrt(var + eps)
             if running_mean is not None:
                 n = x.size // c
@@ -135,9 +135,9 @@ class NativeLayerNormBackward0(_AffineNorm):
         self.param_axes = tuple(range(x.ndim - k))
         self.pshape = x.shape[x.ndim - k:]
         self.bshape = self.pshape
-        mean = xp.mean(x, axis=self.stat_axes, keepdims=True)
+        mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
         xc = x - mean
-        var = xp.mean(xc * xc, axis=self.stat_axes, keepdims=True)
+        var = fast_mean(xc * xc, axis=self.stat_axes, keepdims=True)
         invstd = 1.0 / xp.sqrt(var + eps)
         self.xhat = xc * invstd
         self.invstd = invstd
@@ -165,9 +165,9 @@ class NativeGroupNormBackward0(_AffineNorm):
         self.bshape = (1, c) + (1,) * (x.ndim - 2)
         self.pshape = (c,)
         xg = x.reshape(self.gshape)
-        mean = xp.mean(xg, axis=2, keepdims=True)
+        mean = fast_mean(xg, axis=2, keepdims=True)
         xc = xg - mean
-        var = xp.mean(xc * xc, axis=2, keepdims=True)
+        var = fast_mean(xc * xc, axis=2, keepdims=True)
         invstd = 1.0 / xp.sqrt(var + eps)
         self.xhat = (xc * invstd).reshape(x.shape)
         self.invstd = invstd

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import _dtype as D
-from ._base import Op
+from ._base import Op, fast_mean
 from .pointwise import _xp, cast
 from ..tensor import Tensor, _wrap_dim
 
@@ -328,7 +328,7 @@ class VarBackward0(Op):
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         n = x.size if axes is None else math.prod([x.shape[a] for a in axes])
         self.denom = n - correction
-        m = xp.mean(x, axis=axes, keepdims=True)
+        m = fast_mean(x, axis=axes, keepdims=True)
         d = x - m
         s = xp.sum(d * d, axis=axes, keepdims=keepdim)
         return (s / self.denom if self.denom > 0 else s * np.nan).astype(x.dtype, copy=False)
