@@ -207,8 +207,8 @@ def main():
     ddp = med.get("disttorch DDP")
     if ddp and "hooks" in ddp:
         print(f"disttorch DDP (overlap={'on' if ddp['overlap'] else 'off'} by auto): its hooks take "
-              f"{ddp['hooks'] * 1e3:.2f} ms of backward per step (copies into buckets, all-reduces run or "
-              "waited for, .grad written)")
+              f"{ddp['hooks'] * 1e3:.2f} ms of backward per step (gradients copied into the shared-memory areas or buckets, "
+              "all-reduces run or waited for, .grad written)")
     sps = {name: w * 256 / med[name]["step"] for name, w, _ in rows if name in med}
     if "disttorch" in sps and "disttorch DDP" in sps:
         print(f"scaling {n} ranks vs 1: {sps['disttorch DDP'] / sps['disttorch']:.2f}x (target >= 1.8x)")
