@@ -35,6 +35,16 @@ def _records(self, args):
     return False
 
 
+def _write_in_place(self, fn, *args, **kwargs):
+    """Runs NumPy's in-place ``fn``; a write NumPy refuses because the tensor is expanded (its
+    broadcast memory is read-only) gets PyTorch's error instead of NumPy's."""
+    try:
+        fn(*args, **kwargs)
+    except ValueError:
+        I.check_no_internal_overlap(self)
+        raise
+
+
 def _check_store(self, res):
     rd, sd = res._data.dtype, self._data.dtype
     if rd != sd and not np.can_cast(rd, sd, casting="same_kind"):
@@ -61,8 +71,12 @@ def _inplace_on_view(self, region, fn, args, kwargs):
     return self
 
 
-def _inplace_generic(self, fn, args, kwargs):
+def _inplace_generic(self, fn, args, kwargs, overwrites=False):
+    """``self = fn(self, *args)`` in place. ``overwrites``: the new values do not depend on the old
+    ones (``zero_``, ``fill_``), which PyTorch allows on an expanded tensor too."""
     if _records(self, args):
+        if not overwrites:
+            I.check_no_internal_overlap(self)
         I._check_inplace_allowed(self)
         region = I.view_region(self)
         if region is not None:
@@ -130,6 +144,7 @@ def _ufunc_inplace(ufunc, fn, float_result=False):
             raise RuntimeError(f"result type {_LEGACY.get(rd.name)} can't be cast to the desired output type "
                                f"{_LEGACY.get(self.dtype.name)}") from None
         except ValueError:
+            I.check_no_internal_overlap(self)  # NumPy: "output array is read-only" (an expanded tensor)
             from .ops.pointwise import _check_broadcast
             if isinstance(other, Tensor):
                 _check_broadcast(self, other)
@@ -153,7 +168,7 @@ def zero_(self):
     """Fills with zeros in place."""
     if _records(self, ()):
         I._check_inplace_allowed(self)
-        return _inplace_generic(self, lambda s: s * 0, (), {})
+        return _inplace_generic(self, lambda s: s * 0, (), {}, overwrites=True)
     self._data.fill(0)
     self._vc[0] += 1
     return self
@@ -164,10 +179,10 @@ def fill_(self, value):
         if value.ndim != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} dimensions.")
         if _records(self, (value,)):
-            return _inplace_generic(self, lambda s, v: s * 0 + v, (value,), {})
+            return _inplace_generic(self, lambda s, v: s * 0 + v, (value,), {}, overwrites=True)
         value = value.item()
     if _records(self, ()):
-        return _inplace_generic(self, lambda s: s * 0 + value, (), {})
+        return _inplace_generic(self, lambda s: s * 0 + value, (), {}, overwrites=True)
     self._data.fill(value)
     self._vc[0] += 1
     return self
@@ -178,6 +193,7 @@ def copy_(self, src, non_blocking=False):
     if not isinstance(src, Tensor):
         src = F.tensor(src)
     if _records(self, (src,)):
+        I.check_no_internal_overlap(self)
         I._check_inplace_allowed(self)
         I.setitem(self, (Ellipsis,), src)
         return self
@@ -188,6 +204,7 @@ def copy_(self, src, non_blocking=False):
     try:
         self._data[...] = sd
     except ValueError:
+        I.check_no_internal_overlap(self)
         raise RuntimeError(f"The size of tensor a ({self.shape[-1] if self.ndim else 1}) must match the size of tensor b ({src.shape[-1] if src.ndim else 1}) at non-singleton dimension {self.ndim - 1}") from None
     self._vc[0] += 1
     return self
@@ -238,7 +255,7 @@ def _unary_inplace(fn, ufunc_name):
             return _inplace_generic(self, fn, (), {})
         if self._data.dtype.kind not in "fc" and ufunc_name not in ("negative", "absolute", "sign", "floor", "ceil", "trunc", "rint"):
             raise RuntimeError(f"result type Float can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}")
-        getattr(np, ufunc_name)(self._data, out=self._data)
+        _write_in_place(self, getattr(np, ufunc_name), self._data, out=self._data)
         self._vc[0] += 1
         return self
     method.__name__ = fn.__name__ + "_"
@@ -252,7 +269,7 @@ def clamp_(self, min=None, max=None):
     hi = max._data if isinstance(max, Tensor) else max
     if lo is None and hi is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-    np.clip(self._data, lo, hi, out=self._data)
+    _write_in_place(self, np.clip, self._data, lo, hi, out=self._data)
     self._vc[0] += 1
     return self
 
@@ -260,7 +277,7 @@ def clamp_(self, min=None, max=None):
 def relu_(self):
     if _records(self, ()):
         return _inplace_generic(self, F.relu, (), {})
-    np.maximum(self._data, 0, out=self._data)
+    _write_in_place(self, np.maximum, self._data, 0, out=self._data)
     self._vc[0] += 1
     return self
 

@@ -272,3 +272,28 @@ def test_view_registry_prunes_dead_views_while_many_stay_alive():
     for i in range(5000):  # short-lived views: the list must not grow with them
         x[i % 2000]
     assert len(x._views) <= 2 * len(kept) + 1 and all(k._base is x for k in kept)
+
+
+OVERLAP_WRITES = {
+    "add_": lambda M, x: x.add_(0.5), "relu_": lambda M, x: x.relu_(), "exp_": lambda M, x: x.exp_(),
+    "clamp_": lambda M, x: x.clamp_(0, 1), "mul_tensor": lambda M, x: x.mul_(M.ones(4, 4)),
+    "copy_": lambda M, x: x.copy_(M.ones(4, 4)),
+}
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("op", sorted(OVERLAP_WRITES))
+def test_inplace_arithmetic_on_expanded_tensor_is_refused_as_in_pytorch(op, requires_grad):
+    base = disttorch.arange(4.0).view(1, 4).requires_grad_(requires_grad) * 1
+    x = base.expand(4, 4)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor refers to a single "
+                                           "memory location"):
+        OVERLAP_WRITES[op](disttorch, x)
+    assert base.tolist() == [[0.0, 1.0, 2.0, 3.0]]  # nothing written
+
+
+def test_overwriting_an_expanded_tensor_with_autograd_is_allowed_as_in_pytorch():
+    base = disttorch.arange(4.0).view(1, 4).requires_grad_() * 1
+    x = base.expand(4, 4)
+    x.fill_(2.0)
+    assert base.tolist() == [[2.0, 2.0, 2.0, 2.0]]

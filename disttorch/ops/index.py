@@ -365,6 +365,19 @@ class _HistoryHandle:
         return h
 
 
+_OVERLAP_MSG = ("unsupported operation: more than one element of the written-to tensor refers to a single memory "
+                "location. Please clone() the tensor before performing the operation.")
+
+
+def check_no_internal_overlap(x):
+    """PyTorch's refusal to write into a tensor whose elements share memory (an ``expand``ed one:
+    a stride of 0 along a dim longer than 1)."""
+    a = x._data
+    for n, st in zip(a.shape, a.strides):
+        if st == 0 and n > 1:
+            raise RuntimeError(_OVERLAP_MSG)
+
+
 def _check_inplace_allowed(x, view=False):
     if x.grad_fn is None and x._requires_grad:
         raise RuntimeError(f"a {'view of a ' if view else ''}leaf Variable that requires grad is being used in an "

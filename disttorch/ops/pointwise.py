@@ -828,18 +828,22 @@ def where(condition, input=None, other=None):
 
 
 class LerpBackward0(Op):
-    save_inputs = (0, 1)
+    """``lerp`` with a number weight. Like PyTorch's it saves no tensor (only shapes), so writing
+    ``input`` or ``end`` in place afterwards is no error."""
 
     def forward(self, a, b, weight):
-        self.w = weight
+        self.w, self.sa, self.sb = weight, a.shape, b.shape
         return a + weight * (b - a)
 
-    def backward(self, g, ns, a, b):
-        return unbroadcast(ns, g * (1 - self.w), a.shape), unbroadcast(ns, g * self.w, b.shape)
+    def backward(self, g, ns):
+        return unbroadcast(ns, g * (1 - self.w), self.sa), unbroadcast(ns, g * self.w, self.sb)
 
 
 def lerp(input, end, weight):
     check_broadcast_many(input, end)
+    if isinstance(weight, Tensor) and weight.numel() != 1:
+        # a weight tensor: the same arithmetic from differentiable ops (gradients flow to all three)
+        return input + weight * (end - input)
     return LerpBackward0.apply(input, end, weight=float(weight))
 
 
