@@ -297,3 +297,11 @@ def test_overwriting_an_expanded_tensor_with_autograd_is_allowed_as_in_pytorch()
     x = base.expand(4, 4)
     x.fill_(2.0)
     assert base.tolist() == [[2.0, 2.0, 2.0, 2.0]]
+
+
+def test_assigning_into_aliased_elements_of_an_expanded_tensor_is_refused():
+    x = (disttorch.arange(4.0).view(1, 4).requires_grad_() * 1).expand(4, 4)
+    with pytest.raises(RuntimeError, match="refers to a single memory location"):
+        x[:, 0] = 1.0  # the column's four elements are one memory location
+    x[0] = 1.0  # a row of distinct locations is fine, as in PyTorch
+    assert x.tolist()[3] == [1.0, 1.0, 1.0, 1.0]

@@ -211,6 +211,7 @@ def setitem(x, index, value):
                                        for i in idx)
     if not advanced:
         _check_bounds(idx, x._data.shape)
+        check_no_internal_overlap(x._data[idx])  # x[:, 0] = v on an expanded x: PyTorch refuses
     else:
         _check_index_device(x, idx)
     if advanced and _split_ints(idx) is not None:  # PyTorch's order: as one advanced index over x's own dims
@@ -371,8 +372,8 @@ _OVERLAP_MSG = ("unsupported operation: more than one element of the written-to 
 
 def check_no_internal_overlap(x):
     """PyTorch's refusal to write into a tensor whose elements share memory (an ``expand``ed one:
-    a stride of 0 along a dim longer than 1)."""
-    a = x._data
+    a stride of 0 along a dim longer than 1). ``x``: a tensor or the array about to be written."""
+    a = x._data if isinstance(x, Tensor) else x
     for n, st in zip(a.shape, a.strides):
         if st == 0 and n > 1:
             raise RuntimeError(_OVERLAP_MSG)
