@@ -554,7 +554,26 @@ class CumprodBackward0(Op):
     def backward(self, g, ns, x):
         out = ns.out(self)
         a = self.axis
+        if not ns.graph and (x == 0).any():
+            return (_cumprod_grad_with_zeros(ns.xp, g, x, a),)
+        # without zeros: d out_j / d x_k = out_j / x_k for j >= k
         return (ns.flip(ns.cumsum(ns.flip(g * out, a), axis=a), a) / x,)
+
+
+def _cumprod_grad_with_zeros(xp, g, x, axis):
+    """cumprod's input gradient without dividing by x (which is 0 somewhere):
+    dx_k = prod(x_i, i < k) * S_k with S_k = g_k + x_(k+1) * S_(k+1), scanned from the end."""
+    xm, gm = xp.moveaxis(x, axis, -1), xp.moveaxis(g, axis, -1)
+    n = xm.shape[-1]
+    before = xp.ones_like(xm)
+    before[..., 1:] = xp.cumprod(xm[..., :-1], axis=-1)
+    s = xp.empty_like(before)
+    acc = gm[..., n - 1]
+    s[..., n - 1] = acc
+    for k in range(n - 2, -1, -1):
+        acc = gm[..., k] + xm[..., k + 1] * acc
+        s[..., k] = acc
+    return xp.moveaxis(before * s, -1, axis)
 
 
 def cumprod(input, dim, *, dtype=None):
