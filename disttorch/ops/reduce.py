@@ -347,7 +347,10 @@ class StdBackward0(VarBackward0):
 
     def backward(self, g, ns, x):
         out = ns.out(self)
-        return super().backward(g / (out * 2), ns, x)
+        # PyTorch's std_backward: zero gradient where the std is 0 (not 0 / 0)
+        zero = out == 0
+        scaled = ns.where(zero, g * 0, g / ns.where(zero, out * 0 + 1, out * 2))
+        return super().backward(scaled, ns, x)
 
 
 def _correction(unbiased, correction):

@@ -182,3 +182,12 @@ def test_cumprod_gradient_with_zeros_in_the_input():
             (y * M.arange(12.0, dtype=M.float64).view(3, 4)).sum().backward()
             grads.append(np.asarray(x.grad.tolist()))
         np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+
+
+def test_std_gradient_is_zero_where_the_std_is_zero_as_in_pytorch():
+    x = disttorch.zeros(3, 4, dtype=disttorch.float64, requires_grad=True)
+    x.std(1).sum().backward()  # 0 / 0 would give nan
+    assert x.grad.tolist() == [[0.0] * 4] * 3
+    y = disttorch.tensor([[1.0, 1.0], [1.0, 3.0]], dtype=disttorch.float64, requires_grad=True)
+    y.std(1).sum().backward()
+    np.testing.assert_allclose(y.grad.tolist(), [[0.0, 0.0], [-0.5 ** 0.5, 0.5 ** 0.5]], rtol=1e-12)
