@@ -55,7 +55,6 @@ def _check_versions(node):
             raise _modified_error(_type_str(t), t.grad_fn, t._vc[0], v)
     out_vc = node._out_vc
     if out_vc is not None and out_vc[0] != 0:
-        from ..tensor import Tensor
         raise _modified_error(_type_str(Tensor._wrap(node.out)), node, out_vc[0], 0)
 
 

@@ -71,9 +71,7 @@ class MeanBackward0(Op):
         self.n = n if n > 1 else 1  # (builtin max is shadowed in this module)
         if not x.size:
             return _xp(x).sum(x, axis=axes, keepdims=keepdim) * np.nan
-        if x.dtype.char in "fd":  # what NumPy's mean does for these, without its Python wrapper
-            return x.sum(axis=axes, keepdims=keepdim) / n
-        return _xp(x).mean(x, axis=axes, keepdims=keepdim)  # float16 accumulates in float32 there
+        return fast_mean(x, axis=axes, keepdims=keepdim)
 
     def backward(self, g, ns):
         return (_expand_back(ns, g / self.n, self.shape, self.axes, self.keepdim),)
@@ -242,7 +240,7 @@ def _extreme(name, all_cls, dim_cls, input, dim, keepdim, other):
         return all_cls.apply(input)
     axis = _wrap_dim(dim, input.ndim)
     if input.ndim == 0:
-        return return_types[name](input.clone(), Tensor._wrap(_xp_of(input).zeros((), np.int64)))
+        return return_types[name](input.clone(), Tensor._wrap(_xp(input._data).zeros((), np.int64)))
     node = dim_cls()
     vals = node._run((input,), {"axis": axis, "keepdim": keepdim})
     return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))
@@ -614,13 +612,7 @@ def kth_along(name, cls, input, k, dim, keepdim):
     """(values, indices) of the k-th smallest (0-based) entries along ``dim``."""
     axis = _wrap_dim(dim, input.ndim)
     if input.ndim == 0:
-        return return_types[name](input.clone(), Tensor._wrap(_xp_of(input).zeros((), np.int64)))
+        return return_types[name](input.clone(), Tensor._wrap(_xp(input._data).zeros((), np.int64)))
     node = cls()
     vals = node._run((input,), {"axis": axis, "keepdim": keepdim, "k": k})
     return return_types[name](vals, Tensor._wrap(node.indices.astype(np.int64, copy=False)))
-
-
-def _xp_of(t):
-    """NumPy or CuPy, for the array of tensor ``t``."""
-    from .._backend import array_module
-    return array_module(t._data)

@@ -85,7 +85,7 @@ def reshape(input, *shape):
     x = input._data
     try:
         _backend.reshape_view(x, shape)
-        return ViewBackward0.apply(input, shape=shape)
+        return ViewBackward0.apply(input, shape=shape, strict=False)  # viewable: checked just now
     except ValueError:
         # as PyTorch: copy to contiguous memory (CloneBackward0), then view it (UnsafeViewBackward0)
         return UnsafeViewBackward0.apply(CloneBackward0.apply(input), shape=shape)
