@@ -235,15 +235,20 @@ def unbroadcast(ns, grad, shape):
 
 
 class ArrayNamespace:
-    """NumPy/CuPy functions under the names backward formulas use; ``graph`` is False."""
+    """NumPy/CuPy functions under the names backward formulas use; ``graph`` is False.
+
+    A backward formula may call ``ns.<name>`` only for a name listed here that ``TensorNamespace``
+    (ops/_tensor_ns.py) also provides: there the same name must be built from differentiable ops
+    (or is found in the op table, which ``TensorNamespace`` falls back to), so ``create_graph=True``
+    works. ``tests/ops/test_registry.py`` checks that every name exists in both."""
 
     graph = False
     _NAMES = ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sign", "abs", "where",
               "sum", "reshape", "broadcast_to", "matmul", "swapaxes", "transpose", "expand_dims",
-              "maximum", "minimum", "zeros_like", "ones_like", "concatenate", "take_along_axis",
-              "square", "reciprocal", "power", "log1p", "expm1", "flip", "tril", "triu", "einsum",
-              "stack", "squeeze", "moveaxis", "outer", "pad", "clip", "arctan", "multiply", "negative",
-              "isnan", "logical_not", "cumsum", "floor", "mean", "erf_like_unused")
+              "maximum", "minimum", "zeros_like", "ones_like", "concatenate",
+              "square", "reciprocal", "log1p", "expm1", "flip", "tril", "triu", "einsum",
+              "stack", "squeeze", "moveaxis", "outer", "clip", "arctan", "multiply", "negative",
+              "isnan", "logical_not", "cumsum", "floor", "mean")
 
     def __init__(self, xp):
         self.xp = xp

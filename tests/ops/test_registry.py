@@ -62,3 +62,28 @@ def test_unknown_inplace_kind_is_refused_by_name():
 def test_tensor_stub_is_in_sync():
     assert stubgen.STUB_PATH.read_text() == stubgen.render(), (
         "disttorch/tensor.pyi is stale: run `python -m disttorch.ops.stubgen` and commit the result")
+
+
+def test_backward_namespaces_offer_the_same_names():
+    # A backward formula runs on ArrayNamespace (raw arrays) and, under create_graph=True, on
+    # TensorNamespace: a name only one of them has breaks double backward.
+    import pathlib
+    import re
+
+    import numpy as np
+
+    from disttorch.ops._base import ArrayNamespace, array_namespace
+    from disttorch.ops._tensor_ns import TENSOR_NS
+    array_ns = array_namespace(np.zeros(1))
+    assert "erf_like_unused" not in ArrayNamespace._NAMES
+    for name in ArrayNamespace._NAMES:
+        assert hasattr(TENSOR_NS, name), name
+    ops_dir = pathlib.Path(registry.__file__).parent
+    used = set()
+    for path in ops_dir.glob("*.py"):
+        used |= set(re.findall(r"\bns\.([a-z_0-9]+)\(", path.read_text()))
+    assert len(used) > 30
+    graph_only = {"erf"}  # ops/nn.py calls ns.erf only under ``if ns.graph`` (arrays take scipy's)
+    for name in sorted(used):
+        assert name in graph_only or hasattr(array_ns, name), f"ns.{name} is used by a backward but ArrayNamespace lacks it"
+        assert hasattr(TENSOR_NS, name), f"ns.{name} is used by a backward but TensorNamespace lacks it"
