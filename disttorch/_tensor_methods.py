@@ -1,5 +1,9 @@
 """Attaches ops to ``Tensor`` as methods and operators, plus PyTorch's in-place ``_`` variants.
 
+Which methods and in-place variants exist comes from the op table (``ops/registry.py``); this
+module holds the adapters and the fast in-place paths the table names. The autograd side of an
+in-place write (version counters, leaf checks, rebasing views) is ``autograd/inplace.py``.
+
 In-place ops without autograd write straight into the tensor's array with NumPy ``out=`` (the
 optimizer hot path: no temporaries). With autograd they compute the out-of-place result from a
 snapshot of the old value and rebase the tensor's history onto it, as PyTorch does.
@@ -13,126 +17,36 @@ from . import _dtype as D
 from . import _torch_api as T
 from .ops import registry
 from .autograd.grad_mode import STATE
+from .autograd.inplace import (apply_inplace, check_inplace_allowed, check_no_internal_overlap,
+                                make_inplace, records, shape_inplace, store, write_in_place)
 from .ops import index as I
 from .ops import pointwise as P
 from .ops import shape as S
 from .ops._base import _as_array, record2
-from .ops.pointwise import _is_scalar, _py_scalar, cast
+from .ops.pointwise import _is_scalar, _py_scalar
 from .tensor import Tensor
-
-_LEGACY = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
-           "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
-
-
-# ---- in-place machinery ---------------------------------------------------------------------------
-def _records(self, args):
-    if not STATE.enabled:
-        return False
-    if self._requires_grad:
-        return True
-    for a in args:
-        if isinstance(a, Tensor) and a._requires_grad:
-            return True
-    return False
-
-
-def _write_in_place(self, fn, *args, **kwargs):
-    """Runs NumPy's in-place ``fn``; a write NumPy refuses because the tensor is expanded (its
-    broadcast memory is read-only) gets PyTorch's error instead of NumPy's."""
-    try:
-        fn(*args, **kwargs)
-    except ValueError:
-        I.check_no_internal_overlap(self)
-        raise
-
-
-def _check_store(self, res):
-    rd, sd = res._data.dtype, self._data.dtype
-    if rd != sd and not np.can_cast(rd, sd, casting="same_kind"):
-        raise RuntimeError(f"result type {_LEGACY.get(D._FROM_NP[rd].name)} can't be cast to the desired output type {_LEGACY.get(D._FROM_NP[sd].name)}")
-    if res._data.shape != self._data.shape:
-        raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(res.shape)}")
-
-
-def _store(self, res):
-    """Writes an out-of-place result back into ``self`` (same memory, so views see it)."""
-    _check_store(self, res)
-    self._data[...] = res._data
-
-
-def _inplace_on_view(self, region, fn, args, kwargs):
-    """An in-place op on a view, recorded on its base (PyTorch's CopySlices): the base's history gets
-    ``base[region] = fn(base[region])`` and the view is re-derived from the base's new history."""
-    cur = I.IndexBackward0.apply(I._HistoryHandle.of(self._base), index=region)
-    res = fn(cur, *args, **kwargs)
-    _check_store(self, res)
-    if res._data.dtype != self._data.dtype:
-        res = cast(res, self.dtype)
-    I.write_through_view(self, region, region, res, I.CopySlices)
-    return self
-
-
-def _inplace_generic(self, fn, args, kwargs, overwrites=False):
-    """``self = fn(self, *args)`` in place. ``overwrites``: the new values do not depend on the old
-    ones (``zero_``, ``fill_``), which PyTorch allows on an expanded tensor too."""
-    if _records(self, args):
-        if not overwrites:
-            I.check_no_internal_overlap(self)
-        I._check_inplace_allowed(self)
-        region = I.view_region(self)
-        if region is not None:
-            _inplace_on_view(self, region, fn, args, kwargs)
-            self._vc[0] += 1
-            return self
-        snap = Tensor._wrap(self._data.copy())
-        snap._requires_grad = self._requires_grad
-        snap.grad_fn = self.grad_fn
-        if self.grad_fn is None and self._requires_grad:
-            snap._acc = self._grad_accumulator()
-        res = fn(snap, *args, **kwargs)
-        _store(self, res)
-        if res.grad_fn is not None:
-            if res._data.dtype != self._data.dtype:
-                res = cast(res, self.dtype)
-            self.grad_fn = res.grad_fn
-            self._requires_grad = True
-            I.refresh_views(self)
-    else:
-        res = fn(self, *args, **kwargs)
-        _store(self, res)
-    self._vc[0] += 1
-    return self
-
-
-def _make_inplace(fn):
-    def method(self, *args, **kwargs):
-        return _inplace_generic(self, fn, args, kwargs)
-    method.__name__ = fn.__name__ + "_"
-    method.__doc__ = f"In-place version of ``{fn.__name__}``."
-    return method
-
 
 def _ufunc_inplace(ufunc, fn, float_result=False):
     """Fast in-place arithmetic: ``ufunc(self, other, out=self)`` when nothing is recorded."""
     is_sub = ufunc is np.subtract
 
     def method(self, other, *, alpha=1):
-        if _records(self, (other,)):
-            return _inplace_generic(self, (lambda s, o: fn(s, o, alpha=alpha)) if alpha != 1 else fn, (other,), {})
+        if records(self, (other,)):
+            return apply_inplace(self, (lambda s, o: fn(s, o, alpha=alpha)) if alpha != 1 else fn, (other,), {})
         a = self._data
         if is_sub and (a.dtype.kind == "b" or isinstance(other, (bool, np.bool_)) or
                        (isinstance(other, Tensor) and other._data.dtype.kind == "b")):
             fn(self, other)  # raises PyTorch's error for subtraction with bools
         if float_result and a.dtype.kind not in "fc":
-            raise RuntimeError(f"result type Float can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}")
+            raise RuntimeError(f"result type Float can't be cast to the desired output type {D.LEGACY_NAMES.get(self.dtype.name)}")
         if isinstance(other, Tensor):
             o = other._data
             if type(o) is not type(a):
                 o = _other_on_device(self, other)
         elif _is_scalar(other):
             if D.scalar_dtype(other)._category > self.dtype._category:  # e.g. int_tensor.add_(1.5)
-                raise RuntimeError(f"result type {_LEGACY.get(D.result_dtype((self, other)).name)} can't be cast to "
-                                   f"the desired output type {_LEGACY.get(self.dtype.name)}")
+                raise RuntimeError(f"result type {D.LEGACY_NAMES.get(D.result_dtype((self, other)).name)} can't be cast to "
+                                   f"the desired output type {D.LEGACY_NAMES.get(self.dtype.name)}")
             o = _py_scalar(other, self.dtype)
         else:
             o = _backend.like(np.asarray(other), a)
@@ -142,10 +56,10 @@ def _ufunc_inplace(ufunc, fn, float_result=False):
             ufunc(a, o, out=a, casting="same_kind")
         except TypeError:  # NumPy's UFuncTypeError: the result cannot be cast to self's dtype
             rd = D.result_dtype((self, other))
-            raise RuntimeError(f"result type {_LEGACY.get(rd.name)} can't be cast to the desired output type "
-                               f"{_LEGACY.get(self.dtype.name)}") from None
+            raise RuntimeError(f"result type {D.LEGACY_NAMES.get(rd.name)} can't be cast to the desired output type "
+                               f"{D.LEGACY_NAMES.get(self.dtype.name)}") from None
         except ValueError:
-            I.check_no_internal_overlap(self)  # NumPy: "output array is read-only" (an expanded tensor)
+            check_no_internal_overlap(self)  # NumPy: "output array is read-only" (an expanded tensor)
             from .ops.pointwise import _check_broadcast
             if isinstance(other, Tensor):
                 _check_broadcast(self, other)
@@ -167,9 +81,9 @@ def _other_on_device(self, other):
 
 def zero_(self):
     """Fills with zeros in place."""
-    if _records(self, ()):
-        I._check_inplace_allowed(self)
-        return _inplace_generic(self, lambda s: s * 0, (), {}, overwrites=True)
+    if records(self, ()):
+        check_inplace_allowed(self)
+        return apply_inplace(self, lambda s: s * 0, (), {}, overwrites=True)
     self._data.fill(0)
     self._vc[0] += 1
     return self
@@ -179,11 +93,11 @@ def fill_(self, value):
     if isinstance(value, Tensor):
         if value.ndim != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} dimensions.")
-        if _records(self, (value,)):
-            return _inplace_generic(self, lambda s, v: s * 0 + v, (value,), {}, overwrites=True)
+        if records(self, (value,)):
+            return apply_inplace(self, lambda s, v: s * 0 + v, (value,), {}, overwrites=True)
         value = value.item()
-    if _records(self, ()):
-        return _inplace_generic(self, lambda s: s * 0 + value, (), {}, overwrites=True)
+    if records(self, ()):
+        return apply_inplace(self, lambda s: s * 0 + value, (), {}, overwrites=True)
     self._data.fill(value)
     self._vc[0] += 1
     return self
@@ -193,8 +107,8 @@ def copy_(self, src, non_blocking=False):
     """Copies ``src`` (broadcast, converted) into this tensor's memory."""
     if not isinstance(src, Tensor):
         src = T.tensor(src)
-    if _records(self, (src,)):
-        I._check_inplace_allowed(self)
+    if records(self, (src,)):
+        check_inplace_allowed(self)
         I.setitem(self, (Ellipsis,), src)  # refuses an expanded self (setitem's overlap check)
         return self
     from . import _backend
@@ -204,15 +118,15 @@ def copy_(self, src, non_blocking=False):
     try:
         self._data[...] = sd
     except ValueError:
-        I.check_no_internal_overlap(self)
+        check_no_internal_overlap(self)
         raise RuntimeError(f"The size of tensor a ({self.shape[-1] if self.ndim else 1}) must match the size of tensor b ({src.shape[-1] if src.ndim else 1}) at non-singleton dimension {self.ndim - 1}") from None
     self._vc[0] += 1
     return self
 
 
 def addcmul_(self, tensor1, tensor2, *, value=1):
-    if _records(self, (tensor1, tensor2)):
-        return _inplace_generic(self, T.addcmul, (tensor1, tensor2), {"value": value})
+    if records(self, (tensor1, tensor2)):
+        return apply_inplace(self, T.addcmul, (tensor1, tensor2), {"value": value})
     a = self._data
     prod = tensor1._data * tensor2._data
     if value != 1:
@@ -223,8 +137,8 @@ def addcmul_(self, tensor1, tensor2, *, value=1):
 
 
 def addcdiv_(self, tensor1, tensor2, *, value=1):
-    if _records(self, (tensor1, tensor2)):
-        return _inplace_generic(self, T.addcdiv, (tensor1, tensor2), {"value": value})
+    if records(self, (tensor1, tensor2)):
+        return apply_inplace(self, T.addcdiv, (tensor1, tensor2), {"value": value})
     q = tensor1._data / tensor2._data
     if value != 1:
         q *= value
@@ -234,8 +148,8 @@ def addcdiv_(self, tensor1, tensor2, *, value=1):
 
 
 def lerp_(self, end, weight):
-    if _records(self, (end,)):
-        return _inplace_generic(self, T.lerp, (end, weight), {})
+    if records(self, (end,)):
+        return apply_inplace(self, T.lerp, (end, weight), {})
     self._data += (end._data - self._data) * weight
     self._vc[0] += 1
     return self
@@ -243,11 +157,11 @@ def lerp_(self, end, weight):
 
 def _unary_inplace(fn, ufunc_name):
     def method(self):
-        if _records(self, ()):
-            return _inplace_generic(self, fn, (), {})
+        if records(self, ()):
+            return apply_inplace(self, fn, (), {})
         if self._data.dtype.kind not in "fc" and ufunc_name not in ("negative", "absolute", "sign", "floor", "ceil", "trunc", "rint"):
-            raise RuntimeError(f"result type Float can't be cast to the desired output type {_LEGACY.get(self.dtype.name)}")
-        _write_in_place(self, getattr(np, ufunc_name), self._data, out=self._data)
+            raise RuntimeError(f"result type Float can't be cast to the desired output type {D.LEGACY_NAMES.get(self.dtype.name)}")
+        write_in_place(self, getattr(np, ufunc_name), self._data, out=self._data)
         self._vc[0] += 1
         return self
     method.__name__ = fn.__name__ + "_"
@@ -255,32 +169,32 @@ def _unary_inplace(fn, ufunc_name):
 
 
 def clamp_(self, min=None, max=None):
-    if _records(self, (min, max)):
-        return _inplace_generic(self, T.clamp, (min, max), {})
+    if records(self, (min, max)):
+        return apply_inplace(self, T.clamp, (min, max), {})
     lo = min._data if isinstance(min, Tensor) else min
     hi = max._data if isinstance(max, Tensor) else max
     if lo is None and hi is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-    _write_in_place(self, np.clip, self._data, lo, hi, out=self._data)
+    write_in_place(self, np.clip, self._data, lo, hi, out=self._data)
     self._vc[0] += 1
     return self
 
 
 def relu_(self):
-    if _records(self, ()):
-        return _inplace_generic(self, T.relu, (), {})
-    _write_in_place(self, np.maximum, self._data, 0, out=self._data)
+    if records(self, ()):
+        return apply_inplace(self, T.relu, (), {})
+    write_in_place(self, np.maximum, self._data, 0, out=self._data)
     self._vc[0] += 1
     return self
 
 
 def sigmoid_(self):
-    return _inplace_generic(self, T.sigmoid, (), {})
+    return apply_inplace(self, T.sigmoid, (), {})
 
 
 def masked_fill_(self, mask, value):
-    if _records(self, (value,)):
-        return _inplace_generic(self, T.masked_fill, (mask, value), {})
+    if records(self, (value,)):
+        return apply_inplace(self, T.masked_fill, (mask, value), {})
     v = value.item() if isinstance(value, Tensor) else value
     self._data[np.broadcast_to(mask._data, self._data.shape)] = v
     self._vc[0] += 1
@@ -288,24 +202,24 @@ def masked_fill_(self, mask, value):
 
 
 def index_fill_(self, dim, index, value):
-    return _inplace_generic(self, T.index_fill, (dim, index, value), {})
+    return apply_inplace(self, T.index_fill, (dim, index, value), {})
 
 
 def scatter_(self, dim, index, src=None, value=None, *, reduce=None):
-    return _inplace_generic(self, T.scatter, (dim, index, src), {"value": value, "reduce": reduce})
+    return apply_inplace(self, T.scatter, (dim, index, src), {"value": value, "reduce": reduce})
 
 
 def scatter_add_(self, dim, index, src):
-    return _inplace_generic(self, T.scatter_add, (dim, index, src), {})
+    return apply_inplace(self, T.scatter_add, (dim, index, src), {})
 
 
 def index_add_(self, dim, index, source, *, alpha=1):
-    return _inplace_generic(self, T.index_add, (dim, index, source), {"alpha": alpha})
+    return apply_inplace(self, T.index_add, (dim, index, source), {"alpha": alpha})
 
 
 def index_put_(self, indices, values, accumulate=False):
     if accumulate:
-        return _inplace_generic(self, T.index_put, (indices, values, True), {})
+        return apply_inplace(self, T.index_put, (indices, values, True), {})
     I.setitem(self, tuple(indices), values)
     return self
 
@@ -493,7 +407,7 @@ def _invert(self):
 def _inplace_bitwise(fn):
     def method(self, other):
         res = fn(self, other)
-        _store(self, res)
+        store(self, res)
         self._vc[0] += 1
         return self
     return method
@@ -564,23 +478,6 @@ _BOOL = np.dtype(bool)
 _wrap = Tensor._wrap
 
 
-def _shape_inplace(fn):
-    """``t_``, ``transpose_``, ``squeeze_``, ``unsqueeze_``: the tensor becomes a view of its own memory."""
-
-    def method(self, *args):
-        if _records(self, ()):
-            I._check_inplace_allowed(self)
-            res = fn(I._HistoryHandle.of(self), *args)
-            self.grad_fn = res.grad_fn
-        else:
-            res = fn(self, *args)
-        self._data = res._data
-        self._vc[0] += 1
-        return self
-    method.__name__ = fn.__name__ + "_"
-    return method
-
-
 def _where(self, condition, other):
     return T.where(condition, self, other)
 
@@ -594,11 +491,11 @@ def _inplace_variant(decl, method):
     if kind == "unary":
         return _unary_inplace(method, ufunc_name)
     if kind == "shape":
-        return _shape_inplace(method)
+        return shape_inplace(method)
     if kind == "bitwise":
         return _inplace_bitwise(method)
     if kind == "generic":
-        return _make_inplace(method)
+        return make_inplace(method)
     if kind == "custom":
         return globals()[decl.name + "_"]
     raise RuntimeError(f"op {decl.name!r}: unknown in-place kind {decl.inplace!r} (see registry.INPLACE_KINDS)")

@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import _functions as _F
 from .._backend import array_module
-from .._tensor_methods import _inplace_generic
 from ..autograd.grad_mode import no_grad
+from ..autograd.inplace import apply_inplace
 from ..ops.nn import (
     EluBackward0, EmbeddingBackward0, GeluBackward0, HardtanhBackward0, LeakyReluBackward0, LinearAddmm, LinearMm,
     MishBackward0, PreluKernelBackward0, SiluBackward0, SoftplusBackward0, apply_float, dropout_mask)
@@ -30,7 +30,7 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def _inplace(input, fn, **kwargs):
     """Runs ``fn(input)`` and writes the result into ``input`` (autograd history rebased)."""
-    return _inplace_generic(input, lambda t: fn(t, **kwargs), (), {})
+    return apply_inplace(input, lambda t: fn(t, **kwargs), (), {})
 
 
 # ---- linear ------------------------------------------------------------------------------------
