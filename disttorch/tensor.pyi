@@ -5,6 +5,7 @@ from typing import Any
 
 AccumulateGrad: Any
 CPU: Any
+LEGACY_NAMES: Any
 STATE: Any
 Size: Any
 _FROM_NP: Any

@@ -16,11 +16,9 @@ from typing import Callable
 from . import output, simulate
 from .config import (LaunchConfig, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
+from .net import DEFAULT_MASTER_PORT
 
 __all__ = ["build_parser", "config_from_args", "main"]
-
-_DEFAULT_MULTINODE_PORT = 29500
-
 
 def _flag(*names: str) -> list[str]:
     """Each dashed option also under torchrun's underscore spelling."""
@@ -61,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of node 0 (default 127.0.0.1, or node 0's host)")
     g.add_argument(*_flag("--master-port"), type=int, default=None,
                    help="port of rank 0's rendezvous store (default: a free port on one node, "
-                        f"{_DEFAULT_MULTINODE_PORT} on several)")
+                        f"{DEFAULT_MASTER_PORT} on several)")
     g.add_argument(*_flag("--control-port"), type=int, default=None,
                    help="port of node 0's launcher control channel (default MASTER_PORT + 1)")
     g.add_argument(*_flag("--rdzv-endpoint"), default=None, metavar="HOST[:PORT]",
@@ -210,7 +208,7 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
         raise ValueError(f"--node-rank: expected 0..{max_nodes - 1} for {max_nodes} node"
                          f"{'s' if max_nodes > 1 else ''}, got {node_rank}")
     if max_nodes > 1 and hosts is None and master_port is None:
-        master_port = _DEFAULT_MULTINODE_PORT
+        master_port = DEFAULT_MASTER_PORT
 
     secret = env.get("DISTTORCH_SECRET") or None
     cfg = LaunchConfig(
@@ -318,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.dry_run:
         from .dryrun import describe_node
 
-        port = cfg.master_port or ("<free port>" if not cfg.multi_node else 29500)
+        port = cfg.master_port or ("<free port>" if not cfg.multi_node else DEFAULT_MASTER_PORT)
         output.print_text(describe_node(cfg, run_id=cfg.run_id or "<random>", master_port=port))
         return 0
     if not (cfg.run_module or cfg.no_python) and not os.path.exists(cfg.entrypoint):

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from . import output
-from .config import is_loopback
+from .net import is_loopback
 from .control import Connection, ControlError, server_handshake
 from .report import NodeLoss, WorkerFailure, first_event, format_report
 

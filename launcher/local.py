@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import output
-from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, free_port, python_executable,
-                     thread_env, visible_gpus, worker_env)
+from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, thread_env, visible_gpus,
+                     worker_env)
+from .net import free_port
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
 from .report import WorkerFailure, first_event, format_report, read_error_file

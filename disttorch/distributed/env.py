@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-DEFAULT_MASTER_PORT = 29500
+from launcher.net import DEFAULT_MASTER_PORT  # noqa: F401  (torchrun's default port, defined once)
+
 #: SLURM jobs without MASTER_PORT get ``SLURM_PORT_BASE + job_id % SLURM_PORT_SPAN``: distinct jobs
 #: sharing a node get distinct ports, and the range stays below Linux's ephemeral ports (32768+).
 SLURM_PORT_BASE = 15000

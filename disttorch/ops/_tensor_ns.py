@@ -34,8 +34,8 @@ class TensorNamespace:
     graph = True
 
     def __getattr__(self, name):
-        from .. import _functions as F
-        fn = getattr(F, name)
+        from .. import _torch_api as T
+        fn = getattr(T, name)
         setattr(self, name, fn)
         return fn
 

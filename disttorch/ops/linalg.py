@@ -16,7 +16,8 @@ def _same_dtype(a, b, name):
 
 
 def _legacy(t):
-    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}.get(t.dtype.name, t.dtype.name)
+    from .._dtype import LEGACY_NAMES
+    return LEGACY_NAMES.get(t.dtype.name, t.dtype.name)
 
 
 class MmBackward0(Op):
