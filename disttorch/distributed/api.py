@@ -38,8 +38,8 @@ default_pg_timeout = datetime.timedelta(minutes=30)
 
 class Backend(str):
     """Backend names. ``zmq`` is disttorch's; ``gloo`` is accepted as its alias. ``nccl`` runs the
-    collectives of CUDA tensors through NCCL (``nccl.py``, via CuPy) and everything else on a zmq
-    group beside it; without CuPy's NCCL it falls back to zmq with host staging (a warning says so)."""
+    collectives of CUDA tensors through NCCL (``nccl.py``, CuPy's ``cupy.cuda.nccl``) over a zmq
+    group that keeps the rest (the store, object collectives, host tensors)."""
 
     UNDEFINED = "undefined"
     ZMQ = "zmq"
