@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _backend
 from ._device import CPU, as_device, device as _device_cls
-from ._dtype import _FROM_NP, LEGACY_NAMES, as_dtype, from_numpy_dtype
+from ._dtype import _FROM_NP, LEGACY_NAMES, as_dtype
 from ._size import Size
 from .autograd import engine as _engine
 from .autograd.grad_mode import STATE

@@ -21,7 +21,6 @@ _size_of_shape: Any
 def _wrap_dim(dim, ndim): ...
 as_device: Any
 as_dtype: Any
-from_numpy_dtype: Any
 
 
 class Tensor:

@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 
 import numpy as np
 

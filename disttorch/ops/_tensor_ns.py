@@ -142,7 +142,7 @@ class TensorNamespace:
 
     @staticmethod
     def getitem(x, index):
-        from .index import IndexBackward0, _SliceView, SliceBackward0
+        from .index import IndexBackward0, SliceBackward0
         advanced = any(is_array(i) for i in (index if isinstance(index, tuple) else (index,)))
         if advanced:
             return IndexBackward0.apply(x, index=index)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import Op, unbroadcast
-from .pointwise import _xp, promote
-from ..tensor import Tensor
+from .pointwise import _xp
 
 
 def _same_dtype(a, b, name):
