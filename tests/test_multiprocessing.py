@@ -9,7 +9,7 @@ import pytest
 
 import disttorch as dt
 import disttorch.multiprocessing as mp
-import disttorch.nn as nn
+from disttorch import nn
 
 TARGETS = (1.5, -2.0)
 

@@ -3,6 +3,6 @@
 disttorch has no cuDNN, MPS or oneDNN kernels of its own, so the flags are kept (readable and
 writable with PyTorch's defaults) and the availability queries answer truthfully.
 """
-from . import cpu, cuda, cudnn, mkl, mkldnn, mps, openmp  # noqa: F401
+from . import cpu, cuda, cudnn, mkl, mkldnn, mps, openmp
 
 __all__ = ["cpu", "cuda", "cudnn", "mkl", "mkldnn", "mps", "openmp"]

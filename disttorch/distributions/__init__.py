@@ -5,7 +5,7 @@ Families: ``Normal``, ``Uniform``, ``Bernoulli``, ``Categorical``, ``Gamma``, ``
 ``MultivariateNormal``. Arguments and ``log_prob`` values are validated (``validate_args``, on by
 default as in PyTorch) with PyTorch's messages.
 """
-from . import constraints  # noqa: F401
+from . import constraints
 from .bernoulli import Bernoulli
 from .beta import Beta
 from .categorical import Categorical

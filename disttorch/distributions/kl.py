@@ -5,7 +5,6 @@ for subclasses, as PyTorch's.
 """
 from __future__ import annotations
 
-
 from .. import _functions as _F
 from ._special import digamma, lgamma, solve_lower_triangular
 from .bernoulli import Bernoulli

@@ -9,11 +9,17 @@ Hogwild-style training sees every process's updates. ``spawn(fn, args, nprocs)``
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing import *  # noqa: F401,F403
+from multiprocessing import *
 
 from ._shared_storage import register_reductions
-from .spawn import (  # noqa: F401
-    ProcessContext, ProcessException, ProcessExitedException, ProcessRaisedException, spawn, start_processes)
+from .spawn import (
+    ProcessContext,
+    ProcessException,
+    ProcessExitedException,
+    ProcessRaisedException,
+    spawn,
+    start_processes,
+)
 
 __all__ = list(multiprocessing.__all__) + [
     "ProcessContext", "ProcessException", "ProcessExitedException", "ProcessRaisedException", "spawn",

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - Windows
 
 # Mapped segments of this process, sorted by start address: (start, end, name).
 _spans: list = []
-_opened: "weakref.WeakValueDictionary[str, mmap.mmap]" = weakref.WeakValueDictionary()
+_opened: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
 
 
 def _address(buf) -> int:
