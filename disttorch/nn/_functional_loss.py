@@ -11,11 +11,11 @@ import warnings
 import numpy as np
 
 from .. import _functions as _F
+from .._size import Size
 from ..ops.nn_loss import (
     BinaryCrossEntropyBackward0, BinaryCrossEntropyWithLogitsBackward0, CrossEntropyNll, CrossEntropyNll2d,
     HuberLossBackward0, MseLossBackward0, NllLoss2DBackward0, NllLossBackward0, SmoothL1LossBackward0,
     check_broadcastable)
-from .._size import Size
 from ..tensor import Tensor
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
