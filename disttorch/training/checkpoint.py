@@ -99,7 +99,7 @@ class Checkpointer:
     def save(self, epoch, step=None, **extra):
         """Call on every rank after finishing ``epoch`` (``step=None``) or after ``step`` steps of
         it (it gathers each rank's RNG states and loader position, then rank 0 writes)."""
-        rank, world = rank_and_world()
+        world = rank_and_world()[1]
         local = {"rng": get_rng_states(self.generators)}
         if step is not None and self.loader is not None:
             local["loader"] = self.loader.state_dict()

@@ -7,7 +7,13 @@ import pytest
 import disttorch as torch
 import disttorch.nn as nn
 import disttorch.nn.functional as F
-from disttorch.training import Checkpointer, ChecksumError, load_checkpoint, save_checkpoint, seed_everything
+from disttorch.training import (
+    Checkpointer,
+    ChecksumError,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
 from disttorch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 
@@ -56,7 +62,7 @@ def _job(path, run_id, epochs=3, stop_at=None, every=2, resume=False):
 
 def test_mid_epoch_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path):
     unbroken, _ = _job(tmp_path / "a.pt", "run-a")
-    _, first = _job(tmp_path / "b.pt", "run-b", stop_at=(1, 6))  # last save: after step 6 of epoch 1
+    _job(tmp_path / "b.pt", "run-b", stop_at=(1, 6))  # last save: after step 6 of epoch 1
     resumed, ckpt = _job(tmp_path / "b.pt", "run-b", resume=True)
     assert ckpt.start_step == 6 and ckpt.resumed_from == "run-b"
     for key, value in unbroken.items():
