@@ -32,6 +32,8 @@ def test_digits_two_ranks_reaches_97_percent(tmp_path):
     acc = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert acc >= 0.97, f"test accuracy {acc} < 0.97:\n{out[-2000:]}"
     assert seconds < 60, f"main job took {seconds:.1f}s"
+    assert out.count(f"checkpoints: {tmp_path / 'ckpt.pt'} (every 10 steps and each epoch); "
+                     f"metrics: {tmp_path / 'metrics.jsonl'}") == 1, out[-2000:]
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(len(records))) and records[-1]["test_acc"] >= 0.97
 
