@@ -12,7 +12,6 @@ from _digits import (
     child_env,
     digits_args,
     load_weights,
-    reference_weights,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None,
@@ -27,7 +26,7 @@ def _mpirun(np_: int, argv: list[str], cwd, timeout=240) -> subprocess.Completed
                           env=child_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def test_mpirun_two_copies_of_train_digits_are_one_two_rank_job(tmp_path):
+def test_mpirun_two_copies_of_train_digits_are_one_two_rank_job(tmp_path, digits_reference):
     done = _mpirun(2, [str(SCRIPT), *digits_args(tmp_path, "mpi")], tmp_path)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
@@ -35,7 +34,7 @@ def test_mpirun_two_copies_of_train_digits_are_one_two_rank_job(tmp_path):
     finals = [line for line in out.splitlines() if "final test accuracy" in line]
     assert len(finals) == 1 and "(2 ranks" in finals[0], out[-3000:]
     assert "Traceback" not in out, out[-3000:]
-    assert_same_weights(load_weights(tmp_path / "mpi.npz"), reference_weights(tmp_path, 2))
+    assert_same_weights(load_weights(tmp_path / "mpi.npz"), digits_reference)
 
 
 _RANKS_PROBE = """
