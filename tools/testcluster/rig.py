@@ -27,7 +27,7 @@ echo ready
 exec sleep infinity
 """
 _SUBNET_CANDIDATES = [f"198.18.{x}.0/24" for x in range(7, 255)] + \
-                     [f"198.19.{x}.0/24" for x in range(0, 255)]
+                     [f"198.19.{x}.0/24" for x in range(255)]
 _FIRST_HOST_OCTET = 11
 
 
@@ -40,7 +40,7 @@ def cannot_make_namespaces() -> str | None:
             system.sbin(tool)
         except ClusterError:
             return f"the test cluster needs {tool!r} (iproute2 / util-linux), not installed"
-    probe = subprocess.run(["unshare", "--net", "--uts", "--mount", "true"],
+    probe = subprocess.run(check=False, args=["unshare", "--net", "--uts", "--mount", "true"],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if probe.returncode != 0:
         return f"cannot make namespaces here: {probe.stderr.strip()}"
@@ -93,7 +93,7 @@ class Cluster:
     # -- making and removing ----------------------------------------------------------------
     @classmethod
     def up(cls, n: int, *, rate: str | None = "1gbit", owner_pid: int | None = None,
-           sweep_stale: bool = True) -> "Cluster":
+           sweep_stale: bool = True) -> Cluster:
         """Make `n` test hosts testhost1..testhostN, links shaped to `rate` (None: unshaped).
 
         `owner_pid`: the rig belongs to that process; a later rig removes it once that process
@@ -165,7 +165,7 @@ class Cluster:
         system.run(["ip", "link", "set", inner, "netns", str(host.holder_pid)])
         system.run(["ip", "link", "set", host.root_link, "master", self.bridge])
         system.run(["ip", "link", "set", host.root_link, "up"])
-        inside = lambda *argv: system.run(system.in_namespaces(host.holder_pid, list(argv)))  # noqa: E731
+        inside = lambda *argv: system.run(system.in_namespaces(host.holder_pid, list(argv)))
         inside("ip", "link", "set", inner, "name", "eth0")
         inside("ip", "addr", "add", f"{host.address}/{prefixlen}", "dev", "eth0")
         inside("ip", "link", "set", "eth0", "up")
@@ -184,7 +184,7 @@ class Cluster:
         """Remove every namespace, link, bridge, sshd and process of this rig."""
         return sweep.remove(self.run_id)
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -196,7 +196,7 @@ class Cluster:
             "hosts": [asdict(h) for h in self.hosts]})
 
     @classmethod
-    def attach(cls, run_id: str) -> "Cluster":
+    def attach(cls, run_id: str) -> Cluster:
         """The rig `run_id` made earlier (by `up` on the command line)."""
         path = os.path.join(system.STATE_ROOT, run_id, "state.json")
         try:
@@ -230,7 +230,7 @@ class Cluster:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
-        return subprocess.run(self.command(host, argv), timeout=timeout, **kwargs)
+        return subprocess.run(self.command(host, argv), check=False, timeout=timeout, **kwargs)
 
     def set_link(self, host: str, up: bool) -> None:
         """Cut (up=False) or restore `host`'s link, at the bridge's end."""

@@ -17,7 +17,7 @@ class ClusterError(RuntimeError):
 def run(argv: list[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
     """Run a system command; a failure raises ClusterError with its output."""
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout)
     except FileNotFoundError:
         raise ClusterError(f"{argv[0]!r} is not installed") from None
@@ -41,11 +41,11 @@ def ensure_debian_packages(commands: dict[str, str]) -> None:
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env)
+    done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, env=env)
     if done.returncode != 0:  # a fresh image has no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], stdin=subprocess.DEVNULL,
+        subprocess.run(check=False, args=["apt-get", "update", "-q"], stdin=subprocess.DEVNULL,
                        capture_output=True, env=env)
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env)
+        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, env=env)
     if done.returncode != 0:
         raise ClusterError(f"cannot install {', '.join(missing)}: "
                            f"{done.stderr.decode(errors='replace').strip()[-500:]}")
