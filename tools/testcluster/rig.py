@@ -215,14 +215,14 @@ class Cluster:
                 return h
         raise KeyError(f"no test host {name!r} (hosts: {', '.join(h.name for h in self.hosts)})")
 
-    def command(self, host: str, argv: list[str]) -> list[str]:
-        """argv as run on `host` (its network, hostname and /dev/shm)."""
-        return system.in_namespaces(self.host(host).holder_pid, list(argv))
+    def command(self, host: str, argv: list[str], cwd: str | None = None) -> list[str]:
+        """argv as run on `host` (its network, hostname and /dev/shm) in `cwd` (default: here)."""
+        return system.in_namespaces(self.host(host).holder_pid, list(argv), cwd)
 
     def popen(self, host: str, argv: list[str], **kwargs) -> subprocess.Popen:
         """Start argv on `host`; keyword arguments go to subprocess.Popen."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(self.command(host, argv), **kwargs)
+        return subprocess.Popen(self.command(host, argv, kwargs.pop("cwd", None)), **kwargs)
 
     def run(self, host: str, argv: list[str], *, timeout: float = 60.0,
             **kwargs) -> subprocess.CompletedProcess:
@@ -230,7 +230,8 @@ class Cluster:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
-        return subprocess.run(self.command(host, argv), check=False, timeout=timeout, **kwargs)
+        return subprocess.run(self.command(host, argv, kwargs.pop("cwd", None)), check=False,
+                              timeout=timeout, **kwargs)
 
     def set_link(self, host: str, up: bool) -> None:
         """Cut (up=False) or restore `host`'s link, at the bridge's end."""

@@ -29,9 +29,11 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 30.0) -> subpro
     return done
 
 
-def in_namespaces(pid: int, argv: list[str]) -> list[str]:
-    """argv run inside the network, UTS and mount namespaces of process `pid`."""
-    return ["nsenter", "-t", str(pid), "-n", "-u", "-m", "--", *argv]
+def in_namespaces(pid: int, argv: list[str], cwd: str | None = None) -> list[str]:
+    """argv run inside the network, UTS and mount namespaces of process `pid`, in directory
+    `cwd` (default: the current one; entering a mount namespace would otherwise start in /)."""
+    return ["nsenter", "-t", str(pid), "-n", "-u", "-m", f"--wd={cwd or os.getcwd()}", "--",
+            *argv]
 
 
 def ensure_debian_packages(commands: dict[str, str]) -> None:
