@@ -18,6 +18,7 @@ _silence_numpy_fp_warnings()  # inf / nan without NumPy's RuntimeWarning, as PyT
 from ._dtype import (  # noqa: F401
     bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32, float64, get_default_dtype,
     half, int, int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8)
+from ._dtype import bfloat16  # noqa: F401
 from ._device import device  # noqa: F401
 from ._size import Size  # noqa: F401
 from .tensor import Tensor  # noqa: F401
@@ -99,3 +100,18 @@ pi = 3.141592653589793
 inf = _builtins.float("inf")
 nan = _builtins.float("nan")
 newaxis = None
+
+
+# Loaded on first use (``torch.backends.cudnn.benchmark = True`` works right after ``import``):
+# each pulls in code a plain training script does not need.
+_LAZY_SUBMODULES = ("accelerator", "amp", "backends", "distributions", "multiprocessing", "onnx")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    if name == "autocast":
+        from .amp import autocast
+        return autocast
+    raise AttributeError(f"module 'disttorch' has no attribute {name!r}")
