@@ -49,7 +49,7 @@ def test_killed_mid_epoch_and_restarted_matches_unbroken_run(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     # The restart continues after the step-8 checkpoint instead of replaying epoch 1.
-    assert "simulated crash at epoch 1 step 10" in out and "at epoch 1 step 8 (restart 1)" in out, out[-4000:]
+    assert "simulated crash at epoch 1 step 10" in out and "at epoch 1 step 8 (restart 1, 2 ranks)" in out, out[-4000:]
     a, b = np.load(tmp_path / "a" / "w.npz"), np.load(tmp_path / "b" / "w.npz")
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:
