@@ -182,6 +182,9 @@ def plan_workers(
         shown = cfg.local_ranks_filter is None or local_rank in cfg.local_ranks_filter
         out_redirected = cfg.redirects.covers(local_rank, STREAM_OUT)
         err_redirected = cfg.redirects.covers(local_rank, STREAM_ERR)
+        if rank == 0 and shown and not err_redirected:  # rank 0's progress bar, on a terminal console
+            for key, value in output.terminal_env(f"[rank{rank}]: ").items():
+                env.setdefault(key, value)
         log_out = files.logs and (cfg.log_dir is not None or out_redirected
                                   or cfg.tee.covers(local_rank, STREAM_OUT))
         log_err = files.logs and (cfg.log_dir is not None or err_redirected
