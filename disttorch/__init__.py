@@ -23,12 +23,12 @@ from ._device import device  # noqa: F401
 from ._size import Size  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from . import _tensor_methods  # noqa: F401  (attaches ops to Tensor)
-from ._functions import *  # noqa: F401,F403
-from ._functions import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadow builtins on purpose)
+from ._torch_api import *  # noqa: F401,F403
+from ._torch_api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadow builtins on purpose)
 from .ops.creation import range_ as _range_  # noqa: F401
 from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: F401
-from ._tensor_methods import addcdiv, addcmul  # noqa: F401
+from ._torch_api import addcdiv, addcmul  # noqa: F401
 from . import autograd, cuda, linalg  # noqa: F401
 from . import nn, optim, utils  # noqa: F401,E402  (after Tensor: they build on it)
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: F401

@@ -40,7 +40,7 @@ class Tensor:
     _post_acc_hooks = None
     _retains_grad = False
     _base = None
-    _views = None  # weakrefs to views taken with autograd (ops/index.py refresh_views)
+    _views = None  # weakrefs to views taken with autograd (autograd/inplace.py refresh_views)
 
     __array_priority__ = 1000  # make ndarray (op) Tensor defer to Tensor's reflected operators
 
