@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-import disttorch.nn as nn
+from disttorch import nn
 
 PATHS = ["activation", "linear", "conv", "loss", "container", "module", "batchnorm", "normalization", "transformer",
          "rnn", "sparse", "dropout", "pooling", "flatten", "pixelshuffle"]

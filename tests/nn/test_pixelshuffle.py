@@ -2,12 +2,11 @@
 gradients, batch dims, repr and errors."""
 import numpy as np
 import pytest
+from _spatial_parity import check_module_parity, ref_torch
 
 import disttorch as dt
-import disttorch.nn as nn
 import disttorch.nn.functional as F
-
-from _spatial_parity import check_module_parity, ref_torch
+from disttorch import nn
 
 
 @pytest.mark.parametrize("shape,r", [((2, 8, 3, 5), 2), ((18, 2, 2), 3), ((2, 1, 4, 3, 3), 2)])

@@ -2,11 +2,10 @@
 input / parameter gradients, parameter names), generate_square_subsequent_mask, subclassing, errors."""
 import numpy as np
 import pytest
+from _spatial_parity import check_module_parity, ref_torch
 
 import disttorch as dt
-import disttorch.nn as nn
-
-from _spatial_parity import check_module_parity, ref_torch
+from disttorch import nn
 
 rng = np.random.default_rng(11)
 
