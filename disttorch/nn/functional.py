@@ -466,3 +466,4 @@ globals().update({decl.name: _registry.resolve(decl) for decl in _registry.OPS i
 from ._functional_loss import *  # noqa: E402,F401,F403
 from ._functional_loss import _Reduction  # noqa: E402,F401
 from ._functional_spatial import *  # noqa: E402,F401,F403
+from .modules.pixelshuffle import pixel_shuffle, pixel_unshuffle  # noqa: E402,F401

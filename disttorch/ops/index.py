@@ -33,8 +33,8 @@ def _convert_index(index, shape=None):
         elif _backend.is_cuda_array(item):  # a raw device index array (masked_scatter passes one)
             advanced = True
             out.append(item)
-        elif isinstance(item, (list, np.ndarray)):
-            arr = np.asarray(item)
+        elif isinstance(item, (list, range, np.ndarray)):
+            arr = np.arange(item.start, item.stop, item.step) if type(item) is range else np.asarray(item)
             if arr.dtype == object:
                 arr = np.asarray([x._data if isinstance(x, Tensor) else x for x in item])
             if arr.dtype.kind == "f":

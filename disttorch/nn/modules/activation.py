@@ -235,3 +235,12 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+def __getattr__(name):
+    # torch.nn.modules.activation.MultiheadAttention: PyTorch defines it here; disttorch keeps it with
+    # the transformer layers (importing it eagerly would be circular).
+    if name == "MultiheadAttention":
+        from .transformer import MultiheadAttention
+        return MultiheadAttention
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
