@@ -8,7 +8,7 @@ import signal
 import time
 
 import numpy as np
-from conftest import REPO
+from _cluster_jobs import REPO
 
 STEPS = REPO / "tests" / "cluster" / "_steps_worker.py"
 HOSTS = ["--hosts", "testhost1:2,testhost2:2"]

@@ -6,7 +6,7 @@ import json
 import re
 
 import numpy as np
-from conftest import REPO
+from _cluster_jobs import REPO
 
 DIGITS = REPO / "examples" / "train_digits.py"
 TOPOLOGY = REPO / "tests" / "cluster" / "_topology_worker.py"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+from _cluster_jobs import REPO
 
 from tools.testcluster import Cluster, cannot_make_namespaces, remove_leftovers
 from tools.testcluster.rig import rate_bits
