@@ -104,13 +104,15 @@ class StoreServer:
         sock = self._sock
         try:
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
                 try:
+                    if not sock.poll(100):
+                        continue
                     frames = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     continue
                 except zmq.ZMQError:
+                    # Also how the loop ends when a script exits without destroy_process_group:
+                    # the interpreter terminates the ZeroMQ context under this daemon thread.
                     break
                 try:
                     self._handle(frames)

@@ -5,11 +5,15 @@ import os
 
 
 def setup_distributed(backend="zmq"):
-    """Initialises the default group from the launcher's env (``WORLD_SIZE`` set) and returns
-    ``(rank, world_size)``; a plain ``python script.py`` gets ``(0, 1)`` and no group."""
-    if "WORLD_SIZE" not in os.environ:
-        return 0, 1
+    """Initialises the default group and returns ``(rank, world_size)``.
+
+    A group is joined when the launcher set ``WORLD_SIZE``, or when ``mpirun`` / ``srun`` started
+    several copies of the script (their variables, read by ``disttorch.distributed.env``): a job an
+    engine started is never silently a set of 1-rank jobs. A plain ``python script.py`` gets
+    ``(0, 1)`` and no group."""
     import disttorch.distributed as dist
+    if "WORLD_SIZE" not in os.environ and (dist.env.resolve().world_size or 1) <= 1:
+        return 0, 1
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method="env://")
     return dist.get_rank(), dist.get_world_size()
