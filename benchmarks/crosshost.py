@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,35 @@ def run_torch(rig: Cluster, per_host: int, args: list[str], port: int) -> dict:
     return _result(outputs[0], "torchrun")
 
 
+def _last_step_ms(output: str) -> float:
+    found = re.findall(r"steps +\d+-\d+ +([\d.]+) ms/step", output)
+    if not found:
+        raise RuntimeError(f"simulate_cluster.py printed no step time:\n{output[-3000:]}")
+    return float(found[-1])
+
+
+def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, repeats: int) -> None:
+    """examples/simulate_cluster.py on 2 test hosts (1 rank each) and simulated on one host."""
+    script = [str(REPO / "examples" / "simulate_cluster.py"), "--steps", "40", "--report", "10"]
+    env = _env(DISTTORCH_DDP_OVERLAP=overlap)
+    measured, predicted = [], []
+    for _ in range(repeats):
+        real = rig.run("testhost1", [sys.executable, "-m", "launcher", "--hosts",
+                                     "testhost1:1,testhost2:1", *script],
+                       cwd=str(REPO), env=env, timeout=300)
+        measured.append(_last_step_ms(real.stdout + real.stderr))
+        sim = rig.run("testhost1", [sys.executable, "-m", "launcher", "--nproc-per-node", "2",
+                                    "--simulate-network", f"bandwidth={rate}", *script],
+                      cwd=str(REPO), env=env, timeout=300)
+        predicted.append(_last_step_ms(sim.stdout + sim.stderr))
+    m, q = statistics.median(measured), statistics.median(predicted)
+    print(f"\nsimulator vs rig: examples/simulate_cluster.py (batch 32, steps 31-40), 2 ranks, {rate}, "
+          f"DISTTORCH_DDP_OVERLAP={overlap}")
+    print(f"  measured on 2 test hosts   {m:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in measured)})")
+    print(f"  simulated on one host      {q:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in predicted)})")
+    print(f"  prediction error {100 * (q - m) / m:+.0f}% (target within 15%)")
+
+
 def ring_bound(nbytes: int, n: int, rate: float) -> float:
     return 2 * (n - 1) / n * nbytes * 8 / rate
 
@@ -94,18 +124,19 @@ def main() -> int:
     p.add_argument("--ddp-steps", type=int, default=30)
     p.add_argument("--no-ddp", action="store_true")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-simulator", action="store_true",
+                   help="skip comparing examples/simulate_cluster.py on 2 hosts with its simulation")
+    p.add_argument("--overlap", choices=["on", "off"], default="off",
+                   help="DISTTORCH_DDP_OVERLAP for both sides of the simulator comparison")
     p.add_argument("--run-id", help="use this rig (made by `python -m tools.testcluster up 2`)")
     p.add_argument("--curve", choices=["on", "off"], default=None,
-                   help="disttorch's CURVE encryption across hosts (default: disttorch's default)")
+                   help="DISTTORCH_CURVE for disttorch's jobs: CURVE-encrypt all traffic or not "
+                        "(default: disttorch's own default)")
     args = p.parse_args()
     if args.curve is not None:
-        try:
-            from disttorch.distributed import config as dist_config
-        except ImportError:
-            dist_config = None
-        source = Path(dist_config.__file__).read_text() if dist_config is not None else ""
-        if "CURVE" not in source.upper():
-            p.error("--curve: this disttorch has no CURVE setting to switch")
+        runtime = (REPO / "disttorch" / "distributed" / "_runtime.py").read_text()
+        if "DISTTORCH_CURVE" not in runtime:
+            p.error("--curve: this disttorch has no DISTTORCH_CURVE switch")
     extra_env = {} if args.curve is None else {"DISTTORCH_CURVE": "1" if args.curve == "on" else "0"}
     layouts = []
     for item in args.layouts.split(","):
@@ -164,6 +195,8 @@ def main() -> int:
             if rows["gloo"]:
                 print(f"  disttorch / PyTorch DDP: "
                       f"{statistics.median(rows['disttorch']) / statistics.median(rows['gloo']):.2f}x")
+        if not args.no_simulator:
+            simulator_versus_rig(rig, rig.rate or args.rate, args.overlap, args.repeats)
         with open("/proc/loadavg") as f:
             print(f"\nload average at the end: {' '.join(f.read().split()[:3])}")
     finally:
