@@ -10,7 +10,7 @@ import textwrap
 
 from _cluster_jobs import REPO
 
-from tools.testcluster import Cluster, cannot_make_namespaces, remove_leftovers
+from tools.testcluster import Cluster, cannot_make_namespaces, remove_leftovers, sweep
 from tools.testcluster.rig import rate_bits
 
 _THROUGHPUT = textwrap.dedent("""
@@ -96,3 +96,33 @@ def test_down_removes_a_crashed_rig_with_everything_in_it():
     assert run_id in report, report
     assert crashed.leftovers() == []
     assert not [n for n in os.listdir("/sys/class/net") if n.startswith(f"dtc{run_id}")]
+
+
+def test_command_line_up_list_exec_down_leaves_nothing():
+    reason = cannot_make_namespaces()
+    if reason:
+        import pytest
+        pytest.skip(reason)
+    cli = [sys.executable, "-m", "tools.testcluster"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    up = subprocess.run([*cli, "up", "1", "--rate", "none"], cwd=str(REPO), env=env,
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[2].rstrip(":")
+    try:
+        listed = subprocess.run([*cli, "list"], cwd=str(REPO), env=env, capture_output=True,
+                                text=True, timeout=30, check=True).stdout
+        assert f"{run_id}  alive" in listed, listed
+        name = subprocess.run([*cli, "exec", run_id, "testhost1", "--", "hostname"], cwd=str(REPO),
+                              env=env, capture_output=True, text=True, timeout=30, check=True)
+        assert name.stdout.strip() == "testhost1"
+    finally:
+        down = subprocess.run([*cli, "down", run_id], cwd=str(REPO), env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode == 0 and f"removed rig {run_id}" in down.stdout, down
+    assert not os.path.exists(f"/run/disttorch-testcluster/{run_id}")
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith(f"dtc{run_id}")]
+    assert sweep.holders(run_id) == {}
+    missing = subprocess.run([*cli, "exec", run_id, "testhost1", "--", "true"], cwd=str(REPO),
+                             env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert missing.returncode == 1 and f"no test cluster with run id '{run_id}'" in missing.stderr
