@@ -323,6 +323,12 @@ class WorkerGroup:
             if isinstance(stamp, (int, float)) and stamp < stop_started:
                 failures.append(self._failure(w, record))  # it raised before we signalled
                 continue
+            if (w.returncode is not None and w.returncode < 0 and -w.returncode != sig
+                    and not w.forced):
+                # killed by a signal we never sent (e.g. every worker of a host SIGKILLed at
+                # once): a failure of its own, not a rank we stopped
+                failures.append(self._failure(w, record))
+                continue
             if w.forced:
                 how = f"SIGKILL after {self.grace_period:g} s grace"
             elif w.returncode is None:

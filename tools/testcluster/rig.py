@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 
 from . import ssh, sweep, system
@@ -323,10 +322,3 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f)
     os.replace(tmp, path)
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{what} within {timeout:g} s")
-        time.sleep(0.05)
