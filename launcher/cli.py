@@ -32,6 +32,19 @@ def _flag(*names: str) -> list[str]:
     return out
 
 
+class _NewSecretAction(argparse.Action):
+    """`--new-secret`: print a secret and exit, like --version (no script needed)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import secrets
+
+        print(secrets.token_hex(32))
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (torchrun's options plus disttorch's)."""
     p = argparse.ArgumentParser(
@@ -88,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--node-timeout", type=float, default=30.0,
                    help="seconds without news before a node counts as lost (30)")
     g.add_argument("--secret-stdin", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--new-secret", action=_NewSecretAction,
+                   help="print a fresh random job secret and exit: export it as "
+                        "DISTTORCH_SECRET on every node of a multi-node job")
     g = p.add_argument_group("engines")
     g.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
                    help="run the ranks as actors of a Ray cluster ('local' starts a private one "

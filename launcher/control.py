@@ -5,16 +5,18 @@ Port: `--control-port`, by default MASTER_PORT + 1 (MASTER_PORT itself belongs t
 rendezvous store). Node 0 binds it on loopback when the master address is a loopback address,
 else on all interfaces.
 
-Handshake (HMAC-SHA256 over fresh nonces with the job secret, so each side proves it holds the
-secret without sending it):
+Handshake: a mutual challenge-response with HMAC-SHA256 over fresh nonces, keyed by the job
+secret every node was given by its operator (`DISTTORCH_SECRET`, or by the ssh driver over
+ssh's stdin). Each side proves it holds the secret without sending it, and nothing secret ever
+travels on this channel: a multi-node job without a shared secret is refused before it starts
+(`disttorch-run --new-secret` prints one).
 
-    node 0 -> node : {"type": "hello", "proto": 1, "nonce": Ns, "open": false}
+    node 0 -> node : {"type": "hello", "proto": 2, "nonce": Ns}
     node -> node 0 : {"type": "join", "nonce": Nc, "mac": H("join", Ns, Nc), node info...}
     node 0 -> node : {"type": "welcome", "mac": H("welcome", Nc, Ns), "run_id": ...}
 
-Without a shared secret (no DISTTORCH_SECRET on the nodes and no ssh driver to hand one out)
-node 0 runs "open": it accepts any node and sends it the job secret in the welcome, which is the
-trust model of torchrun's unauthenticated store; the launcher warns when that happens.
+A join without a MAC, with a wrong one, or replayed from another connection (whose server
+nonce differs) is answered with a `reject` naming the reason, and logged by node 0.
 
 After the handshake node 0 sends `start` / `stop` / `finish` and `ping`; nodes send `done` and
 `ping`. Every message is one JSON object on one line of at most MAX_MESSAGE bytes.
@@ -31,7 +33,7 @@ import threading
 __all__ = ["PROTOCOL", "MAX_MESSAGE", "ControlError", "Connection", "mac", "new_nonce",
            "server_handshake", "client_handshake"]
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: no open jobs (1 handed the job secret to unauthenticated joiners)
 MAX_MESSAGE = 1 << 20  # a traceback-laden `done` is a few KiB; anything this big is hostile
 
 
@@ -105,35 +107,32 @@ class Connection:
         self.sock.close()
 
 
-def server_handshake(conn: Connection, secret: str | None, *, run_id: str,
-                     job_secret: str) -> dict:
+def server_handshake(conn: Connection, secret: str, *, run_id: str) -> dict:
     """Node 0's side. Returns the node's join message; raises ControlError when rejected.
 
-    `secret` is the shared secret nodes must prove, or None for an open job, in which case the
-    welcome carries `job_secret` for the node to hand its workers.
+    The node must prove it holds `secret`; the welcome carries node 0's proof and the run id,
+    never the secret.
     """
+    if not secret:
+        raise ValueError("the control channel needs the job secret (DISTTORCH_SECRET)")
     nonce = new_nonce()
-    conn.send({"type": "hello", "proto": PROTOCOL, "nonce": nonce, "open": secret is None})
+    conn.send({"type": "hello", "proto": PROTOCOL, "nonce": nonce})
     join = conn.recv()
     if join is None or join.get("type") != "join":
         raise ControlError(f"{conn.peer}: expected a join message, got {join!r:.80}")
     if join.get("proto") != PROTOCOL:
         _reject(conn, f"control protocol {join.get('proto')!r} differs from node 0's {PROTOCOL}")
-    client_nonce = str(join.get("nonce", ""))
-    if secret is None:
-        if join.get("mac"):
-            _reject(conn, "this node has DISTTORCH_SECRET set but node 0 has none: set the "
-                          "same DISTTORCH_SECRET on every node")
-    elif not join.get("mac") or not hmac.compare_digest(
-            str(join["mac"]), mac(secret, "join", nonce, client_nonce)):
-        _reject(conn, "authentication failed: this node's DISTTORCH_SECRET differs from node "
-                      "0's (or is missing)")
-    welcome = {"type": "welcome", "run_id": run_id}
-    if secret is None:
-        welcome.update(mac="", secret=job_secret)
-    else:
-        welcome["mac"] = mac(secret, "welcome", client_nonce, nonce)
-    conn.send(welcome)
+    client_nonce = join.get("nonce")
+    if not isinstance(client_nonce, str) or len(client_nonce) < 16:
+        _reject(conn, "join without a fresh nonce")
+    if not join.get("mac"):
+        _reject(conn, "join without a MAC: this node has no DISTTORCH_SECRET (set the same "
+                      "DISTTORCH_SECRET on every node)")
+    if not hmac.compare_digest(str(join["mac"]), mac(secret, "join", nonce, client_nonce)):
+        _reject(conn, "authentication failed: wrong MAC (this node's DISTTORCH_SECRET differs "
+                      "from node 0's, or the join was replayed)")
+    conn.send({"type": "welcome", "run_id": run_id,
+               "mac": mac(secret, "welcome", client_nonce, nonce)})
     return join
 
 
@@ -145,16 +144,22 @@ def _reject(conn: Connection, reason: str) -> None:
     raise ControlError(f"rejected {conn.peer}: {reason}")
 
 
-def client_handshake(conn: Connection, secret: str | None, info: dict) -> dict:
-    """A node's side. Returns node 0's welcome (with 'secret' for open jobs); raises
-    ControlError when node 0 rejects the node or cannot prove it holds the secret."""
+def client_handshake(conn: Connection, secret: str, info: dict) -> dict:
+    """A node's side. Returns node 0's welcome; raises ControlError when node 0 rejects the
+    node or cannot prove it holds the secret."""
+    if not secret:
+        raise ValueError("the control channel needs the job secret (DISTTORCH_SECRET)")
     hello = conn.recv()
     if hello is None or hello.get("type") != "hello":
         raise ControlError(f"node 0 at {conn.peer} did not greet: {hello!r:.80}")
+    if hello.get("proto") != PROTOCOL:
+        raise ControlError(f"node 0 at {conn.peer} speaks control protocol "
+                           f"{hello.get('proto')!r}, this launcher {PROTOCOL}: run the same "
+                           f"disttorch version on every node")
     nonce = new_nonce()
     server_nonce = str(hello.get("nonce", ""))
     conn.send({"type": "join", "proto": PROTOCOL, "nonce": nonce,
-               "mac": mac(secret, "join", server_nonce, nonce) if secret else "", **info})
+               "mac": mac(secret, "join", server_nonce, nonce), **info})
     welcome = conn.recv()
     if welcome is None:
         raise ControlError(f"node 0 at {conn.peer} closed the connection during the handshake")
@@ -162,10 +167,7 @@ def client_handshake(conn: Connection, secret: str | None, info: dict) -> dict:
         raise ControlError(f"node 0 rejected this node: {welcome.get('reason')}")
     if welcome.get("type") != "welcome":
         raise ControlError(f"node 0 at {conn.peer} sent {welcome.get('type')!r}, not a welcome")
-    if secret is not None and not hmac.compare_digest(
-            str(welcome.get("mac", "")), mac(secret, "welcome", nonce, server_nonce)):
+    if not hmac.compare_digest(str(welcome.get("mac", "")),
+                               mac(secret, "welcome", nonce, server_nonce)):
         raise ControlError(f"node 0 at {conn.peer} failed to prove it holds DISTTORCH_SECRET")
-    if secret is None and not welcome.get("secret"):
-        raise ControlError(f"node 0 at {conn.peer} runs with a DISTTORCH_SECRET but this node "
-                           f"has none: set the same DISTTORCH_SECRET on every node")
     return welcome

@@ -54,14 +54,16 @@ class _Member:
 class Coordinator:
     """Serves the control channel on `bind_host:port` and drives the nodes' attempts."""
 
-    def __init__(self, *, port: int, master_addr: str, secret: str | None, job_secret: str,
+    def __init__(self, *, port: int, master_addr: str, secret: str,
                  run_id: str, entrypoint: str, min_nodes: int, max_nodes: int,
                  max_restarts: int, join_timeout: float, last_call: float, node_timeout: float,
                  grace_period: float) -> None:
         self.port = port
         self.bind_host = "127.0.0.1" if is_loopback(master_addr) else ""
+        if not secret:
+            raise CoordinatorError("a multi-node job needs DISTTORCH_SECRET (the key every node "
+                                   "proves it holds)")
         self.secret = secret
-        self.job_secret = job_secret
         self.run_id = run_id
         self.entrypoint = entrypoint
         self.min_nodes, self.max_nodes = min_nodes, max_nodes
@@ -154,8 +156,7 @@ class Coordinator:
         conn = Connection(sock, peer)
         conn.settimeout(_HANDSHAKE_TIMEOUT)  # a silent peer must not hold a thread forever
         try:
-            join = server_handshake(conn, self.secret, run_id=self.run_id,
-                                    job_secret=self.job_secret)
+            join = server_handshake(conn, self.secret, run_id=self.run_id)
         except (ControlError, OSError) as exc:
             output.say(f"control channel: {exc}")
             conn.close()

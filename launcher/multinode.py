@@ -24,12 +24,18 @@ from .process import signal_name
 from .report import WorkerFailure
 from .signals import SignalState
 
-__all__ = ["ControlClient", "run_node", "make_coordinator", "control_port_of"]
+__all__ = ["ControlClient", "run_node", "make_coordinator", "control_port_of",
+           "MISSING_SECRET"]
 
 _CONNECT_RETRY = 0.2
 _HANDSHAKE_TIMEOUT = 10.0
 _PING_PERIOD = 1.0
 _FINISH_WAIT_SLACK = 20.0
+
+MISSING_SECRET = (
+    "a multi-node job needs DISTTORCH_SECRET: export the same secret on every node (make one "
+    "with `disttorch-run --new-secret`), or start all nodes from one machine with --hosts, "
+    "which sends it over ssh's stdin")
 
 
 def control_port_of(cfg: LaunchConfig, master_port: int) -> int:
@@ -40,7 +46,7 @@ def control_port_of(cfg: LaunchConfig, master_port: int) -> int:
 class ControlClient:
     """A node's connection to the coordinator: an inbox of messages and stop requests."""
 
-    def __init__(self, *, host: str, port: int, secret: str | None, info: dict,
+    def __init__(self, *, host: str, port: int, secret: str, info: dict,
                  node_timeout: float) -> None:
         self.host, self.port = host, port
         self.secret = secret
@@ -144,12 +150,17 @@ class ControlClient:
             self._conn.close()
 
 
-def make_coordinator(cfg: LaunchConfig, *, master_port: int, secret: str | None,
-                     job_secret: str, run_id: str) -> Coordinator:
-    """Node 0's coordinator for `cfg`, bound and serving; raises CoordinatorError."""
+def make_coordinator(cfg: LaunchConfig, *, master_port: int, secret: str, run_id: str,
+                     job_secret: str | None = None) -> Coordinator:
+    """Node 0's coordinator for `cfg`, bound and serving; raises CoordinatorError.
+
+    `secret` is the job secret every node holds; `job_secret`, when given, must be the same
+    (nothing else is ever handed out)."""
+    if job_secret is not None and job_secret != secret:
+        raise CoordinatorError("the job secret must be the secret the nodes share")
     coordinator = Coordinator(
         port=control_port_of(cfg, master_port), master_addr=cfg.master_addr, secret=secret,
-        job_secret=job_secret, run_id=run_id, entrypoint=cfg.entrypoint,
+        run_id=run_id, entrypoint=cfg.entrypoint,
         min_nodes=cfg.min_nodes, max_nodes=cfg.max_nodes, max_restarts=cfg.max_restarts,
         join_timeout=cfg.join_timeout, last_call=cfg.last_call, node_timeout=cfg.node_timeout,
         grace_period=cfg.grace_period)
@@ -162,7 +173,8 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
              external_stop: Callable[[], str | None] | None = None) -> int:
     """Run this node's part of a multi-node job; returns the launcher's exit status.
 
-    `secret` is the secret shared by all nodes (None: node 0 hands one out, see control.py).
+    `secret` is the secret shared by all nodes (DISTTORCH_SECRET, or sent by the ssh driver);
+    without one the node refuses to start: nothing secret is ever handed to a joiner.
     Node 0 (`cfg.node_rank == 0`) serves the coordinator unless one is passed in.
     `external_stop()` names a reason to stop this node (e.g. the ssh driver went away).
     """
@@ -173,17 +185,14 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
     client: ControlClient | None = None
     files: RunFiles | None = None
     try:
+        if not secret:
+            output.say(MISSING_SECRET)
+            return 2
         if coordinator is None and cfg.node_rank == 0:
-            job_secret = secret or _new_secret()
             run_id = run_id or _new_run_id()
-            if secret is None:
-                output.say(f"no DISTTORCH_SECRET shared by the nodes: node 0 hands the job "
-                           f"secret to any launcher that joins its control port "
-                           f"{control_port_of(cfg, master_port)}; export the same "
-                           f"DISTTORCH_SECRET on every node (or use --hosts) to authenticate")
             try:
                 coordinator = make_coordinator(cfg, master_port=master_port, secret=secret,
-                                               job_secret=job_secret, run_id=run_id)
+                                               run_id=run_id)
             except CoordinatorError as exc:
                 output.say(str(exc))
                 return 1
@@ -205,7 +214,7 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
                        + (f"received {signal_name(signals.received)}" if signals.received
                           else str(external_stop and external_stop())))
             return signals.exit_code if signals.received else 1
-        job_secret = secret or str(welcome.get("secret") or "")
+        job_secret = secret
         run_id = str(welcome.get("run_id"))
         files = RunFiles(cfg.log_dir, run_id, need_logs=cfg.redirects.any() or cfg.tee.any())
         agent = _NodeAgent(cfg, client, signals, files, master_port=master_port,
@@ -340,12 +349,6 @@ class _NodeAgent:
         if self.leaving_since is not None:
             return self.signals.exit_code
         return code
-
-
-def _new_secret() -> str:
-    import secrets
-
-    return secrets.token_hex(32)
 
 
 def _new_run_id() -> str:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from launcher.control import (MAX_MESSAGE, Connection, ControlError, client_handshake, mac,
+from launcher.control import (MAX_MESSAGE, PROTOCOL, Connection, ControlError, client_handshake, mac,
                               server_handshake)
 from launcher.report import NodeLoss, WorkerFailure, format_report, read_error_file
 
@@ -18,14 +18,13 @@ def _pair():
     return Connection(a, "server-side"), Connection(b, "client-side")
 
 
-def _handshake(server_secret, client_secret, job_secret="job-secret"):
+def _handshake(server_secret, client_secret):
     server, client = _pair()
     result = {}
 
     def serve():
         try:
-            result["join"] = server_handshake(server, server_secret, run_id="r1",
-                                              job_secret=job_secret)
+            result["join"] = server_handshake(server, server_secret, run_id="r1")
         except ControlError as exc:
             result["server_error"] = str(exc)
 
@@ -53,22 +52,26 @@ def test_handshake_rejects_a_wrong_or_missing_secret():
     r = _handshake("right", "wrong")
     assert "authentication failed" in r["server_error"]
     assert "authentication failed" in r["client_error"]
-    r = _handshake("right", None)
-    assert "authentication failed" in r["client_error"]
+    assert "wrong MAC" in r["server_error"]
 
 
-def test_open_job_hands_out_the_job_secret_and_refuses_mixed_setups():
-    r = _handshake(None, None, job_secret="generated")
-    assert r["welcome"]["secret"] == "generated"
-    r = _handshake(None, "mine")
-    assert "node 0 has none" in r["client_error"]
+def test_handshake_has_no_open_mode_without_a_secret():
+    # Protocol 1 handed the job secret to any joiner when node 0 had none; now both sides
+    # refuse to run the channel without a key.
+    server, client = _pair()
+    with pytest.raises(ValueError, match="DISTTORCH_SECRET"):
+        server_handshake(server, None, run_id="r1")
+    with pytest.raises(ValueError, match="DISTTORCH_SECRET"):
+        client_handshake(client, "", {})
+    server.close()
+    client.close()
 
 
 def test_client_detects_a_server_without_the_secret():
     server, client = _pair()
 
     def impostor():
-        server.send({"type": "hello", "proto": 1, "nonce": "n", "open": False})
+        server.send({"type": "hello", "proto": PROTOCOL, "nonce": "n"})
         server.recv()
         server.send({"type": "welcome", "mac": mac("guess", "welcome", "x", "n"), "run_id": "r"})
 

@@ -85,18 +85,6 @@ def test_two_nodes_share_ranks_run_id_and_secret(job, port_pair):
     assert job.leftovers() == []
 
 
-def test_open_job_without_shared_secret_hands_one_out(job, port_pair):
-    script = job.script("dump.py", DUMP)
-    common = ["--nnodes", "2", "--master-port", str(port_pair), "--run-id", "open-job"]
-    node0 = job.start([*common, "--node-rank", "0", script])
-    node1 = job.start([*common, "--node-rank", "1", script])
-    d0, d1 = job.finish(node0), job.finish(node1)
-    assert (d0.returncode, d1.returncode) == (0, 0), d0.stderr + d1.stderr
-    assert "no DISTTORCH_SECRET shared by the nodes" in d0.stderr
-    records = _check_layout(job, 2, 1, "127.0.0.1", port_pair)
-    assert records[0]["TORCHELASTIC_RUN_ID"] == "open-job"
-
-
 def test_node_with_a_wrong_secret_is_rejected(job, port_pair):
     script = job.script("dump.py", DUMP)
     common = ["--nnodes", "2", "--master-port", str(port_pair), "--join-timeout", "2"]
