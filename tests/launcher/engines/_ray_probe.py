@@ -1,6 +1,6 @@
 """A rank under the Ray engine: reports where it runs and an all-reduce, or fails on request.
 
-    python _ray_probe.py OUT_DIR [--fail-first-attempt] [--kill-actor-rank R]
+    python _ray_probe.py OUT_DIR [--fail-first-attempt] [--kill-actor-rank R] [--hold SECONDS]
 """
 import json
 import os
@@ -30,6 +30,8 @@ def main(out_dir, flags):
                   secret_in_env=bool(os.environ.get("DISTTORCH_SECRET")))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(record, f)
+    if "--hold" in flags:  # stay up (no communication) until the test has done its damage
+        time.sleep(float(flags[flags.index("--hold") + 1]))
     dist.destroy_process_group()
 
 
