@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs reserved per rank under --ray (1); also its thread count")
     g.add_argument("--gpus-per-rank", type=float, default=0.0,
                    help="GPUs reserved per rank under --ray (0)")
+    g.add_argument("--print-k8s-manifest", action="store_true",
+                   help="print a Kubeflow PyTorchJob running this command on --nnodes pods, and exit")
+    g.add_argument("--image", default=None, help="container image of --print-k8s-manifest")
+    g.add_argument("--job-name", default=None, help="name of --print-k8s-manifest's PyTorchJob")
     g = p.add_argument_group("supervision")
     g.add_argument(*_flag("--max-restarts"), type=int, default=0,
                    help="restart the whole group up to N times after a failure (0)")
@@ -313,6 +317,12 @@ def _watch_stdin(event: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `disttorch-run`; returns the exit status."""
     parser = build_parser()
+    from .engines.k8s import apply_pet_defaults  # torchrun's PET_* defaults (Kubeflow pods)
+
+    try:
+        apply_pet_defaults(parser, os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
     args = parser.parse_args(argv)
     try:
         cfg, master_given = config_from_args(args, os.environ)
@@ -333,6 +343,14 @@ def main(argv: list[str] | None = None) -> int:
 
         external_stop = driver_gone
 
+    if args.print_k8s_manifest:
+        from .engines.k8s import print_manifest
+
+        try:
+            output.print_text(print_manifest(cfg, args, default_port=_DEFAULT_MULTINODE_PORT).rstrip("\n"))
+        except ValueError as exc:
+            parser.error(str(exc))
+        return 0
     if args.ray:
         from .engines.ray import run_cli
 

@@ -178,11 +178,11 @@ def parse_ranks_filter(text: str) -> frozenset[int]:
 
 
 def available_cores() -> int:
-    """Cores this process may run on (honours taskset / cgroup cpusets, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """Cores this process may use: taskset / cgroup cpusets (unlike os.cpu_count) and the cgroup
+    CPU quota a container's CPU limit sets (see cpu_quota.py)."""
+    from .cpu_quota import usable_cpus
+
+    return usable_cpus()
 
 
 def visible_gpus(env: Mapping[str, str]) -> list[str]:
