@@ -104,8 +104,13 @@ class StoreServer:
         sock = self._sock
         try:
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
+                try:
+                    if not sock.poll(100):
+                        continue
+                except zmq.ZMQError:
+                    # the context is being destroyed at interpreter exit (a script that never
+                    # called destroy_process_group): the store ends with the process, quietly
+                    break
                 try:
                     frames = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
@@ -118,7 +123,10 @@ class StoreServer:
                     self.dropped += 1
                     log.warning("disttorch store: dropped a malformed request (%s)", e)
         finally:
-            sock.close(0)
+            try:
+                sock.close(0)
+            except zmq.ZMQError:
+                pass
 
     def _reply(self, ident: bytes, req_id: bytes, ok: bool, *values: bytes) -> None:
         try:

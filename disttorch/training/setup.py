@@ -4,14 +4,17 @@ from __future__ import annotations
 import os
 
 
-def setup_distributed(backend="zmq"):
+def setup_distributed(backend="zmq", timeout=None):
     """Initialises the default group from the launcher's env (``WORLD_SIZE`` set) and returns
-    ``(rank, world_size)``; a plain ``python script.py`` gets ``(0, 1)`` and no group."""
+    ``(rank, world_size)``; a plain ``python script.py`` gets ``(0, 1)`` and no group.
+
+    ``timeout`` (seconds or a ``timedelta``) bounds every collective; None takes
+    ``DISTTORCH_TIMEOUT`` (``disttorch-run --timeout``), else 30 minutes."""
     if "WORLD_SIZE" not in os.environ:
         return 0, 1
     import disttorch.distributed as dist
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://")
+        dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
 
 
