@@ -159,3 +159,19 @@ def test_a_clean_early_exit_is_named_in_the_report(job):
     assert "rank 1 (host " in report and "exited with code 0 before the job ended" in report
     assert "was killed" not in d.stderr
     assert "rank 1 exited before the job ended" in report  # rank 0's error names it too
+
+
+def test_sigusr1_on_any_node_shows_the_stacks_of_every_node(job, port_pair):
+    script = job.script("napping.py", NAPPING)
+    common = ["--nnodes", "2", "--nproc-per-node", "1", "--master-port", str(port_pair)]
+    env = {"DISTTORCH_SECRET": "stacks-secret"}
+    node0 = job.start([*common, "--node-rank", "0", script], env=env)
+    node1 = job.start([*common, "--node-rank", "1", script], env=env)
+    job.wait_for_files("ready*", 2, timeout=30)
+    node1.send_signal(signal.SIGUSR1)  # relayed through node 0 to every node
+    time.sleep(1.0)
+    (job.dir / "go").touch()
+    d0, d1 = job.finish(node0), job.finish(node1)
+    assert (d0.returncode, d1.returncode) == (0, 0), d0.stderr + d1.stderr
+    assert any(line.strip().endswith("in napping") for line in d0.lines("[rank0]: ")), d0.stderr
+    assert any(line.strip().endswith("in napping") for line in d1.lines("[rank1]: ")), d1.stderr
