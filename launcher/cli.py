@@ -14,7 +14,7 @@ import threading
 from typing import Callable
 
 from . import output, simulate
-from .config import (LaunchConfig, parse_nnodes, parse_nproc, parse_ranks_filter,
+from .config import (LaunchConfig, export_timeouts, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
 from .net import DEFAULT_MASTER_PORT
 
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take node rank / count / master from srun or mpirun (auto)")
     g.add_argument("--join-timeout", type=float, default=None,
                    help="seconds node 0 waits for every node to join (900)")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds a collective may wait before it fails and every rank's stack "
+                        "is shown (sets DISTTORCH_TIMEOUT; default 1800, torch's)")
     g.add_argument("--node-timeout", type=float, default=30.0,
                    help="seconds without news before a node counts as lost (30)")
     g.add_argument("--secret-stdin", action="store_true", help=argparse.SUPPRESS)
@@ -276,6 +279,10 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
     cfg.simulation = simulate.from_args(args, _world_size(cfg))
     if cfg.join_timeout <= 0:
         raise ValueError(f"--join-timeout: expected > 0 seconds, got {cfg.join_timeout}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout: expected > 0 seconds, got {args.timeout}")
+    cfg.collective_timeout = args.timeout
+    cfg.worker_join_timeout = args.join_timeout
     return cfg, master_addr is not None
 
 
@@ -328,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, master_given = config_from_args(args, os.environ)
     except ValueError as exc:
         parser.error(str(exc))
+    export_timeouts(cfg, os.environ)
     external_stop: Callable[[], str | None] | None = None
     if cfg.secret_from_stdin:
         try:

@@ -98,6 +98,8 @@ class LaunchConfig:
     secret_from_stdin: bool = False
     scheduler: str | None = None  # the scheduler that placed this launcher, for messages
     simulation: SimulationConfig | None = None  # --simulate-network / --inject-fault / --trace-dir
+    collective_timeout: float | None = None  # --timeout: the workers' DISTTORCH_TIMEOUT
+    worker_join_timeout: float | None = None  # --join-timeout given: the workers' rendezvous too
 
     @property
     def multi_node(self) -> bool:
@@ -106,6 +108,30 @@ class LaunchConfig:
     @property
     def elastic(self) -> bool:
         return self.min_nodes != self.max_nodes
+
+
+def export_timeouts(cfg: LaunchConfig, environ: dict) -> None:
+    """Put --timeout / --join-timeout into `environ` (the launcher's own environment, which
+    the workers inherit and --hosts forwards) as DISTTORCH_TIMEOUT / DISTTORCH_JOIN_TIMEOUT."""
+    if cfg.collective_timeout is not None:
+        environ["DISTTORCH_TIMEOUT"] = f"{cfg.collective_timeout:g}"
+    if cfg.worker_join_timeout is not None:
+        environ["DISTTORCH_JOIN_TIMEOUT"] = f"{cfg.worker_join_timeout:g}"
+
+
+def report_period(environ: Mapping[str, str] | None = None) -> float:
+    """DISTTORCH_REPORT_PERIOD: seconds between the reports of a wait (30)."""
+    value = (os.environ if environ is None else environ).get("DISTTORCH_REPORT_PERIOD", "")
+    if not value.strip():
+        return 30.0
+    try:
+        period = float(value)
+    except ValueError:
+        period = 0.0
+    if not 0 < period < float("inf"):
+        raise ValueError(f"DISTTORCH_REPORT_PERIOD={value!r}: expected a positive number of "
+                         f"seconds")
+    return period
 
 
 def parse_nproc(text: str, env: Mapping[str, str] | None = None) -> int:

@@ -31,7 +31,8 @@ from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, th
 from .net import free_port
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
-from .report import WorkerFailure, first_event, format_report, read_error_file
+from .report import (WorkerFailure, early_exit_description, first_event, format_report,
+                     read_error_file)
 from .signals import SignalState
 
 __all__ = ["WorkerPlan", "AttemptResult", "WorkerGroup", "RunFiles", "plan_workers",
@@ -72,6 +73,7 @@ class AttemptResult:
     failures: list[WorkerFailure] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    early_exits: list[str] = field(default_factory=list)  # clean exits while others still ran
 
 
 _SCRATCH = re.compile(r"^disttorch-.+-p(\d+)-[A-Za-z0-9_]{8}$")
@@ -281,6 +283,7 @@ class WorkerGroup:
         """
         alive = set(range(len(self.workers)))
         failed: list[_Worker] = []
+        early: list[str] = []
         stop: tuple[str, int] | None = None
         while alive:
             try:
@@ -293,6 +296,9 @@ class WorkerGroup:
                 if returncode != 0:
                     failed.append(w)
                     break
+                if alive:
+                    early.append(early_exit_description(w.plan.rank, self.host, w.proc.pid, when,
+                                                        self.started_at))
                 continue  # drain other exits that are already queued before checking stops
             stop = stop_check()
             if stop is not None:
@@ -337,7 +343,7 @@ class WorkerGroup:
                 how = _short_status(w.returncode)
             stopped.append(f"rank {w.plan.rank} ({how})")
         if failures:
-            return AttemptResult("failed", failures, stopped)
+            return AttemptResult("failed", failures, stopped, early_exits=early)
         if stop is not None:
             return AttemptResult("stopped", [], stopped, stop_reason=stop[0])
         return AttemptResult("succeeded")
@@ -488,7 +494,7 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
             write_report(format_report(
                 entrypoint=cfg.entrypoint, run_id=run_id, restart_count=restart_count,
                 max_restarts=cfg.max_restarts, started_at=started_at, failures=result.failures,
-                stopped=result.stopped))
+                stopped=result.stopped, early_exits=result.early_exits))
             return 1
     finally:
         files.cleanup()

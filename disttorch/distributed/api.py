@@ -22,7 +22,7 @@ from . import env as _env
 from . import _runtime, security
 from . import simulation as _simulation
 from ._arrays import Staged, commit_all
-from .config import Config
+from .config import Config, collective_timeout_s, join_timeout_s
 from .errors import DistError, RendezvousError
 from .process_group import ProcessGroup, wrap_transport
 from .reduce_op import ReduceOp, as_reduce_op, check_op_dtype
@@ -131,7 +131,9 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
         if _state.world is not None:
             raise ValueError("trying to initialize the default process group twice!")
         backend_name = _backend_name(backend)
-        timeout_s = seconds(timeout) if timeout is not None else seconds(default_pg_timeout)
+        # an explicit timeout wins; else DISTTORCH_TIMEOUT (disttorch-run --timeout); else torch's 30 min
+        timeout_s = seconds(timeout) if timeout is not None else collective_timeout_s()
+        join_s = join_timeout_s(timeout_s)
         launch = _env.resolve()
         rank = rank if rank is not None and rank >= 0 else launch.rank
         world = world_size if world_size is not None and world_size > 0 else launch.world_size
@@ -159,15 +161,17 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
             raise ValueError("MASTER_PORT=0 works only for world_size 1: the other ranks must know the port")
         _simulation.install_from_env(rank, world)  # disttorch-run --simulate-network / --inject-fault / --trace-dir
         _state.world = _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch,
-                                     group_name or "world")
+                                     group_name or "world", join_s)
         GroupMember.WORLD = _state.world
 
 
-def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch, name) -> ProcessGroup:
-    deadline = time.monotonic() + timeout_s
+def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch, name,
+                  join_s=None) -> ProcessGroup:
+    join_s = timeout_s if join_s is None else join_s
+    deadline = time.monotonic() + join_s
     owns_store = store is None
     if store is None:
-        creds, provider = _runtime.job_credentials(addr, port, rank == 0, timeout_s)
+        creds, provider = _runtime.job_credentials(addr, port, rank == 0, join_s)
         store_host = "127.0.0.1" if is_loopback(addr, resolve=True) else addr
         store = TCPStore(store_host, port, world, is_master=(rank == 0), timeout=timeout_s,
                          credentials=creds, credentials_provider=provider)
