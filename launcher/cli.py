@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         from .engines.k8s import print_manifest
 
         try:
-            output.print_text(print_manifest(cfg, args, default_port=_DEFAULT_MULTINODE_PORT).rstrip("\n"))
+            output.print_text(print_manifest(cfg, args, default_port=DEFAULT_MASTER_PORT).rstrip("\n"))
         except ValueError as exc:
             parser.error(str(exc))
         return 0

@@ -315,4 +315,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz, device=None, dtype=None):
         """(sz, sz) float mask: -inf above the diagonal (future positions), 0 elsewhere."""
-        return _F.triu(_F.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
+        return _T.triu(_T.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
