@@ -18,16 +18,17 @@ _silence_numpy_fp_warnings()  # inf / nan without NumPy's RuntimeWarning, as PyT
 from ._dtype import (  # noqa: F401
     bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32, float64, get_default_dtype,
     half, int, int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8)
+from ._dtype import bfloat16  # noqa: F401
 from ._device import device  # noqa: F401
 from ._size import Size  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from . import _tensor_methods  # noqa: F401  (attaches ops to Tensor)
-from ._functions import *  # noqa: F401,F403
-from ._functions import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadow builtins on purpose)
+from ._torch_api import *  # noqa: F401,F403
+from ._torch_api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadow builtins on purpose)
 from .ops.creation import range_ as _range_  # noqa: F401
 from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: F401
-from ._tensor_methods import addcdiv, addcmul  # noqa: F401
+from ._torch_api import addcdiv, addcmul  # noqa: F401
 from . import autograd, cuda, linalg  # noqa: F401
 from . import nn, optim, utils  # noqa: F401,E402  (after Tensor: they build on it)
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: F401
@@ -124,3 +125,18 @@ pi = 3.141592653589793
 inf = _builtins.float("inf")
 nan = _builtins.float("nan")
 newaxis = None
+
+
+# Loaded on first use (``torch.backends.cudnn.benchmark = True`` works right after ``import``):
+# each pulls in code a plain training script does not need.
+_LAZY_SUBMODULES = ("accelerator", "amp", "backends", "distributions", "multiprocessing", "onnx")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    if name == "autocast":
+        from .amp import autocast
+        return autocast
+    raise AttributeError(f"module 'disttorch' has no attribute {name!r}")

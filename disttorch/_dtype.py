@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 
+import ml_dtypes as _ml_dtypes
 import numpy as np
 
 
@@ -48,16 +49,21 @@ int16 = short = dtype("int16", np.int16, 1)
 int32 = int = dtype("int32", np.int32, 1)
 int64 = long = dtype("int64", np.int64, 1)
 bool = dtype("bool", np.bool_, 0)
+# bfloat16 is ml_dtypes' NumPy dtype (8-bit exponent, 8-bit significand): real 2-byte storage with
+# round-to-nearest-even casts, as PyTorch's. NumPy has no bfloat16 kernels, so ops that are not plain
+# ufuncs (matmul, conv) compute in float32 and round the result (see disttorch/amp).
+bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, 2)
+bfloat16.is_signed = True  # NumPy calls the extension type kind "V"
 
 # The names PyTorch's error messages use: legacy tensor-type names and C++ scalar type names.
 LEGACY_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
                 "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool", "complex64": "ComplexFloat",
-                "complex128": "ComplexDouble"}
+                "complex128": "ComplexDouble", "bfloat16": "BFloat16"}
 CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int", "int32": "int",
              "int16": "short int", "int8": "signed char", "uint8": "unsigned char", "bool": "bool",
-             "complex64": "c10::complex<float>", "complex128": "c10::complex<double>"}
+             "complex64": "c10::complex<float>", "complex128": "c10::complex<double>", "bfloat16": "c10::BFloat16"}
 
-ALL = (float16, float32, float64, complex64, complex128, uint8, int8, int16, int32, int64, bool)
+ALL = (float16, float32, float64, complex64, complex128, uint8, int8, int16, int32, int64, bool, bfloat16)
 _NAMES = {d.name: d for d in ALL}
 _FROM_NP = {d.np: d for d in ALL}
 
@@ -113,6 +119,8 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     """torch.promote_types for two dtypes."""
     if a is b:
         return a
+    if {a, b} == {bfloat16, float16}:  # neither holds the other: PyTorch widens to float32
+        return float32
     if a._category != b._category:
         hi, lo = (a, b) if a._category > b._category else (b, a)
         if hi._category == 3 and lo._category == 2 and lo.itemsize > hi.itemsize // 2:

@@ -40,7 +40,7 @@ class Tensor:
     _post_acc_hooks = None
     _retains_grad = False
     _base = None
-    _views = None  # weakrefs to views taken with autograd (ops/index.py refresh_views)
+    _views = None  # weakrefs to views taken with autograd (autograd/inplace.py refresh_views)
 
     __array_priority__ = 1000  # make ndarray (op) Tensor defer to Tensor's reflected operators
 
@@ -106,6 +106,14 @@ class Tensor:
     @property
     def is_cuda(self):
         return _backend.is_cuda_array(self._data)
+
+    @property
+    def is_cpu(self):
+        return type(self._data) is np.ndarray
+
+    # Devices and layouts disttorch never uses: PyTorch code tests these flags, all False here.
+    is_xpu = is_mps = is_meta = is_xla = is_ipu = is_vulkan = is_maia = is_mtia = property(lambda self: False)
+    is_sparse = is_sparse_csr = is_quantized = is_mkldnn = is_nested = property(lambda self: False)
 
     @property
     def ndim(self):
@@ -439,10 +447,15 @@ class Tensor:
         return False
 
     def share_memory_(self):
+        """Moves the data into shared memory (in place) so that processes started afterwards
+        (``disttorch.multiprocessing``) see each other's writes; a GPU tensor is left as it is."""
+        from .multiprocessing._shared_storage import move_to_shared_memory
+        move_to_shared_memory(self)
         return self
 
     def is_shared(self):
-        return False
+        from .multiprocessing._shared_storage import is_in_shared_memory
+        return is_in_shared_memory(self._data)
 
 
 _new = object.__new__

@@ -5,10 +5,12 @@
     disttorch-run --nproc-per-node 2 --max-restarts 3 examples/train_digits.py --resume
 
 Each epoch: every rank trains on its DistributedSampler shard, DDP averages gradients, rank 0
-writes a checkpoint (model, optimizer, scheduler, every rank's RNG streams including the
-augmentation generator) and a JSON line of metrics. With ``--resume`` (or automatically after a
-launcher restart) training continues from the checkpoint: a job killed mid-epoch replays that
-epoch from its start state, so it ends with the weights an unbroken run ends with.
+writes a checkpoint (model, optimizer, scheduler, the data loader's position, every rank's RNG
+streams including the augmentation generator) every ``--checkpoint-every`` steps and at the end of
+the epoch, and a JSON line of metrics per epoch. After a launcher restart training continues from
+the last checkpoint of this run (the step after it, not the start of the epoch), so it ends with
+the weights an unbroken run ends with; a checkpoint left by an earlier run is used only with
+``--resume``. Resuming with another number of ranks re-shards the rest of the epoch.
 """
 from __future__ import annotations
 
@@ -67,7 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", action="store_true", help="random one-pixel shifts")
     p.add_argument("--checkpoint", default="checkpoints/digits.pt")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint if it exists, even one written by an earlier run")
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS",
+                   help="also checkpoint every STEPS steps within an epoch (0: at epoch ends only)")
     p.add_argument("--metrics", default="checkpoints/digits_metrics.jsonl")
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N training samples")
     p.add_argument("--save-weights", default="", help="write final weights here (.npz)")
@@ -101,23 +106,32 @@ def main(argv=None):
         test_loader = DataLoader(test_set, batch_size=256,
                                  sampler=DistributedSampler(test_set, num_replicas=world, rank=rank, shuffle=False))
 
-        ckpt = Checkpointer(args.checkpoint, ddp, opt, sched, sampler, generators={"augment": aug_rng})
+        ckpt = Checkpointer(args.checkpoint, ddp, opt, sched, sampler, generators={"augment": aug_rng},
+                            loader=loader)
         restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        start_epoch = 0
+        start_epoch, partial = 0, {}
         if args.resume or restarts > 0:
-            start_epoch, _ = ckpt.resume()
-            if rank == 0 and start_epoch:
-                print(f"resumed from {args.checkpoint} at epoch {start_epoch} (restart {restarts})", flush=True)
-        elif rank == 0 and args.metrics and os.path.exists(args.metrics):
+            # After a restart only this run's own checkpoint counts; --resume takes any.
+            start_epoch, partial = ckpt.resume(require_same_run=not args.resume)
+            if rank == 0 and ckpt.resumed_from is not None:
+                print(f"resumed from {args.checkpoint} at epoch {start_epoch} step {ckpt.start_step} "
+                      f"(restart {restarts})", flush=True)
+        if ckpt.resumed_from is None and rank == 0 and args.metrics and os.path.exists(args.metrics):
             os.unlink(args.metrics)  # a fresh run starts a fresh metrics file
+        if rank == 0 and restarts == 0:
+            every = f"every {args.checkpoint_every} steps and " if args.checkpoint_every else ""
+            print(f"checkpoints: {os.path.abspath(args.checkpoint)} ({every}each epoch); metrics: "
+                  f"{os.path.abspath(args.metrics) if args.metrics else 'not written'}", flush=True)
         logger = MetricsLogger(args.metrics, rank)
         crash_epoch, crash_step = (int(v) for v in args.crash_at.split(":")) if args.crash_at else (-1, -1)
 
         for epoch in range(start_epoch, args.epochs):
             sampler.set_epoch(epoch)
             ddp.train()
-            loss_sum, seen = 0.0, 0
-            for step, (x, y) in enumerate(progress(loader, desc=f"epoch {epoch}")):
+            first_step = ckpt.start_step if epoch == start_epoch else 0
+            # A resumed epoch's loss counts the steps before the checkpoint as well.
+            loss_sum, seen = partial.get("loss_sum", 0.0), partial.get("seen", 0)
+            for step, (x, y) in enumerate(progress(loader, desc=f"epoch {epoch}"), start=first_step):
                 if epoch == crash_epoch and step == crash_step and restarts == 0:
                     print(f"rank {rank}: simulated crash at epoch {epoch} step {step}", flush=True)
                     os._exit(17)
@@ -129,6 +143,9 @@ def main(argv=None):
                 opt.step()
                 loss_sum += loss.item() * len(y)
                 seen += len(y)
+                if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
+                    ckpt.save(epoch, step=step + 1, loss_sum=loss_sum, seen=seen)
+            partial = {}
             sched.step()
             acc = evaluate(ddp, test_loader)
             stats = all_reduce_mean({"train_loss": loss_sum / max(seen, 1)}, seen)

@@ -57,7 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
     p.add_argument("--checkpoint", default="checkpoints/mnist.pt")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint if it exists, even one written by an earlier run")
     p.add_argument("--metrics", default="checkpoints/mnist_metrics.jsonl")
     return p.parse_args(argv)
 
@@ -91,13 +92,19 @@ def main(argv=None):
 
         ckpt = Checkpointer(args.checkpoint, ddp, opt, sched, sampler)
         restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        start_epoch = ckpt.resume()[0] if (args.resume or restarts > 0) else 0
-        if start_epoch == 0 and rank == 0 and args.metrics and os.path.exists(args.metrics):
+        start_epoch = 0
+        if args.resume or restarts > 0:
+            # After a restart only this run's own checkpoint counts; --resume takes any.
+            start_epoch = ckpt.resume(require_same_run=not args.resume)[0]
+        if ckpt.resumed_from is None and rank == 0 and args.metrics and os.path.exists(args.metrics):
             os.unlink(args.metrics)  # a fresh run starts a fresh metrics file
         logger = MetricsLogger(args.metrics, rank)
         if rank == 0:
             print(f"{len(train_set)} training / {len(test_set)} test images, {world} rank(s), "
                   f"batch {args.batch_size} per rank", flush=True)
+            if restarts == 0:
+                print(f"checkpoints: {os.path.abspath(args.checkpoint)} (each epoch); metrics: "
+                      f"{os.path.abspath(args.metrics) if args.metrics else 'not written'}", flush=True)
 
         for epoch in range(start_epoch, args.epochs):
             sampler.set_epoch(epoch)

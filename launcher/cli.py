@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--new-secret", action=_NewSecretAction,
                    help="print a fresh random job secret and exit: export it as "
                         "DISTTORCH_SECRET on every node of a multi-node job")
+    g = p.add_argument_group("engines")
+    g.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="run the ranks as actors of a Ray cluster ('local' starts a private one "
+                        "for the job); needs pip install 'disttorch[ray]'")
+    g.add_argument("--cpus-per-rank", type=float, default=1.0,
+                   help="CPUs reserved per rank under --ray (1); also its thread count")
+    g.add_argument("--gpus-per-rank", type=float, default=0.0,
+                   help="GPUs reserved per rank under --ray (0)")
     g = p.add_argument_group("supervision")
     g.add_argument(*_flag("--max-restarts"), type=int, default=0,
                    help="restart the whole group up to N times after a failure (0)")
@@ -335,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
 
         external_stop = driver_gone
 
+    if args.ray:
+        from .engines.ray import run_cli
+
+        return run_cli(cfg, address=args.ray, cpus_per_rank=args.cpus_per_rank,
+                       gpus_per_rank=args.gpus_per_rank)
     if cfg.hosts is not None:
         from .remote import run_hosts
 

@@ -12,18 +12,26 @@ Two placements are derived:
 
 Both agree on the master: the first host of the SLURM node list, and a port derived from the job
 id so that every task computes the same one without talking to the others.
+
+This is the project's one reader of scheduler variables: `disttorch.distributed.env` (workers
+started without a launcher) and `disttorch.training` (whether to join a group) go through
+`worker_placement`, so `mpirun -np 2` / `srun -n 2` can never silently become two 1-rank jobs
+because one caller looked only at WORLD_SIZE. MPI variables win over SLURM's: `mpirun` inside a
+SLURM allocation starts its daemons through `srun`, so its ranks inherit a step's SLURM_PROCID.
+Stdlib only (the launcher never imports the tensor stack).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = [
-    "expand_nodelist",
-    "slurm_master_port",
     "LauncherPlacement",
     "WorkerPlacement",
+    "expand_nodelist",
     "launcher_placement",
+    "mpi_master_port",
+    "slurm_master_port",
     "worker_placement",
 ]
 
@@ -121,6 +129,16 @@ def slurm_master_port(job_id: str) -> int:
     return _PORT_BASE + int(digits) % _PORT_SPAN
 
 
+def mpi_master_port(job_id: str) -> int:
+    """The master port every rank of one `mpirun` derives alike from Open MPI's job id."""
+    digits = "".join(ch for ch in job_id if ch.isdigit())
+    if not digits:
+        raise ValueError(f"MPI job id {job_id!r} holds no digits to derive a port from")
+    # Open MPI's job ids differ in their high 16 bits (the job family); mix them in.
+    value = int(digits)
+    return _PORT_BASE + (value ^ (value >> 16)) % _PORT_SPAN
+
+
 def _int_var(env: Mapping[str, str], name: str) -> int:
     value = env[name]
     try:
@@ -169,6 +187,10 @@ def _in_slurm_step(env: Mapping[str, str]) -> bool:
     )
 
 
+def _in_slurm_job(env: Mapping[str, str]) -> bool:
+    return bool(_first(env, "SLURM_JOB_ID", "SLURM_JOBID"))
+
+
 def _slurm_master(env: Mapping[str, str]) -> tuple[str | None, int | None, str | None]:
     nodelist = _first(env, "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
     master_addr = expand_nodelist(nodelist)[0] if nodelist else None
@@ -202,6 +224,14 @@ def launcher_placement(env: Mapping[str, str]) -> LauncherPlacement | None:
     Returns None when no scheduler started this process. Raises ValueError when the scheduler
     started several launchers on one node (the launcher must be one task per node).
     """
+    mpi = _mpi_rank_size(env)
+    if mpi is not None:
+        flavour, rank, size, _, local_size = mpi
+        if local_size is not None and local_size > 1:
+            raise ValueError(
+                f"disttorch-run under mpirun ({flavour}) needs one process per node, got "
+                f"{local_size} on this node: use e.g. 'mpirun --map-by ppr:1:node'")
+        return LauncherPlacement("mpi", rank, size, None, None, None)
     if _in_slurm_step(env):
         ntasks = _int_var(env, "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env
                           else "SLURM_NTASKS")
@@ -215,23 +245,27 @@ def launcher_placement(env: Mapping[str, str]) -> LauncherPlacement | None:
         master_addr, master_port, run_id = _slurm_master(env)
         return LauncherPlacement("slurm", _int_var(env, "SLURM_PROCID"), ntasks,
                                  master_addr, master_port, run_id)
-    mpi = _mpi_rank_size(env)
-    if mpi is not None:
-        flavour, rank, size, _, local_size = mpi
-        if local_size is not None and local_size > 1:
-            raise ValueError(
-                f"disttorch-run under mpirun ({flavour}) needs one process per node, got "
-                f"{local_size} on this node: use e.g. 'mpirun --map-by ppr:1:node'")
-        return LauncherPlacement("mpi", rank, size, None, None, None)
     return None
 
 
 def worker_placement(env: Mapping[str, str]) -> WorkerPlacement | None:
     """Rank, world size, local rank and master for a script that srun/mpirun started directly.
 
-    Returns None when no scheduler started this process. The master address is None under
-    mpirun (which does not publish a host list); callers then need MASTER_ADDR.
+    Returns None when no scheduler started this process. Under mpirun the master is 127.0.0.1
+    when every rank is on this node, else the first SLURM node inside an allocation, else None
+    (mpirun does not publish its host list; callers then need MASTER_ADDR). Under Open MPI the
+    port derives from its job id, under SLURM from the SLURM job id.
     """
+    mpi = _mpi_rank_size(env)
+    if mpi is not None:
+        flavour, rank, size, local_rank, local_size = mpi
+        master_addr, master_port, _ = _slurm_master(env) if _in_slurm_job(env) else (None, None, None)
+        if local_size is not None and local_size == size:
+            master_addr = "127.0.0.1"  # every rank on this node
+        if master_port is None and env.get("OMPI_MCA_ess_base_jobid"):
+            master_port = mpi_master_port(env["OMPI_MCA_ess_base_jobid"])
+        return WorkerPlacement(flavour, rank, size, local_rank or 0, local_size or 1,
+                               master_addr, master_port)
     if _in_slurm_step(env):
         master_addr, master_port, _ = _slurm_master(env)
         ntasks = _int_var(env, "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env
@@ -241,10 +275,6 @@ def worker_placement(env: Mapping[str, str]) -> WorkerPlacement | None:
         local_size = _tasks_on_this_node(per_node, env) or 1
         return WorkerPlacement("slurm", _int_var(env, "SLURM_PROCID"), ntasks, local_rank,
                                local_size, master_addr, master_port)
-    mpi = _mpi_rank_size(env)
-    if mpi is not None:
-        flavour, rank, size, local_rank, local_size = mpi
-        return WorkerPlacement(flavour, rank, size, local_rank or 0, local_size or 1, None, None)
     return None
 
 

@@ -133,6 +133,19 @@ class SimulationConfig:
             output.say(line)
 
 
+def _toml_loads(text: str, path: str) -> dict:
+    """TOML through the standard library (3.11+) or, on 3.10, tomli: the same parser as a package."""
+    try:
+        import tomllib
+    except ImportError:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError(f"--simulate {path!r}: reading TOML on Python 3.10 needs the tomli package "
+                             "(pip install tomli), or give the settings as a .json file") from None
+    return tomllib.loads(text)
+
+
 def _read_file(path: str) -> dict:
     try:
         with open(path, "rb") as f:
@@ -143,9 +156,7 @@ def _read_file(path: str) -> dict:
         if path.endswith(".json"):
             data = json.loads(raw)
         else:
-            import tomllib
-
-            data = tomllib.loads(raw.decode("utf-8"))
+            data = _toml_loads(raw.decode("utf-8"), path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"--simulate {path!r}: not valid {'JSON' if path.endswith('.json') else 'TOML'}: "
                          f"{exc}") from None

@@ -125,7 +125,12 @@ def remove_key_files() -> None:
 
 def host_id() -> str:
     """Identifies this machine: ranks with equal ids share memory. ``DISTTORCH_HOST_ID`` overrides
-    (tests use it to pretend one machine is several)."""
+    (tests use it to pretend one machine is several).
+
+    The id is what decides whether two ranks can share memory, so it names the kernel (boot id)
+    and the very ``/dev/shm`` mount (its device number), not just the host name: containers or
+    namespaces with one kernel and a private ``/dev/shm`` each are different hosts even when
+    their host names are equal."""
     override = os.environ.get("DISTTORCH_HOST_ID")
     if override:
         return override
@@ -134,7 +139,11 @@ def host_id() -> str:
             boot = f.read().strip()
     except OSError:
         boot = "noboot"
-    return f"{socket.gethostname()}/{boot}"
+    try:
+        shm = f"shm{os.stat('/dev/shm').st_dev:x}"
+    except OSError:
+        shm = "noshm"
+    return f"{socket.gethostname()}/{boot}/{shm}"
 
 
 def routable_address(master_addr: str) -> str:

@@ -107,15 +107,12 @@ class StoreServer:
                 try:
                     if not sock.poll(100):
                         continue
-                except zmq.ZMQError:
-                    # the context is being destroyed at interpreter exit (a script that never
-                    # called destroy_process_group): the store ends with the process, quietly
-                    break
-                try:
                     frames = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     continue
                 except zmq.ZMQError:
+                    # Also how the loop ends when a script exits without destroy_process_group:
+                    # the interpreter terminates the ZeroMQ context under this daemon thread.
                     break
                 try:
                     self._handle(frames)

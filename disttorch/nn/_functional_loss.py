@@ -11,9 +11,11 @@ import warnings
 import numpy as np
 
 from .. import _functions as _F
+from .._size import Size
 from ..ops.nn_loss import (
     BinaryCrossEntropyBackward0, BinaryCrossEntropyWithLogitsBackward0, CrossEntropyNll, CrossEntropyNll2d,
-    HuberLossBackward0, MseLossBackward0, NllLoss2DBackward0, NllLossBackward0, SmoothL1LossBackward0)
+    HuberLossBackward0, MseLossBackward0, NllLoss2DBackward0, NllLossBackward0, SmoothL1LossBackward0,
+    check_broadcastable)
 from ..tensor import Tensor
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
@@ -61,6 +63,20 @@ def _warn_size(input, target):
         warnings.warn(f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
                       "This will likely lead to incorrect results due to broadcasting. Please ensure they have the "
                       "same size.", stacklevel=3)
+
+
+def _check_expandable(shape, to):
+    """PyTorch's error when a weight of ``shape`` cannot be expanded to ``to`` (BCE's weight)."""
+    padded = (1,) * (len(shape) - len(to)) + tuple(to)
+    for i in range(1, len(shape) + 1):
+        if shape[-i] != padded[-i] and shape[-i] != 1:
+            raise RuntimeError(f"Attempting to broadcast a dimension of length {shape[-i]} at -{i}! Mismatching "
+                               f"argument at index 1 had {_size_repr(shape)}; but expected shape should be "
+                               f"broadcastable to [{', '.join(str(d) for d in padded)}]")
+
+
+def _size_repr(shape):
+    return repr(Size(shape))
 
 
 def _like(target, input):
@@ -250,6 +266,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          "is deprecated. Please ensure they have the same size.")
     w = None
     if weight is not None:
+        _check_expandable(weight.shape, target.shape)
         w = np.broadcast_to(_weight_array(weight, input), np.broadcast_shapes(target.shape, weight.shape))
     return BinaryCrossEntropyBackward0.apply(input, _like(target, input), reduction=reduction, weight=w)
 
@@ -260,6 +277,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction = _reduction(size_average, reduce, reduction)
     if target.shape != input.shape:
         raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
+    if pos_weight is not None:
+        check_broadcastable(pos_weight.shape, target.shape)  # PyTorch names pos_weight as tensor a
+    if weight is not None:
+        check_broadcastable(input.shape, weight.shape)
     return BinaryCrossEntropyWithLogitsBackward0.apply(
         input, _like(target, input), reduction=reduction, weight=_weight_array(weight, input),
         pos_weight=_weight_array(pos_weight, input))

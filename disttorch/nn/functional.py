@@ -12,11 +12,12 @@ import numpy as np
 
 from .. import _functions as _F
 from .._backend import array_module
-from .._tensor_methods import _inplace_generic
 from ..autograd.grad_mode import no_grad
+from ..autograd.inplace import apply_inplace
 from ..ops.nn import (
     EluBackward0, EmbeddingBackward0, GeluBackward0, HardtanhBackward0, LeakyReluBackward0, LinearAddmm, LinearMm,
     MishBackward0, PreluKernelBackward0, SiluBackward0, SoftplusBackward0, apply_float, dropout_mask)
+from ..ops import registry as _registry
 from ..ops.nn_norm import NativeBatchNormBackward0, NativeGroupNormBackward0, NativeLayerNormBackward0
 from ..tensor import Tensor
 
@@ -29,7 +30,7 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def _inplace(input, fn, **kwargs):
     """Runs ``fn(input)`` and writes the result into ``input`` (autograd history rebased)."""
-    return _inplace_generic(input, lambda t: fn(t, **kwargs), (), {})
+    return apply_inplace(input, lambda t: fn(t, **kwargs), (), {})
 
 
 # ---- linear ------------------------------------------------------------------------------------
@@ -222,14 +223,6 @@ def prelu(input, weight):
     if input._data.dtype != weight._data.dtype:
         weight = weight.to(input.dtype)
     return PreluKernelBackward0.apply(input, weight)
-
-
-def tanh(input):
-    return _F.tanh(input)
-
-
-def sigmoid(input):
-    return _F.sigmoid(input)
 
 
 def _softmax_dim(name, ndim, stacklevel):
@@ -467,6 +460,9 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     dim = max(x1.ndim, x2.ndim) - 1
     return (x1 - x2 + eps).norm(p, dim, keepdim=keepdim)
 
+
+# The ops of disttorch.* that are also F.<name> (rows marked functional=True in ops/registry.py).
+globals().update({decl.name: _registry.resolve(decl) for decl in _registry.OPS if decl.functional})
 
 from ._functional_loss import *  # noqa: E402,F401,F403
 from ._functional_loss import _Reduction  # noqa: E402,F401

@@ -15,12 +15,12 @@ The same backward code serves two modes, chosen by the engine through ``ns``:
 from __future__ import annotations
 
 import math
-from weakref import ref as _weakref
 
 import numpy as np
 
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
+from ..autograd.inplace import register_view
 from ..autograd.node import Node
 
 
@@ -138,7 +138,7 @@ def _finish(node, first, out):
     """The recorded result tensor: ``out`` wrapped (as a view of ``first`` for view ops)."""
     if node.is_view:
         result = first._view_of(out)
-        _register_view(result)
+        register_view(result)
     else:
         result = _wrap(out, True)
     result._requires_grad = True
@@ -149,31 +149,6 @@ def _finish(node, first, out):
         if node.saved is None:
             node.saved, node._saved_versions = (), ()
     return result
-
-
-class ViewRefs(list):
-    """Weak references to the views taken of one base with autograd; ``limit``: the length at which
-    dead entries are dropped next (twice the survivors, so pruning stays amortised O(1) whatever
-    number of views stays alive)."""
-
-    __slots__ = ("limit",)
-
-    def __init__(self, refs=()):
-        super().__init__(refs)
-        self.limit = max(8, 2 * len(self))
-
-
-def _register_view(view):
-    """Notes a view taken with autograd on its base, so an in-place op on the base can re-derive the
-    view's history (``index.refresh_views``). Dead entries are dropped as the list grows (a weight's
-    ``.t()`` in every forward would pile them up)."""
-    base = view._base
-    refs = base._views
-    if refs is None:
-        refs = base._views = ViewRefs()
-    elif len(refs) >= refs.limit:
-        refs = base._views = ViewRefs(r for r in refs if r() is not None)
-    refs.append(_weakref(view))
 
 
 _BOTH = (0, 1)
@@ -235,15 +210,20 @@ def unbroadcast(ns, grad, shape):
 
 
 class ArrayNamespace:
-    """NumPy/CuPy functions under the names backward formulas use; ``graph`` is False."""
+    """NumPy/CuPy functions under the names backward formulas use; ``graph`` is False.
+
+    A backward formula may call ``ns.<name>`` only for a name listed here that ``TensorNamespace``
+    (ops/_tensor_ns.py) also provides: there the same name must be built from differentiable ops
+    (or is found in the op table, which ``TensorNamespace`` falls back to), so ``create_graph=True``
+    works. ``tests/ops/test_registry.py`` checks that every name exists in both."""
 
     graph = False
     _NAMES = ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sign", "abs", "where",
               "sum", "reshape", "broadcast_to", "matmul", "swapaxes", "transpose", "expand_dims",
-              "maximum", "minimum", "zeros_like", "ones_like", "concatenate", "take_along_axis",
-              "square", "reciprocal", "power", "log1p", "expm1", "flip", "tril", "triu", "einsum",
-              "stack", "squeeze", "moveaxis", "outer", "pad", "clip", "arctan", "multiply", "negative",
-              "isnan", "logical_not", "cumsum", "floor", "mean", "erf_like_unused")
+              "maximum", "minimum", "zeros_like", "ones_like", "concatenate",
+              "square", "reciprocal", "log1p", "expm1", "flip", "tril", "triu", "einsum",
+              "stack", "squeeze", "moveaxis", "outer", "clip", "arctan", "multiply", "negative",
+              "isnan", "logical_not", "cumsum", "floor", "mean")
 
     def __init__(self, xp):
         self.xp = xp

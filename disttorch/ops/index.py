@@ -7,9 +7,11 @@ import numpy as np
 from .. import _backend
 from .. import _dtype as D
 from ..autograd.grad_mode import STATE
-from ._base import Op, ViewRefs, unbroadcast
+from ._base import Op, unbroadcast
 from .pointwise import _xp, cast, _is_scalar, _py_scalar, check_broadcast_many
 from .shape import AliasBackward0, SelectBackward0, SliceBackward0, UnsqueezeBackward0, _SliceView
+from ..autograd.inplace import (HistoryHandle, check_inplace_allowed, check_no_internal_overlap, refresh_views,
+                                view_region, write_through_view)
 from ..tensor import Tensor, _wrap_dim
 
 
@@ -200,7 +202,8 @@ class IndexPutBackward0(Op):
 
 
 class CopySlices(IndexPutBackward0):
-    """``x[basic_index] = value`` recorded in place (PyTorch's name for it)."""
+    """``x[basic_index] = value`` recorded in place (PyTorch's name for it); also the node of any
+    in-place op on a view, recorded on the view's base (``autograd/inplace.py``)."""
 
 
 def setitem(x, index, value):
@@ -232,7 +235,7 @@ def setitem(x, index, value):
     record = STATE.enabled and (x._requires_grad or v._requires_grad)
     if record:
         # x[0] = v writes through a view of x (PyTorch's message says so); x[:] = v and x[[0]] = v do not
-        _check_inplace_allowed(x, view=not advanced and any(i is not Ellipsis and i != slice(None) for i in idx))
+        check_inplace_allowed(x, view=not advanced and any(i is not Ellipsis and i != slice(None) for i in idx))
         _check_value_shape(x, idx, v, advanced)
         node_cls = CopySlices if through_view else IndexPutBackward0
         region = view_region(x)
@@ -240,7 +243,7 @@ def setitem(x, index, value):
             write_through_view(x, region, tuple(r[idx] for r in region), v, node_cls)
         else:
             node = node_cls()
-            node._run((_HistoryHandle.of(x), v), {"index": idx})
+            node._run((HistoryHandle.of(x), v), {"index": idx})
             x.grad_fn = node
             x._requires_grad = True
             refresh_views(x)
@@ -279,113 +282,9 @@ def _check_value_shape(x, idx, v, advanced):
     raise _expand_error(vs, list(target))
 
 
-def view_region(view):
-    """For a view of a NumPy-backed base: the advanced index (one int array per base dim, each of the
-    view's shape) of the base elements the view aliases; None for non-views and what it cannot map."""
-    base = view._base
-    if base is None:
-        return None
-    v, b = view._data, base._data
-    if type(v) is not type(b) or not _backend.is_array(v) or v.dtype != b.dtype or b.ndim == 0 or b.size == 0:
-        return None
-
-    def offsets(a, start):
-        off = np.full(a.shape, start, np.int64)
-        for k, (n, st) in enumerate(zip(a.shape, a.strides)):
-            off = off + (np.arange(n, dtype=np.int64) * st).reshape([-1 if i == k else 1 for i in range(a.ndim)])
-        return off
-
-    # only shapes, strides and addresses are read: the region is host index arrays for NumPy or CuPy data
-    v_off = offsets(v, _backend.data_ptr(v) - _backend.data_ptr(b))
-    if b.flags.c_contiguous:  # the usual case: byte offset / itemsize is the flat index
-        flat = v_off // b.itemsize
-        if v_off.size and (flat.min() < 0 or flat.max() >= b.size):
-            return None
-        return np.unravel_index(flat, b.shape)
-    b_off = offsets(b, 0).reshape(-1)
-    order = np.argsort(b_off, kind="stable")
-    ranked = b_off[order]
-    pos = np.minimum(np.searchsorted(ranked, v_off), ranked.size - 1)
-    if not (ranked[pos] == v_off).all():  # the base's memory was replaced: not a view any more
-        return None
-    return np.unravel_index(order[pos], b.shape)
-
-
-def write_through_view(view, region, target, value, node_cls):
-    """Records ``base[target] = value`` on ``view``'s base and re-derives the view (``base[region]``)
-    from the base's new history, as PyTorch rebases a view written in place."""
-    base = view._base
-    node = node_cls()
-    node._run((_HistoryHandle.of(base), value), {"index": target})
-    base.grad_fn = node
-    base._requires_grad = True
-    view.grad_fn = IndexBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
-    view._requires_grad = True
-    refresh_views(base, skip=view)
-
-
 class AsStridedBackward0(IndexBackward0):
     """The history PyTorch gives a view whose base was written in place after the view was taken:
-    the view's elements picked from the base's new history."""
-
-
-def refresh_views(base, skip=None):
-    """After an in-place op rewrote ``base``'s history, the views taken of it earlier (with
-    autograd) get their history re-derived from the new one, as PyTorch regenerates a stale view's
-    grad_fn: otherwise gradients through such a view would skip the in-place op."""
-    refs = base._views
-    if not refs:
-        return
-    live = []
-    for ref in refs:
-        v = ref()
-        if v is None or v._base is not base:
-            continue
-        live.append(ref)
-        if v is skip:
-            continue
-        region = view_region(v)
-        if region is not None:
-            v.grad_fn = AsStridedBackward0.apply(_HistoryHandle.of(base), index=region).grad_fn
-            v._requires_grad = True
-    base._views = ViewRefs(live)
-
-
-class _HistoryHandle:
-    """Stands in for a tensor whose memory an in-place op overwrites: the op's node links to the
-    tensor's *previous* history without keeping it reachable as the tensor itself."""
-
-    @staticmethod
-    def of(x):
-        h = Tensor._wrap(x._data)
-        h._vc = x._vc
-        h._requires_grad = x._requires_grad
-        h.grad_fn = x.grad_fn
-        if x.grad_fn is None and x._requires_grad:
-            h._acc = x._grad_accumulator()
-        return h
-
-
-_OVERLAP_MSG = ("unsupported operation: more than one element of the written-to tensor refers to a single memory "
-                "location. Please clone() the tensor before performing the operation.")
-
-
-def check_no_internal_overlap(x):
-    """PyTorch's refusal to write into a tensor whose elements share memory (an ``expand``ed one:
-    a stride of 0 along a dim longer than 1). ``x``: a tensor or the array about to be written."""
-    a = x._data if isinstance(x, Tensor) else x
-    for n, st in zip(a.shape, a.strides):
-        if st == 0 and n > 1:
-            raise RuntimeError(_OVERLAP_MSG)
-
-
-def _check_inplace_allowed(x, view=False):
-    if x.grad_fn is None and x._requires_grad:
-        raise RuntimeError(f"a {'view of a ' if view else ''}leaf Variable that requires grad is being used in an "
-                           "in-place operation.")
-    base = x._base
-    if base is not None and base.grad_fn is None and base._requires_grad:
-        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+    the view's elements picked from the base's new history (``autograd/inplace.refresh_views``)."""
 
 
 def index_put(input, indices, values, accumulate=False):

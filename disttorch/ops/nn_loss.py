@@ -15,6 +15,15 @@ from .nn import sigmoid, softplus
 
 
 # ---- reductions -----------------------------------------------------------------------------------
+def check_broadcastable(shape_a, shape_b):
+    """PyTorch's RuntimeError for two shapes that do not broadcast (a = input, b = target)."""
+    for i in range(1, min(len(shape_a), len(shape_b)) + 1):
+        x, y = shape_a[-i], shape_b[-i]
+        if x != y and x != 1 and y != 1:
+            raise RuntimeError(f"The size of tensor a ({x}) must match the size of tensor b ({y}) at "
+                               f"non-singleton dimension {max(len(shape_a), len(shape_b)) - i}")
+
+
 def reduce_array(arr, reduction):
     if reduction == "none":
         return arr
@@ -197,6 +206,7 @@ class _PointwiseLoss(Op):
     save_inputs = (0, 1)
 
     def forward(self, x, y, reduction="mean", **params):
+        check_broadcastable(x.shape, y.shape)  # else NumPy's ValueError would escape the op
         self.reduction = reduction
         self.__dict__.update(params)
         loss = self._loss(array_module(x), x, y)

@@ -998,3 +998,13 @@ def square(input):
 
 def sgn(input):
     return sign(input)
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 * tensor2``."""
+    return input + tensor1 * tensor2 * value if value != 1 else input + tensor1 * tensor2
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 / tensor2``."""
+    return input + tensor1 / tensor2 * value if value != 1 else input + tensor1 / tensor2

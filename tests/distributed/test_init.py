@@ -39,7 +39,7 @@ def test_env_and_tcp_init_methods():
 @pytest.mark.timeout(60)
 def test_slurm_and_mpi_variables_without_a_launcher():
     port = _free_port_in(15000, 25000)
-    slurm = {r: {**NO_TORCHRUN, "SLURM_PROCID": r, "SLURM_NTASKS": 3, "SLURM_LOCALID": r,
+    slurm = {r: {**NO_TORCHRUN, "SLURM_PROCID": r, "SLURM_STEP_ID": 0, "SLURM_NTASKS": 3, "SLURM_LOCALID": r,
                  "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_ID": port - 15000} for r in range(3)}
     out = harness.run(workers.init_with, 3, {}, init=False, per_rank_env=slurm)
     _ok(out, 3)

@@ -52,6 +52,8 @@ def test_mnist_one_epoch_two_ranks(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "192 training / 64 test images, 2 rank(s)" in out, out[-2000:]
+    # Said once (by rank 0), with the absolute paths.
+    assert out.count(f"checkpoints: {tmp_path / 'ckpt.pt'} (each epoch); metrics: {tmp_path / 'metrics.jsonl'}") == 1
     assert re.search(r"epoch  0  train_loss [0-9.]+  test_loss [0-9.]+  test_acc [0-9.]+", out), out[-2000:]
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     # The block position gives the label away: one epoch of the real CNN learns it.

@@ -118,3 +118,15 @@ def test_worker_placement_under_open_mpi():
     assert (p.scheduler, p.rank, p.world_size, p.local_rank, p.local_world_size) == (
         "openmpi", 3, 4, 1, 2)
     assert p.master_addr is None
+
+
+def test_mpi_variables_win_over_the_slurm_step_mpirun_runs_in():
+    # Open MPI's mpirun inside an allocation starts its daemons with srun: its processes see a
+    # step's SLURM_PROCID (the node index) as well as their own MPI rank.
+    env = _srun_env(OMPI_COMM_WORLD_RANK="2", OMPI_COMM_WORLD_SIZE="3",
+                    OMPI_COMM_WORLD_LOCAL_RANK="0", OMPI_COMM_WORLD_LOCAL_SIZE="1")
+    p = launcher_placement(env)
+    assert (p.scheduler, p.node_rank, p.nnodes) == ("mpi", 2, 3)
+    w = worker_placement(env)
+    assert (w.scheduler, w.rank, w.world_size, w.master_addr, w.master_port) == (
+        "openmpi", 2, 3, "gpu07", 19242)

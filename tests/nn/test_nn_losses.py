@@ -313,3 +313,41 @@ def test_cross_entropy_nd_gradcheck_float64():
     t = disttorch.tensor([[0, 2], [1, -100]])
     check_gradcheck(lambda a: DF.cross_entropy(a, t, reduction="mean"), _r.standard_normal((2, 3, 2)),
                     second_order=True)
+
+
+_MISMATCHED = [((3, 4), (3, 5)), ((2, 3, 4), (5, 4)), ((4,), (3,)), ((2, 1, 4), (3, 2))]
+
+
+def _error_of(call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the size-mismatch UserWarning comes first, as in PyTorch
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - the test compares the exception itself
+            return type(exc).__name__, str(exc).replace("disttorch.", "torch.")
+    return None
+
+
+@needs_torch
+@pytest.mark.parametrize("shapes", _MISMATCHED)
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"])
+def test_pointwise_losses_with_shapes_that_do_not_broadcast_raise_pytorchs_error(name, shapes):
+    a, b = shapes
+    ours = _error_of(lambda: getattr(DF, name)(disttorch.rand(*a), disttorch.rand(*b)))
+    theirs = _error_of(lambda: getattr(TF, name)(torch.rand(*a), torch.rand(*b)))
+    assert theirs is not None and theirs[0] == "RuntimeError"
+    assert ours == theirs
+
+
+@needs_torch
+@pytest.mark.parametrize("weight_shape", [(5, 4), (3, 5), (2, 1, 4, 1)])
+@pytest.mark.parametrize("name,keyword", [("binary_cross_entropy", "weight"),
+                                          ("binary_cross_entropy_with_logits", "weight"),
+                                          ("binary_cross_entropy_with_logits", "pos_weight")])
+def test_bce_weights_that_do_not_broadcast_raise_pytorchs_error(name, keyword, weight_shape):
+    x, w = torch.rand(2, 3, 4), torch.rand(*weight_shape)
+    theirs = _error_of(lambda: getattr(TF, name)(x, x, **{keyword: w}))
+    ours = _error_of(lambda: getattr(DF, name)(disttorch.tensor(x.numpy()), disttorch.tensor(x.numpy()),
+                                               **{keyword: disttorch.tensor(w.numpy())}))
+    assert theirs is not None and theirs[0] == "RuntimeError"
+    assert ours == theirs

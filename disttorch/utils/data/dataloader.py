@@ -136,6 +136,8 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.persistent_workers = persistent_workers
         self._iterator = None
+        self._progress = _PassProgress()  # of the latest pass, for state_dict
+        self._resume = None  # a state from load_state_dict, applied by the next pass
 
         if pin_memory:
             import disttorch._backend as backend
@@ -182,7 +184,88 @@ class DataLoader:
             if self.batch_size is not None:
                 length = length // self.batch_size if self.drop_last else math.ceil(length / self.batch_size)
             return length
+        if self._resume is not None and not self._resume.get("stateful_sampler"):
+            return max(len(self._index_sampler) - self._resume["batches_yielded"], 0)
         return len(self._index_sampler)
+
+    # ---- resuming mid-epoch (torchdata's StatefulDataLoader protocol) --------------------------
+    def state_dict(self) -> dict:
+        """Where the latest pass stands: batches and samples returned so far (prefetched ones do
+        not count), the sampler's own state when it has one, and the pass's worker base seed.
+
+        Save it with the model after a training step; ``load_state_dict`` then makes the next
+        pass start with the batch that step had not reached yet."""
+        progress = self._progress
+        state = {"batches_yielded": progress.batches_before + progress.batches,
+                 "samples_yielded": progress.samples_before + progress.samples,
+                 "finished": progress.finished, "base_seed": progress.base_seed}
+        if _is_stateful(self.sampler):
+            state["sampler"] = self.sampler.state_dict(samples_yielded=progress.samples) \
+                if _takes_samples_yielded(self.sampler) else self.sampler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next ``iter(loader)`` continue the saved pass (nothing happens when the saved
+        pass had finished). A sampler with ``load_state_dict`` (``DistributedSampler``) restores
+        its own position, re-sharding under a different world size; any other sampler is
+        replayed and the batches the saved pass had returned are skipped without loading them."""
+        for key in ("batches_yielded", "samples_yielded", "finished"):
+            if key not in state:
+                raise KeyError(f"DataLoader.load_state_dict: the state has no {key!r} (keys: {sorted(state)})")
+        if state["finished"]:
+            self._resume = None
+            return
+        stateful = "sampler" in state and _is_stateful(self.sampler)
+        if stateful:
+            self.sampler.load_state_dict(state["sampler"])
+        self._resume = {"batches_yielded": int(state["batches_yielded"]), "samples_yielded": int(state["samples_yielded"]),
+                        "base_seed": state.get("base_seed"), "stateful_sampler": stateful}
+
+    def _start_pass(self):
+        """The index iterator of a new pass, positioned after a restored state's batches."""
+        resume, self._resume = self._resume, None
+        self._progress = _PassProgress()
+        indices = iter(self._index_sampler)
+        if resume is None:
+            return indices, None
+        if not resume["stateful_sampler"] and not self._dataset_kind_iterable:
+            for _ in range(resume["batches_yielded"]):  # replay the sampler; nothing is loaded
+                if next(indices, _END) is _END:
+                    break
+        self._progress.batches_before = resume["batches_yielded"]
+        self._progress.samples_before = resume["samples_yielded"]
+        return indices, resume
+
+
+class _PassProgress:
+    """What one pass has returned so far (updated as batches leave the iterator)."""
+
+    def __init__(self):
+        self.batches = 0
+        self.samples = 0
+        self.finished = False
+        self.base_seed = None
+        self.batches_before = 0  # a resumed pass counts on from the saved one
+        self.samples_before = 0
+
+    def returned(self, samples):
+        self.batches += 1
+        self.samples += samples
+
+
+_END = object()
+
+
+def _is_stateful(sampler) -> bool:
+    return callable(getattr(sampler, "state_dict", None)) and callable(getattr(sampler, "load_state_dict", None))
+
+
+def _takes_samples_yielded(sampler) -> bool:
+    import inspect
+    try:
+        return "samples_yielded" in inspect.signature(sampler.state_dict).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_worker_number_rationality(num_workers: int) -> None:
@@ -208,23 +291,49 @@ class _BaseDataLoaderIter:
         self._num_workers = loader.num_workers
         self._collate_fn = loader.collate_fn
         self._timeout = loader.timeout
-        self._sampler_iter = iter(self._index_sampler)
+        self._loader = loader
+        self._sampler_iter, resume = loader._start_pass()
         # Drawn here for every loader, with or without workers, so that both kinds consume the
-        # generator identically and give the same shuffle order for the same seed.
-        self._base_seed = _arrays.draw_seed(loader.generator)
+        # generator identically and give the same shuffle order for the same seed. A resumed
+        # pass reuses the saved seed and draws nothing: the restored random streams then go on
+        # exactly as in the run that was interrupted.
+        if resume is not None and resume["base_seed"] is not None:
+            self._base_seed = int(resume["base_seed"])
+        else:
+            self._base_seed = _arrays.draw_seed(loader.generator)
+        self._progress = loader._progress
+        self._progress.base_seed = self._base_seed
+        # A stream has no indices to replay: its first batches are read and dropped instead.
+        self._discard = resume["batches_yielded"] if resume is not None and self._is_iterable else 0
         self._num_yielded = 0
 
     def __iter__(self):
         return self
 
     def _reset(self, loader: DataLoader, first_iter: bool = False) -> None:
-        self._sampler_iter = iter(self._index_sampler)
+        if not first_iter:  # __init__ already started the first pass
+            self._sampler_iter, resume = loader._start_pass()
+            self._progress = loader._progress
+            self._progress.base_seed = self._base_seed  # persistent workers keep their seed
+            self._discard = resume["batches_yielded"] if resume is not None and self._is_iterable else 0
         self._num_yielded = 0
 
     def __next__(self):
-        data = self._next_data()
+        try:
+            while self._discard:
+                self._next_data()
+                self._discard -= 1
+            data, samples = self._next_data()
+        except StopIteration:
+            self._progress.finished = True
+            raise
         self._num_yielded += 1
+        self._progress.returned(samples)
         return data
+
+    def _samples_in(self, index) -> int:
+        """How many samples a task's index covers (a batch's list, or one sample)."""
+        return len(index) if self._auto_collation and index is not None else 1
 
     def __len__(self) -> int:
         return len(self._index_sampler)
@@ -238,7 +347,7 @@ class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
 
     def _next_data(self):
         index = next(self._sampler_iter)  # StopIteration ends the epoch
-        return self._fetcher.fetch(index)
+        return self._fetcher.fetch(index), self._samples_in(index)
 
 
 class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
@@ -264,6 +373,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._send_idx = 0  # next task number to hand out
         self._rcvd_idx = 0  # next task number to return (in-order mode)
         self._task_worker = {}  # task number -> worker, for tasks not yet returned
+        self._task_samples = {}  # task number -> samples in it, for the loader's state_dict
         self._outstanding = [collections.deque() for _ in range(self._num_workers)]
         self._active = [True] * self._num_workers  # False once a worker's IterableDataset ran dry
         if not first_iter:
@@ -294,6 +404,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             return  # every worker's stream has ended
         self._pool.put_task(worker_id, self._send_idx, index)
         self._task_worker[self._send_idx] = worker_id
+        self._task_samples[self._send_idx] = self._samples_in(index)
         self._outstanding[worker_id].append(self._send_idx)
         self._send_idx += 1
 
@@ -326,6 +437,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
                 raise RuntimeError(f"DataLoader worker {worker_id} answered task {task_idx}, "
                                    f"expected task {expected}")
             del self._task_worker[task_idx]
+            samples = self._task_samples.pop(task_idx, 1)
             if self._in_order:
                 self._rcvd_idx += 1
             if isinstance(data, _IterableEnd):
@@ -339,7 +451,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             self._try_put_index()
             if isinstance(data, ExceptionWrapper):
                 data.reraise()
-            return data
+            return data, samples
 
     def _shutdown_workers(self) -> None:
         if self._pool is not None:

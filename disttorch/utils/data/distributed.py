@@ -54,37 +54,94 @@ class DistributedSampler(Sampler):
         self.total_size = self.num_samples * self.num_replicas
         self.shuffle = shuffle
         self.seed = seed
+        self._resume = None  # a position from load_state_dict, applied by the next __iter__
+        self._pass = None  # origin and skip of the pass under way, for state_dict
 
-    def __iter__(self) -> Iterator[int]:
+    def _permutation(self) -> list:
+        """This epoch's order of all ``len(dataset)`` indices (the same on every rank)."""
         n = len(self.dataset)
         if self.shuffle:
             # A private generator seeded identically on every rank: same permutation everywhere.
             rng = _arrays.numpy_rng(_arrays.new_generator(self.seed + self.epoch))
-            indices = rng.permutation(n).tolist()
-        else:
-            indices = list(range(n))
-        if not self.drop_last:
-            padding_size = self.total_size - len(indices)
-            if padding_size <= len(indices):
-                indices += indices[:padding_size]
-            else:
-                indices += (indices * math.ceil(padding_size / len(indices)))[:padding_size]
-        else:
-            indices = indices[: self.total_size]
-        if len(indices) != self.total_size:
+            return rng.permutation(n).tolist()
+        return list(range(n))
+
+    def _pass_list(self, origin: int, world: int) -> list:
+        """The indices of one pass from ``origin`` on, padded (or cut) to a multiple of ``world``.
+
+        A full pass has ``origin == 0``; a pass resumed under another world size starts where the
+        interrupted one stopped, so each remaining sample is seen once (plus padding)."""
+        indices = self._permutation()[origin:]
+        size = len(indices)
+        if self.drop_last:
+            return indices[: size - size % world]
+        padding_size = (-size) % world
+        if padding_size == 0 or size == 0:
+            return indices
+        if padding_size <= size:
+            return indices + indices[:padding_size]
+        return indices + (indices * math.ceil(padding_size / size))[:padding_size]
+
+    def __iter__(self) -> Iterator[int]:
+        origin, world, skip = 0, self.num_replicas, 0
+        if self._resume is not None:
+            origin, world, skip = self._resume_plan()
+            self._resume = None  # a resumed pass happens once; later passes are whole epochs
+        self._pass = {"origin": origin, "skip": skip}
+        indices = self._pass_list(origin, world)
+        if origin == 0 and len(indices) != self.total_size:
             raise AssertionError(f"DistributedSampler built {len(indices)} indices, expected {self.total_size}")
-        indices = indices[self.rank: self.total_size: self.num_replicas]
-        if len(indices) != self.num_samples:
-            raise AssertionError(f"DistributedSampler gave rank {self.rank} {len(indices)} indices, "
-                                 f"expected {self.num_samples}")
+        indices = indices[self.rank::self.num_replicas][skip:]
         return iter(indices)
 
     def __len__(self) -> int:
+        if self._resume is not None:
+            origin, _, skip = self._resume_plan()
+            return len(self._pass_list(origin, self.num_replicas)) // self.num_replicas - skip
         return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch that seeds the next ``__iter__``'s shuffle (same value on every rank)."""
+        """Sets the epoch that seeds the next ``__iter__``'s shuffle (same value on every rank).
+
+        A position restored by ``load_state_dict`` belongs to its epoch: setting another epoch
+        drops it."""
+        if self._resume is not None and epoch != self._resume["epoch"]:
+            self._resume = None
         self.epoch = epoch
+
+    # ---- resuming mid-epoch ----------------------------------------------------------------
+    def state_dict(self, samples_yielded: int = 0) -> dict:
+        """Where this rank is in the current pass, for ``load_state_dict`` after a restart.
+
+        ``samples_yielded`` is how many of this pass's indices were consumed (the DataLoader
+        counts the samples of the batches it returned; prefetched ones do not count). The
+        state is the same on every rank: ranks step in lockstep."""
+        current = self._pass or {"origin": 0, "skip": 0}
+        return {"epoch": self.epoch, "seed": self.seed, "shuffle": self.shuffle, "drop_last": self.drop_last,
+                "dataset_len": len(self.dataset), "num_replicas": self.num_replicas,
+                "origin": current["origin"], "consumed": current["skip"] + int(samples_yielded)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the saved pass on the next ``__iter__``: the same ranks skip what they had
+        consumed; a different world size re-shards the samples the saved pass had not reached."""
+        for key in ("seed", "shuffle", "drop_last", "dataset_len"):
+            mine = len(self.dataset) if key == "dataset_len" else getattr(self, key)
+            if state[key] != mine:
+                raise ValueError(f"DistributedSampler.load_state_dict: the saved {key} is {state[key]!r}, "
+                                 f"this sampler's is {mine!r}; the saved position does not apply")
+        self.epoch = int(state["epoch"])
+        self._resume = {"epoch": self.epoch, "origin": int(state["origin"]), "world": int(state["num_replicas"]),
+                        "consumed": int(state["consumed"])}
+
+    def _resume_plan(self):
+        """(origin, world of the list, per-rank skip) of the pass a restored state continues."""
+        r = self._resume
+        if r["world"] == self.num_replicas:
+            return r["origin"], r["world"], r["consumed"]
+        # Another world size: the saved ranks consumed the first consumed * world indices of
+        # their pass list together; start a new pass after them (padding is not real data).
+        origin = min(r["origin"] + r["consumed"] * r["world"], len(self.dataset))
+        return origin, self.num_replicas, 0
 
 
 def _process_group():
