@@ -17,6 +17,9 @@ PyTorch's numbers bit for bit:
 - randperm: Fisher-Yates from the front with ``random() % (n - i)`` (``random64() % (i + 1)``,
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
+- multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
+  divided by the total, then per sample a float64 uniform placed by binary search (the first bin
+  whose cumulative value is not below it).
 """
 from __future__ import annotations
 
@@ -250,3 +253,15 @@ def bernoulli_tensor(gen, probs: np.ndarray) -> np.ndarray:
     work = _F64 if probs.dtype == _F64 else _F32
     u = unit_uniform(gen, probs.size, work).reshape(probs.shape)
     return u < probs.astype(work, copy=False)
+
+
+# ---- multinomial ----------------------------------------------------------------------------------
+def multinomial_with_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) category indices drawn with replacement from non-negative weight rows."""
+    work = _F64 if rows.dtype == _F64 else _F32
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, weights in enumerate(rows.astype(work, copy=False)):
+        cumulative = np.add.accumulate(weights)  # sequential, in the weights' dtype
+        cumulative = cumulative / cumulative[-1]
+        out[i] = np.searchsorted(cumulative, unit_uniform(gen, num_samples, _F64), side="left")
+    return np.minimum(out, rows.shape[1] - 1)

@@ -73,6 +73,14 @@ def test_integer_draws_match_pytorch(n):
     assert_bitwise(lambda T: T.empty(n, dtype=T.int32).random_(100))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multinomial_with_replacement_matches_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0  # empty bins are never drawn
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), 500, replacement=True))
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights[0], dtype=getattr(T, dtype)), 7, replacement=True))
+
+
 def test_interleaved_calls_share_the_scalar_normal_cache():
     # below 16 elements each normal uses one Box-Muller pair per two draws and caches the other sample
     assert_bitwise(lambda T: T.cat([T.randn(3), T.randn(5, dtype=T.float64).float(), T.randn(20), T.rand(3),
