@@ -59,7 +59,9 @@ def fma64(a, b, c):
 
 def fma32(a, b, c):
     """``a * b + c`` for float32 values with one rounding: the float64 product of two floats is exact."""
-    return (np.asarray(a, _F64) * np.asarray(b, _F64) + np.asarray(c, _F64)).astype(_F32)
+    acc = np.multiply(a, b, dtype=_F64)  # the ufunc widens its inputs itself: no float64 copies of a and b
+    np.add(acc, c, out=acc, dtype=_F64)
+    return acc.astype(_F32)
 
 
 # ---- uniform -------------------------------------------------------------------------------------
@@ -137,6 +139,7 @@ def _sincos_avx(x):
 _libm_log = np.frompyfunc(math.log, 1, 1)
 
 
+
 def _box_muller16(u, mean, std):
     """Blocks of 16 uniforms (rows) to 16 normals each, as PyTorch's vectorised fill."""
     if u.dtype == _F32:
@@ -171,6 +174,9 @@ def _scalar_normals(gen, n, mean, std) -> np.ndarray:
     return fma64(out, float(std), float(mean))
 
 
+_CHUNK_BLOCKS = 4096  # blocks of 16 normals computed together
+
+
 def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarray:
     """N(mean, std**2) samples of ``shape``: ``normal_`` / ``randn``."""
     np_dtype = np.dtype(np_dtype).type
@@ -183,7 +189,10 @@ def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarr
         mean, std = _F32(mean), _F32(std)
     whole = n // 16 * 16
     out = np.empty(n, dtype=work)
-    out[:whole] = _box_muller16(u[:whole].reshape(-1, 16), mean, std).reshape(-1)
+    blocks = u[:whole].reshape(-1, 16)
+    for start in range(0, blocks.shape[0], _CHUNK_BLOCKS):  # chunks keep the many temporaries in cache
+        part = blocks[start:start + _CHUNK_BLOCKS]
+        out[16 * start:16 * (start + part.shape[0])] = _box_muller16(part, mean, std).reshape(-1)
     if whole != n:
         # PyTorch redoes the last 16 elements from 16 fresh uniforms
         tail = unit_uniform(gen, 16, work).astype(work, copy=False)

@@ -156,6 +156,15 @@ def test_generators_are_independent_and_picklable():
     assert np.array_equal(dt.get_rng_state().numpy(), before.numpy())
 
 
+def test_dataloader_base_seed_is_drawn_as_pytorch_draws_it():
+    from disttorch.utils.data import _arrays
+    torch.manual_seed(5)
+    dt.manual_seed(5)
+    # PyTorch's loader iterator: torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    assert _arrays.draw_seed() == torch.empty((), dtype=torch.int64).random_().item()
+    np.testing.assert_array_equal(dt.rand(3).numpy(), torch.rand(3).numpy())  # both streams moved alike
+
+
 def test_fork_rng_restores_the_state():
     dt.manual_seed(2)
     with dt.random.fork_rng():
@@ -177,15 +186,13 @@ def test_seeds_are_64_bit_and_checked():
 
 
 def test_unseeded_processes_draw_different_numbers():
+    # two fresh interpreters (as two DDP ranks or two runs): each seeds its default generator from the OS
     code = "import disttorch as t; print(t.initial_seed(), t.rand(4).tolist())"
-    env = dict(os.environ)
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-            .stdout for _ in range(2)]
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                           timeout=120, check=True).stdout for _ in range(2)]
     assert outs[0] != outs[1]
-    seeded = "import disttorch as t; t.manual_seed(4); print(t.rand(4).tolist())"
-    runs = [subprocess.run([sys.executable, "-c", seeded], capture_output=True, text=True, env=env, timeout=120,
-                           check=True).stdout for _ in range(2)]
-    assert runs[0] == runs[1]
+    seeds = [int(out.split()[0]) for out in outs]
+    assert all(0 <= s < 2 ** 64 for s in seeds) and 67280421310721 not in seeds
 
 
 def test_errors_name_the_bad_value():
