@@ -151,6 +151,27 @@ def _wrap_everywhere(names, make):
             setattr(Tensor, name, make(fn))
 
 
+def _rnn_direction_fn(orig):
+    """PyTorch's CPU autocast runs a whole LSTM in the autocast dtype (its oneDNN LSTM kernel is on
+    the lower-precision list; GRU and RNN return float32): round one layer-direction's
+    inputs, state and weights, and give its outputs and final state the autocast dtype."""
+    @functools.wraps(orig)
+    def wrapper(mode, x, h, c, weights, reverse):
+        low = _mode.active_dtype(_device_type([x])) if _mode.any_enabled() and mode == "LSTM" else None
+        if low is None:  # GRU / RNN: their matmuls are autocast one by one, as PyTorch's decomposed ops
+            return orig(mode, x, h, c, weights, reverse)
+
+        def rnd(t):
+            return None if t is None else _round_then_widen(t, low)
+
+        def cast(t):
+            return t.to(low) if isinstance(t, Tensor) and t.dtype is _dtype.float32 else t
+        out, h, c = orig(mode, rnd(x), rnd(h), rnd(c), tuple(rnd(w) for w in weights), reverse)
+        return cast(out), cast(h), cast(c)
+    wrapper._autocast_wrapped = True
+    return wrapper
+
+
 def _suspend_in_backward():
     """Backward runs without autocast (its ops must keep the forward's dtypes)."""
     from ..autograd import engine
@@ -186,5 +207,8 @@ def install() -> None:
     _wrap_everywhere(_LOWER_PRECISION_FNS, _lower_precision_fn)
     _wrap_everywhere(_FLOAT32_FNS, _float32_fn)
     _wrap_everywhere(_WIDEN_FNS, _widen_fn)
+    from ..nn.modules import rnn
+    if not getattr(rnn._run_direction, "_autocast_wrapped", False):
+        rnn._run_direction = _rnn_direction_fn(rnn._run_direction)
     _suspend_in_backward()
     _installed = True
