@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import functional as NF
 from .. import init
 from .._functional_attention import multi_head_attention_forward
@@ -46,7 +46,7 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         if self.head_dim * num_heads != embed_dim:
             raise AssertionError("embed_dim must be divisible by num_heads")
-        empty = lambda *shape: Parameter(_F.empty(shape, dtype=dtype, device=device))  # noqa: E731
+        empty = lambda *shape: Parameter(_T.empty(shape, dtype=dtype, device=device))  # noqa: E731
         if self._qkv_same_embed_dim:
             self.in_proj_weight = empty(3 * embed_dim, embed_dim)
             self.register_parameter("q_proj_weight", None)
@@ -315,4 +315,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz, device=None, dtype=None):
         """(sz, sz) float mask: -inf above the diagonal (future positions), 0 elsewhere."""
-        return _F.triu(_F.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
+        return _T.triu(_T.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
