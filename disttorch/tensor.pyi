@@ -5,6 +5,7 @@ from typing import Any
 
 AccumulateGrad: Any
 CPU: Any
+LEGACY_NAMES: Any
 STATE: Any
 Size: Any
 _FROM_NP: Any
@@ -20,7 +21,6 @@ _size_of_shape: Any
 def _wrap_dim(dim, ndim): ...
 as_device: Any
 as_dtype: Any
-from_numpy_dtype: Any
 
 
 class Tensor:

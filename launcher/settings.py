@@ -133,7 +133,7 @@ _DECLARED = (
     Setting("DISTTORCH_CURVE", "flag", False, "1 on every rank: CURVE-encrypt all traffic (keys derived from "
             "the secret)"),
     Setting("DISTTORCH_HOST_ID", "str", None, "this machine's identity: ranks with equal ids share memory (tests "
-            "use it to pretend one machine is several)", doc_default="hostname/boot id"),
+            "use it to pretend one machine is several)", doc_default="hostname/boot id/`/dev/shm` device"),
     Setting("DISTTORCH_BIND_ADDR", "str", None, "this host's address as the other hosts reach it, for jobs that "
             "span hosts", doc_default="the interface routing to `MASTER_ADDR`"),
     # ---- DistributedDataParallel ----------------------------------------------------------------------
