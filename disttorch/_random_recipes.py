@@ -17,6 +17,9 @@ PyTorch's numbers bit for bit:
 - randperm: Fisher-Yates from the front with ``random() % (n - i)`` (``random64() % (i + 1)``,
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
+- multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
+  divided by the total, then per sample a float64 uniform placed by binary search (the first bin
+  whose cumulative value is not below it).
 """
 from __future__ import annotations
 
@@ -56,7 +59,9 @@ def fma64(a, b, c):
 
 def fma32(a, b, c):
     """``a * b + c`` for float32 values with one rounding: the float64 product of two floats is exact."""
-    return (np.asarray(a, _F64) * np.asarray(b, _F64) + np.asarray(c, _F64)).astype(_F32)
+    acc = np.multiply(a, b, dtype=_F64)  # the ufunc widens its inputs itself: no float64 copies of a and b
+    np.add(acc, c, out=acc, dtype=_F64)
+    return acc.astype(_F32)
 
 
 # ---- uniform -------------------------------------------------------------------------------------
@@ -134,6 +139,7 @@ def _sincos_avx(x):
 _libm_log = np.frompyfunc(math.log, 1, 1)
 
 
+
 def _box_muller16(u, mean, std):
     """Blocks of 16 uniforms (rows) to 16 normals each, as PyTorch's vectorised fill."""
     if u.dtype == _F32:
@@ -168,6 +174,9 @@ def _scalar_normals(gen, n, mean, std) -> np.ndarray:
     return fma64(out, float(std), float(mean))
 
 
+_CHUNK_BLOCKS = 4096  # blocks of 16 normals computed together
+
+
 def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarray:
     """N(mean, std**2) samples of ``shape``: ``normal_`` / ``randn``."""
     np_dtype = np.dtype(np_dtype).type
@@ -180,7 +189,10 @@ def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarr
         mean, std = _F32(mean), _F32(std)
     whole = n // 16 * 16
     out = np.empty(n, dtype=work)
-    out[:whole] = _box_muller16(u[:whole].reshape(-1, 16), mean, std).reshape(-1)
+    blocks = u[:whole].reshape(-1, 16)
+    for start in range(0, blocks.shape[0], _CHUNK_BLOCKS):  # chunks keep the many temporaries in cache
+        part = blocks[start:start + _CHUNK_BLOCKS]
+        out[16 * start:16 * (start + part.shape[0])] = _box_muller16(part, mean, std).reshape(-1)
     if whole != n:
         # PyTorch redoes the last 16 elements from 16 fresh uniforms
         tail = unit_uniform(gen, 16, work).astype(work, copy=False)
@@ -250,3 +262,15 @@ def bernoulli_tensor(gen, probs: np.ndarray) -> np.ndarray:
     work = _F64 if probs.dtype == _F64 else _F32
     u = unit_uniform(gen, probs.size, work).reshape(probs.shape)
     return u < probs.astype(work, copy=False)
+
+
+# ---- multinomial ----------------------------------------------------------------------------------
+def multinomial_with_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) category indices drawn with replacement from non-negative weight rows."""
+    work = _F64 if rows.dtype == _F64 else _F32
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, weights in enumerate(rows.astype(work, copy=False)):
+        cumulative = np.add.accumulate(weights)  # sequential, in the weights' dtype
+        cumulative = cumulative / cumulative[-1]
+        out[i] = np.searchsorted(cumulative, unit_uniform(gen, num_samples, _F64), side="left")
+    return np.minimum(out, rows.shape[1] - 1)

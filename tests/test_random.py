@@ -73,6 +73,14 @@ def test_integer_draws_match_pytorch(n):
     assert_bitwise(lambda T: T.empty(n, dtype=T.int32).random_(100))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multinomial_with_replacement_matches_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0  # empty bins are never drawn
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), 500, replacement=True))
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights[0], dtype=getattr(T, dtype)), 7, replacement=True))
+
+
 def test_interleaved_calls_share_the_scalar_normal_cache():
     # below 16 elements each normal uses one Box-Muller pair per two draws and caches the other sample
     assert_bitwise(lambda T: T.cat([T.randn(3), T.randn(5, dtype=T.float64).float(), T.randn(20), T.rand(3),
@@ -148,6 +156,15 @@ def test_generators_are_independent_and_picklable():
     assert np.array_equal(dt.get_rng_state().numpy(), before.numpy())
 
 
+def test_dataloader_base_seed_is_drawn_as_pytorch_draws_it():
+    from disttorch.utils.data import _arrays
+    torch.manual_seed(5)
+    dt.manual_seed(5)
+    # PyTorch's loader iterator: torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    assert _arrays.draw_seed() == torch.empty((), dtype=torch.int64).random_().item()
+    np.testing.assert_array_equal(dt.rand(3).numpy(), torch.rand(3).numpy())  # both streams moved alike
+
+
 def test_fork_rng_restores_the_state():
     dt.manual_seed(2)
     with dt.random.fork_rng():
@@ -169,15 +186,13 @@ def test_seeds_are_64_bit_and_checked():
 
 
 def test_unseeded_processes_draw_different_numbers():
+    # two fresh interpreters (as two DDP ranks or two runs): each seeds its default generator from the OS
     code = "import disttorch as t; print(t.initial_seed(), t.rand(4).tolist())"
-    env = dict(os.environ)
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-            .stdout for _ in range(2)]
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                           timeout=120, check=True).stdout for _ in range(2)]
     assert outs[0] != outs[1]
-    seeded = "import disttorch as t; t.manual_seed(4); print(t.rand(4).tolist())"
-    runs = [subprocess.run([sys.executable, "-c", seeded], capture_output=True, text=True, env=env, timeout=120,
-                           check=True).stdout for _ in range(2)]
-    assert runs[0] == runs[1]
+    seeds = [int(out.split()[0]) for out in outs]
+    assert all(0 <= s < 2 ** 64 for s in seeds) and 67280421310721 not in seeds
 
 
 def test_errors_name_the_bad_value():

@@ -371,6 +371,11 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     if (w < 0).any():
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     rows = w.reshape(-1, w.shape[-1])
+    if replacement and num_samples > 1 and (rows.sum(axis=1) > 0).all():
+        # PyTorch's CPU recipe (one uniform per sample, binary search in the cumulative weights)
+        src = np.asarray(_backend.to_host(input._data))
+        out = recipes.multinomial_with_replacement(generator_or_default(generator), src.reshape(rows.shape), num_samples)
+        return Tensor._wrap(_backend.like(out.reshape(w.shape[:-1] + (num_samples,)), input._data))
     g = rng(generator)
     out = np.empty((rows.shape[0], num_samples), np.int64)
     for i, r in enumerate(rows):
