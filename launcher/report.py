@@ -148,7 +148,7 @@ def last_stack_dump(tail: list[str]) -> str | None:
     begin = current[-1] if current else starts[-1]
     frames = []
     for line in tail[begin:]:
-        if not (line.startswith(("Current thread", "Thread 0x", "Stack (")) or line.startswith("  File ")):
+        if not line.startswith(("Current thread", "Thread 0x", "Stack (", "  File ")):
             break
         frames.append(line.rstrip("\n"))
     return "\n".join(frames) if len(frames) > 1 else None
