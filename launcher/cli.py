@@ -16,11 +16,9 @@ from typing import Callable
 from . import output, simulate
 from .config import (LaunchConfig, export_timeouts, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
+from .net import DEFAULT_MASTER_PORT
 
 __all__ = ["build_parser", "config_from_args", "main"]
-
-_DEFAULT_MULTINODE_PORT = 29500
-
 
 def _flag(*names: str) -> list[str]:
     """Each dashed option also under torchrun's underscore spelling."""
@@ -74,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of node 0 (default 127.0.0.1, or node 0's host)")
     g.add_argument(*_flag("--master-port"), type=int, default=None,
                    help="port of rank 0's rendezvous store (default: a free port on one node, "
-                        f"{_DEFAULT_MULTINODE_PORT} on several)")
+                        f"{DEFAULT_MASTER_PORT} on several)")
     g.add_argument(*_flag("--control-port"), type=int, default=None,
                    help="port of node 0's launcher control channel (default MASTER_PORT + 1)")
     g.add_argument(*_flag("--rdzv-endpoint"), default=None, metavar="HOST[:PORT]",
@@ -115,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs reserved per rank under --ray (1); also its thread count")
     g.add_argument("--gpus-per-rank", type=float, default=0.0,
                    help="GPUs reserved per rank under --ray (0)")
+    g.add_argument("--print-k8s-manifest", action="store_true",
+                   help="print a Kubeflow PyTorchJob running this command on --nnodes pods, and exit")
+    g.add_argument("--image", default=None, help="container image of --print-k8s-manifest")
+    g.add_argument("--job-name", default=None, help="name of --print-k8s-manifest's PyTorchJob")
     g = p.add_argument_group("supervision")
     g.add_argument(*_flag("--max-restarts"), type=int, default=0,
                    help="restart the whole group up to N times after a failure (0)")
@@ -237,7 +239,7 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
         raise ValueError(f"--node-rank: expected 0..{max_nodes - 1} for {max_nodes} node"
                          f"{'s' if max_nodes > 1 else ''}, got {node_rank}")
     if max_nodes > 1 and hosts is None and master_port is None:
-        master_port = _DEFAULT_MULTINODE_PORT
+        master_port = DEFAULT_MASTER_PORT
 
     secret = env.get("DISTTORCH_SECRET") or None
     cfg = LaunchConfig(
@@ -322,6 +324,12 @@ def _watch_stdin(event: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `disttorch-run`; returns the exit status."""
     parser = build_parser()
+    from .engines.k8s import apply_pet_defaults  # torchrun's PET_* defaults (Kubeflow pods)
+
+    try:
+        apply_pet_defaults(parser, os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
     args = parser.parse_args(argv)
     try:
         cfg, master_given = config_from_args(args, os.environ)
@@ -343,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
 
         external_stop = driver_gone
 
+    if args.print_k8s_manifest:
+        from .engines.k8s import print_manifest
+
+        try:
+            output.print_text(print_manifest(cfg, args, default_port=DEFAULT_MASTER_PORT).rstrip("\n"))
+        except ValueError as exc:
+            parser.error(str(exc))
+        return 0
     if args.ray:
         from .engines.ray import run_cli
 
@@ -355,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.dry_run:
         from .dryrun import describe_node
 
-        port = cfg.master_port or ("<free port>" if not cfg.multi_node else 29500)
+        port = cfg.master_port or ("<free port>" if not cfg.multi_node else DEFAULT_MASTER_PORT)
         output.print_text(describe_node(cfg, run_id=cfg.run_id or "<random>", master_port=port))
         return 0
     if not (cfg.run_module or cfg.no_python) and not os.path.exists(cfg.entrypoint):

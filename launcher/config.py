@@ -6,10 +6,11 @@ those into usage errors. Nothing here starts processes.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
+
+from .net import free_port, is_loopback  # noqa: F401  (part of this module's API, see __all__)
 
 if TYPE_CHECKING:
     from .simulate import SimulationConfig
@@ -203,11 +204,11 @@ def parse_ranks_filter(text: str) -> frozenset[int]:
 
 
 def available_cores() -> int:
-    """Cores this process may run on (honours taskset / cgroup cpusets, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """Cores this process may use: taskset / cgroup cpusets (unlike os.cpu_count) and the cgroup
+    CPU quota a container's CPU limit sets (see cpu_quota.py)."""
+    from .cpu_quota import usable_cpus
+
+    return usable_cpus()
 
 
 def visible_gpus(env: Mapping[str, str]) -> list[str]:
@@ -228,28 +229,6 @@ def visible_gpus(env: Mapping[str, str]) -> list[str]:
         return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
     except OSError:
         return []
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine's loopback interface (no resolver call for names)."""
-    return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago (bind port 0, read it, release it)."""
-    try:
-        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ValueError(f"cannot resolve master address {host!r}: {exc}") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(addr[:2] if family == socket.AF_INET else addr)
-        except OSError:
-            # The name resolves to an address of another machine, or one we cannot bind to:
-            # any free port of this machine is then as good a guess as any.
-            sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def thread_env(env: Mapping[str, str], local_workers: int, cores: int | None = None) -> dict[str, str]:

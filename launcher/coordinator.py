@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from . import output
-from .config import is_loopback, report_period
+from .config import report_period
+from .net import is_loopback
 from .control import Connection, ControlError, server_handshake
 from .report import NodeLoss, WorkerFailure, first_event, format_report
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import output
-from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, free_port, python_executable,
-                     thread_env, visible_gpus, worker_env)
+from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, thread_env, visible_gpus,
+                     worker_env)
+from .net import free_port
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
 from .report import (WorkerFailure, early_exit_description, first_event, format_report,
@@ -184,6 +185,9 @@ def plan_workers(
         shown = cfg.local_ranks_filter is None or local_rank in cfg.local_ranks_filter
         out_redirected = cfg.redirects.covers(local_rank, STREAM_OUT)
         err_redirected = cfg.redirects.covers(local_rank, STREAM_ERR)
+        if rank == 0 and shown and not err_redirected:  # rank 0's progress bar, on a terminal console
+            for key, value in output.terminal_env(f"[rank{rank}]: ").items():
+                env.setdefault(key, value)
         log_out = files.logs and (cfg.log_dir is not None or out_redirected
                                   or cfg.tee.covers(local_rank, STREAM_OUT))
         log_err = files.logs and (cfg.log_dir is not None or err_redirected
@@ -325,6 +329,12 @@ class WorkerGroup:
             stamp = record.get("timestamp") if record else None
             if isinstance(stamp, (int, float)) and stamp < stop_started:
                 failures.append(self._failure(w, record))  # it raised before we signalled
+                continue
+            if (w.returncode is not None and w.returncode < 0 and -w.returncode != sig
+                    and not w.forced):
+                # killed by a signal we never sent (e.g. every worker of a host SIGKILLed at
+                # once): a failure of its own, not a rank we stopped
+                failures.append(self._failure(w, record))
                 continue
             if w.forced:
                 how = f"SIGKILL after {self.grace_period:g} s grace"

@@ -20,6 +20,7 @@ from .config import LaunchConfig
 from .control import Connection, ControlError, client_handshake
 from .coordinator import Coordinator, CoordinatorError
 from .local import LaunchError, RunFiles, WorkerGroup, plan_workers, write_report
+from .net import DEFAULT_MASTER_PORT
 from .process import signal_name
 from .report import WorkerFailure
 from .signals import SignalState, dump_local_workers
@@ -183,7 +184,7 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
     """
     signals = SignalState().install()
     output.set_node_tag(cfg.node_rank)
-    master_port = cfg.master_port or 29500
+    master_port = cfg.master_port or DEFAULT_MASTER_PORT
     own_coordinator = False
     client: ControlClient | None = None
     files: RunFiles | None = None

@@ -140,7 +140,7 @@ _DECLARED = (
     Setting("DISTTORCH_REPORT_PERIOD", "float", 30.0, "seconds between the reports of a collective or a "
             "rendezvous that waits (whom for, since when)", minimum=1e-3),
     Setting("DISTTORCH_HOST_ID", "str", None, "this machine's identity: ranks with equal ids share memory (tests "
-            "use it to pretend one machine is several)", doc_default="hostname/boot id"),
+            "use it to pretend one machine is several)", doc_default="hostname/boot id/`/dev/shm` device"),
     Setting("DISTTORCH_BIND_ADDR", "str", None, "this host's address as the other hosts reach it, for jobs that "
             "span hosts", doc_default="the interface routing to `MASTER_ADDR`"),
     # ---- DistributedDataParallel ----------------------------------------------------------------------

@@ -13,9 +13,10 @@ import os
 import socket
 import threading
 import time
-import warnings
 
 import numpy as np
+
+from launcher.net import is_loopback
 
 from . import env as _env
 from . import _runtime, security
@@ -35,8 +36,9 @@ default_pg_timeout = datetime.timedelta(minutes=30)
 
 
 class Backend(str):
-    """Backend names. ``zmq`` is disttorch's; ``gloo`` is accepted as its alias, ``nccl`` runs on
-    zmq with host staging (a warning says so) until a CuPy/NCCL backend lands."""
+    """Backend names. ``zmq`` is disttorch's; ``gloo`` is accepted as its alias. ``nccl`` runs the
+    collectives of CUDA tensors through NCCL (``nccl.py``, CuPy's ``cupy.cuda.nccl``) over a zmq
+    group that keeps the rest (the store, object collectives, host tensors)."""
 
     UNDEFINED = "undefined"
     ZMQ = "zmq"
@@ -117,15 +119,6 @@ def _parse_tcp(init_method: str):
     return host, int(port), params
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "127.0.0.1", "::1"):
-        return True
-    try:
-        return all(a[4][0].startswith("127.") or a[4][0] == "::1" for a in socket.getaddrinfo(host, None))
-    except OSError:
-        return False
-
-
 def init_process_group(backend=None, init_method=None, timeout=None, world_size: int = -1, rank: int = -1,
                        store: Store | None = None, group_name: str = "", pg_options=None, device_id=None) -> None:
     """Joins this process to the job and creates the default group (torch's signature).
@@ -179,7 +172,7 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
     owns_store = store is None
     if store is None:
         creds, provider = _runtime.job_credentials(addr, port, rank == 0, join_s)
-        store_host = "127.0.0.1" if _is_loopback(addr) else addr
+        store_host = "127.0.0.1" if is_loopback(addr, resolve=True) else addr
         store = TCPStore(store_host, port, world, is_master=(rank == 0), timeout=timeout_s,
                          credentials=creds, credentials_provider=provider)
     else:
@@ -192,7 +185,7 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
         ctx = _runtime.context(creds)
         config = Config.from_env()
         host_id = _runtime.host_id()
-        single_host = _is_loopback(addr) or os.environ.get("LOCAL_WORLD_SIZE") == str(world)
+        single_host = is_loopback(addr, resolve=True) or os.environ.get("LOCAL_WORLD_SIZE") == str(world)
         bind_host = "127.0.0.1" if single_host else _runtime.routable_address(addr)
         transport = _new_transport(ctx, creds, rank, world, 0, 0, bind_host, config)
         registration = {"rank": rank, "world_size": world, "host_id": host_id, "hostname": socket.gethostname(),
