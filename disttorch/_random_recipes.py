@@ -4,7 +4,7 @@ Each function draws from a :class:`disttorch.random.Generator` the words PyTorch
 in the same order, and turns them into values with the same arithmetic, so a seeded program gets
 PyTorch's numbers bit for bit:
 
-- uniform float32 / float16: 24 / 11 low bits of one 32-bit draw times 2**-24 / 2**-11; float64:
+- uniform float32 (and float16, drawn as float32 and rounded): 24 low bits of one 32-bit draw times 2**-24; float64:
   53 low bits of a 64-bit draw (two 32-bit draws, the first high) times 2**-53; scaled as
   ``x * (to - from) + from`` with one rounding (PyTorch's build contracts it to a fused multiply-add).
 - normal, 16 elements or more (contiguous): every element first gets a uniform, then each block of 16
@@ -66,11 +66,9 @@ def fma32(a, b, c):
 
 # ---- uniform -------------------------------------------------------------------------------------
 def unit_uniform(gen, n: int, np_dtype) -> np.ndarray:
-    """``n`` uniforms on [0, 1) in ``np_dtype`` (float16, float32 or float64), PyTorch's way."""
+    """``n`` uniforms on [0, 1), PyTorch's way: float64 from 53 bits, anything narrower from float32's 24."""
     if np_dtype == _F64:
         return (gen.random64(n) & np.uint64((1 << 53) - 1)).astype(_F64) * _F64(2.0 ** -53)
-    if np_dtype == np.float16:
-        return ((gen.random(n) & np.uint64((1 << 11) - 1)).astype(_F32) * _F32(2.0 ** -11))
     return (gen.random(n) & np.uint64((1 << 24) - 1)).astype(_F32) * _F32(2.0 ** -24)
 
 
@@ -83,11 +81,9 @@ def uniform(gen, shape, np_dtype, low=0.0, high=1.0) -> np.ndarray:
         lo, hi = _F64(low), _F64(high)
         out = x if (lo, hi) == (0.0, 1.0) else fma64(x, hi - lo, lo)
     else:
-        # float32 and float16 compute in float32 (PyTorch's accumulate type for both)
+        # float16 draws exactly float32's values (bounds included), rounded at the end
         x = unit_uniform(gen, n, np_dtype)
         lo, hi = _F32(low), _F32(high)
-        if np_dtype == np.float16:
-            lo, hi = _F32(np.float16(low)), _F32(np.float16(high))
         out = x if (lo, hi) == (0.0, 1.0) else fma32(x, hi - lo, lo)
     return out.astype(np_dtype, copy=False).reshape(shape)
 

@@ -52,6 +52,11 @@ def test_float_draws_match_pytorch(n, dtype):
     assert_bitwise(lambda T: T.normal(1.5, column(T, n, dtype, 0.5, 2)))
 
 
+def test_float16_uniform_draws_match_pytorch():
+    assert_bitwise(lambda T: T.rand(1000, dtype=T.float16))
+    assert_bitwise(lambda T: T.empty(1000, dtype=T.float16).uniform_(-2.1, 3.3))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_bernoulli_and_dropout_match_pytorch(n, dtype):
