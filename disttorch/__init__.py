@@ -80,32 +80,7 @@ def detach(input):
     return input.detach()
 
 
-def get_num_threads():
-    """BLAS threads of this process (threadpoolctl's view when installed, else OMP_NUM_THREADS)."""
-    try:
-        from threadpoolctl import threadpool_info
-        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-        if counts:
-            return _builtins.max(counts)
-    except ImportError:
-        import os as _os
-        return _builtins.int(_os.environ.get("OMP_NUM_THREADS", _os.cpu_count() or 1))
-    import os as _os
-    return _builtins.int(_os.environ.get("OMP_NUM_THREADS", _os.cpu_count() or 1))
-
-
-def set_num_threads(n):
-    """Caps BLAS threads for this process (through threadpoolctl when installed)."""
-    try:
-        from threadpoolctl import threadpool_limits
-        global _thread_limit
-        _thread_limit = threadpool_limits(n)  # kept alive: the limit holds while referenced
-    except ImportError:
-        import os as _os
-        _os.environ["OMP_NUM_THREADS"] = str(n)
-
-
-_thread_limit = None
+from ._threads import get_num_threads, set_num_threads  # noqa: E402,F401
 
 
 def use_deterministic_algorithms(mode, *, warn_only=False):
@@ -136,7 +111,8 @@ def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         import importlib
         return importlib.import_module(f".{name}", __name__)
-    if name == "autocast":
-        from .amp import autocast
-        return autocast
+    if name in ("autocast", "is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled",
+                "set_autocast_dtype"):
+        from . import amp
+        return getattr(amp, name)
     raise AttributeError(f"module 'disttorch' has no attribute {name!r}")

@@ -6,8 +6,10 @@ failure stops every rank, the report names rank, node and cause, `--max-restarts
 whole group. A new engine is one module with a class that has these four methods, plus one
 `disttorch-run` option that dispatches to it.
 
-Engines today: the local process group (`launcher.local.WorkerGroup`, one node), ssh
-(`launcher.remote`, one launcher per host), Ray actors (`launcher.engines.ray`). SLURM, MPI and
+Engines behind this interface: local processes (`engines/local.py`, over
+`launcher.local.WorkerGroup`) and Ray actors (`engines/ray.py`, `--ray`). `disttorch-run`'s
+default one-node path (`launcher.local.run_single_node`) and ssh (`launcher.remote`, one launcher
+per host) still run their own loops, with the richer multi-node report. SLURM, MPI and
 Kubernetes start the workers (or one launcher per node) themselves; for those the launcher and
 `init_process_group` only read their variables (`launcher.schedulers`, `launcher.engines.k8s`).
 """

@@ -6,8 +6,8 @@
   (`--cpus-per-rank`, `--gpus-per-rank`), packed; with `--nnodes K`, one bundle per node holding
   that node's N ranks, strictly spread over K nodes. One actor per rank sits in its bundle.
 * Ranks are numbered node by node: nodes in the order of their addresses (then Ray node id),
-  ranks of a node by local rank. Rank 0's actor names MASTER_ADDR (its node's address) and a
-  port free on its node.
+  ranks of a node by local rank. Rank 0's actor names MASTER_ADDR (its node's address, or
+  127.0.0.1 when every rank runs on one host) and a port free on its node.
 * Each actor starts its rank as a child process through the launcher's bootstrap, exactly as
   `disttorch-run` does on one node (parent-death signal, process group, error file), with
   torchrun's variables and thread limits from the bundle's CPUs. The job secret is an argument
@@ -89,9 +89,9 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING",
              "configure_logging": True}
     if address == "local":
-        # A private instance on loopback for this job only.
-        ray.init(address="local", num_cpus=num_cpus, object_store_memory=_LOCAL_OBJECT_STORE,
-                 _node_ip_address="127.0.0.1", **quiet)
+        # A private instance for this job only (Ray itself listens on the node's address; the
+        # ranks of a one-host job bind to loopback, see RayEngine.start).
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=_LOCAL_OBJECT_STORE, **quiet)
         return True
     ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
     return False
@@ -230,6 +230,11 @@ class RayEngine:
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._group, placement_group_bundle_index=bundle)).remote())
         wheres = ray.get([a.where.remote() for a in actors], timeout=120)
+        # A node's address as the cluster knows it (a private instance's is loopback), not the
+        # address the actor's process would guess from its routes.
+        addresses = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+        for w in wheres:
+            w["ip"] = addresses.get(w["node_id"], w["ip"])
         # Node rank by node address (then Ray's node id, for nodes sharing an address), local
         # rank within a node by actor order: rank = node's first rank + local rank.
         nodes = sorted({(w["ip"], w["node_id"]) for w in wheres})
@@ -243,7 +248,9 @@ class RayEngine:
             self._ranks.append(_Placed(actors[i], rank, local_rank, node_rank,
                                        f"{wheres[i]['host']}/{wheres[i]['ip']}", 0))
         rank0 = self._ranks[0]
-        master_addr = wheres[order[0]]["ip"]
+        # Every rank on one host (a local instance, or a cluster's nodes sharing a machine): the
+        # job does not span hosts, so it talks, and binds, on loopback only.
+        master_addr = wheres[order[0]]["ip"] if len({w["ip"] for w in wheres}) > 1 else "127.0.0.1"
         master_port = ray.get(rank0.actor.free_port.remote(), timeout=_CALL_TIMEOUT)
         threads = max(1, int(job.cpus_per_rank))
         pids = []

@@ -71,8 +71,16 @@ def supervise(engine: Engine, *, max_restarts: int, monitor_interval: float, gra
             lines += ["  last output:"] + [f"    {line}" for line in failure.output_tail]
         if stopped:
             lines.append("then stopped: " + ", ".join(
-                f"rank {r} ({ended[r].summary().split(': ', 1)[1]})" for r in stopped))
+                f"rank {r} ({_short(ended[r])})" for r in stopped))
         lines.append("=" * 78)
         output.say("\n".join(lines))
         outcome.exit_code = 1
         return outcome
+
+
+def _short(exit_: RankExit) -> str:
+    if exit_.returncode is None:
+        return "lost"
+    if exit_.returncode < 0:
+        return signal_name(-exit_.returncode)
+    return f"exit code {exit_.returncode}"

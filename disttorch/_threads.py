@@ -1,0 +1,45 @@
+"""torch.set_num_threads / get_num_threads over the BLAS and OpenMP pools NumPy already loaded.
+
+Setting OMP_NUM_THREADS after NumPy imported changes nothing: OpenBLAS / MKL read it once, when
+they load. threadpoolctl changes the running pools through each library's own API, so the limit
+holds whenever it is called. The default (no call) is the launcher's OMP_NUM_THREADS, which it
+sizes from the cores and the container's CPU quota before the worker starts.
+"""
+from __future__ import annotations
+
+import builtins
+import os
+
+__all__ = ["set_num_threads", "get_num_threads"]
+
+_requested: int | None = None
+_limiter = None  # threadpoolctl's limiter; the limit holds while it is referenced
+
+
+def set_num_threads(n) -> None:
+    """Caps the intra-op (BLAS / OpenMP) threads of this process at ``n``, as torch's does."""
+    global _requested, _limiter
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
+    if n <= 0:
+        raise RuntimeError("set_num_threads expects a positive integer")
+    from threadpoolctl import threadpool_limits
+
+    _limiter = threadpool_limits(limits=n)
+    _requested = n
+
+
+def get_num_threads() -> int:
+    """The intra-op thread count: what set_num_threads set, else the running BLAS pool's size."""
+    if _requested is not None:
+        return _requested
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if counts:
+            return builtins.max(counts)
+    except ImportError:
+        pass
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
