@@ -17,6 +17,8 @@ PyTorch's numbers bit for bit:
 - randperm: Fisher-Yates from the front with ``random() % (n - i)`` (``random64() % (i + 1)``,
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
+- exponential: ``-1 / lambda * log1p(-u)`` with a float64 uniform (the C library's log1p).
+- multinomial without replacement (or one sample): exponential(1) noise q, then the largest w / q.
 - multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
   divided by the total, then per sample a float64 uniform placed by binary search (the first bin
   whose cumulative value is not below it).
@@ -270,3 +272,26 @@ def multinomial_with_replacement(gen, rows: np.ndarray, num_samples: int) -> np.
         cumulative = cumulative / cumulative[-1]
         out[i] = np.searchsorted(cumulative, unit_uniform(gen, num_samples, _F64), side="left")
     return np.minimum(out, rows.shape[1] - 1)
+
+
+# ---- exponential -----------------------------------------------------------------------------------
+_libm_log1p = np.frompyfunc(math.log1p, 1, 1)
+
+
+def exponential(gen, shape, np_dtype, lambd=1.0) -> np.ndarray:
+    """Exp(lambd) samples of ``shape``: ``exponential_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    values = (-1.0 / lambd) * _libm_log1p(-u).astype(_F64)
+    return values.astype(np_dtype).reshape(shape)
+
+
+def multinomial_without_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) distinct category indices: the top ``num_samples`` of ``w / q`` per row with
+    q ~ Exp(1) drawn for every weight (the exponential race PyTorch runs)."""
+    work = rows.dtype if rows.dtype in (np.float16, _F32, _F64) else _F32
+    weights = rows.astype(work, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = weights / exponential(gen, weights.shape, work)
+    if num_samples == 1:
+        return np.argmax(keys, axis=1)[:, None]
+    return np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]

@@ -86,6 +86,16 @@ def test_multinomial_with_replacement_matches_pytorch(dtype):
     assert_bitwise(lambda T: T.multinomial(T.tensor(weights[0], dtype=getattr(T, dtype)), 7, replacement=True))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exponential_and_multinomial_without_replacement_match_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0
+    for n, replacement in ((1, True), (1, False), (10, False), (40, False)):  # the exponential race
+        assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), n, replacement=replacement))
+    for n in (7, 1000):
+        assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).exponential_(2.5))
+
+
 def test_interleaved_calls_share_the_scalar_normal_cache():
     # below 16 elements each normal uses one Box-Muller pair per two draws and caches the other sample
     assert_bitwise(lambda T: T.cat([T.randn(3), T.randn(5, dtype=T.float64).float(), T.randn(20), T.rand(3),
