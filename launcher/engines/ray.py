@@ -391,6 +391,9 @@ def run_cli(cfg, *, address: str, cpus_per_rank: float, gpus_per_rank: float) ->
     signals = SignalState().install()
     try:
         return run_ray_job(job, address=address, signals=signals).exit_code
+    except ConnectionError as exc:  # --ray auto / ADDRESS with no cluster there
+        output.say(f"--ray {address}: {exc}")
+        return 1
     except RuntimeError as exc:
         output.say(str(exc))
         return 1
