@@ -17,10 +17,11 @@ import argparse
 import importlib.util
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import sys
 import time
+
+from launcher.net import free_port
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 DEFAULT_SIZES = ["4K", "64K", "256K", "1M", "4M", "16M", "64M"]
@@ -36,12 +37,6 @@ def human(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size}{unit}"
     return str(n)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reps_for(nbytes: int) -> int:

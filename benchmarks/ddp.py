@@ -18,10 +18,11 @@ import argparse
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
+
+from launcher.net import free_port
 
 COMMON = r'''
 import os, sys, time, statistics
@@ -129,15 +130,9 @@ print("RESULT " + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
 '''
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_ranks(code, world, steps, timeout=300, extra_env=None):
     """Rank 0's per-phase median seconds (and reducer timings), from ``code`` run as ``world`` processes."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, **(extra_env or {}), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                DISTTORCH_SECRET=secrets.token_hex(16), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")

@@ -124,7 +124,7 @@ def main() -> int:
     print(f"{'job':30s} {'launcher':28s} {'seconds':>8s}")
     for job, launcher, seconds in rows:
         print(f"{job:30s} {launcher:28s} {seconds:8.3f}")
-    found = {(j, l): s for j, l, s in rows}
+    found = {(job, launcher): s for job, launcher, s in rows}
     reference = found.get(("torch gloo barrier", "torchrun --standalone"))
     if reference is None:
         print("PyTorch (torchrun) not installed: no reference to compare with")

@@ -111,7 +111,8 @@ def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         import importlib
         return importlib.import_module(f".{name}", __name__)
-    if name == "autocast":
-        from .amp import autocast
-        return autocast
+    if name in ("autocast", "is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled",
+                "set_autocast_dtype"):
+        from . import amp
+        return getattr(amp, name)
     raise AttributeError(f"module 'disttorch' has no attribute {name!r}")

@@ -227,31 +227,71 @@ def index_put_(self, indices, values, accumulate=False):
 # ---- random in-place fills -----------------------------------------------------------------------
 def _fill(self, values):
     """Writes host-drawn ``values`` into ``self`` (draws come from the host stream on every device, so a
-    seed gives the same numbers on CPU and GPU; they travel in the tensor's dtype)."""
+    seed gives the same numbers on CPU and GPU; they travel in the tensor's dtype).
+
+    The draws land in memory order, as PyTorch's kernels visit a strided tensor (a transposed view
+    gets the numbers its contiguous base would get)."""
+    values = np.asarray(values)
+    order = _memory_order(self._data)
+    if order is not None and values.shape == self._data.shape:
+        shape = self._data.shape
+        values = values.reshape([shape[i] for i in order]).transpose(np.argsort(order))
     if type(self._data) is np.ndarray:
         self._data[...] = values
     else:
         self._data[...] = _backend.like(np.asarray(values).astype(self._data.dtype, copy=False), self._data)
 
 
+def _memory_order(arr):
+    """The axes from outermost to innermost in memory, or None when that is the logical order."""
+    strides = [abs(st) for st in arr.strides]
+    order = sorted(range(arr.ndim), key=lambda i: -strides[i])  # stable: ties keep the logical order
+    return None if order == list(range(arr.ndim)) else order
+
+
+def _is_contiguous(self):
+    arr = self._data
+    return arr.flags.c_contiguous if hasattr(arr, "flags") else True
+
+
 def uniform_(self, a=0.0, b=1.0, *, generator=None):
-    from .random import rng
-    _fill(self, rng(generator).uniform(a, b, self._data.shape))
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    if a > b:
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
+    _fill(self, recipes.uniform(generator_or_default(generator), self._data.shape, _draw_dtype(self), a, b))
     self._vc[0] += 1
     return self
 
 
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
-    from .random import rng
-    _fill(self, rng(generator).normal(mean, std, self._data.shape))
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    _fill(self, recipes.normal(generator_or_default(generator), self._data.shape, _draw_dtype(self), mean, std,
+                               contiguous=_is_contiguous(self)))
     self._vc[0] += 1
     return self
 
 
+def _draw_dtype(self):
+    """The dtype whose recipe draws a float tensor's values (float16 has its own; others use float32's)."""
+    dt = self._data.dtype
+    return dt.type if dt in (np.float16, np.float32, np.float64) else np.float32
+
+
 def bernoulli_(self, p=0.5, *, generator=None):
-    from .random import rng
-    pr = _backend.to_host(p._data) if isinstance(p, Tensor) else p
-    _fill(self, rng(generator).random(self._data.shape) < pr)
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    g = generator_or_default(generator)
+    if isinstance(p, Tensor):
+        probs = np.broadcast_to(np.asarray(_backend.to_host(p._data)), self._data.shape)
+        _fill(self, recipes.bernoulli_tensor(g, np.ascontiguousarray(probs)))
+    else:
+        if not 0 <= p <= 1:
+            raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+        _fill(self, recipes.bernoulli_scalar(g, self._data.shape, float(p)))
     self._vc[0] += 1
     return self
 
@@ -264,10 +304,18 @@ def exponential_(self, lambd=1.0, *, generator=None):
 
 
 def random_(self, from_=0, to=None, *, generator=None):
-    from .random import rng
-    if to is None:
-        to = 2 ** 24 if self._data.dtype.kind == "f" else np.iinfo(self._data.dtype).max if self._data.dtype.kind in "iu" else 2
-    _fill(self, rng(generator).integers(from_, to, self._data.shape))
+    """Integers on [from_, to); ``random_(to)`` is [0, to); ``random_()`` spans the dtype (PyTorch's draws)."""
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    g = generator_or_default(generator)
+    if to is None and from_ == 0:
+        _fill(self, recipes.full_range_random(g, self._data.shape, self._data.dtype))
+    else:
+        if to is None:
+            from_, to = 0, from_
+        if from_ >= to:
+            raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= to={to}")
+        _fill(self, recipes.randint(g, int(from_), int(to), self._data.shape, self._data.dtype))
     self._vc[0] += 1
     return self
 

@@ -2,7 +2,7 @@
 
 disttorch's only accelerator is a CUDA GPU driven through CuPy; without CuPy or a GPU every query
 answers "no accelerator" exactly as PyTorch's CPU build does (``current_accelerator()`` is None,
-``device_count()`` is 0).
+``device_count()`` is 0, and the device / memory calls raise PyTorch's RuntimeError).
 """
 from __future__ import annotations
 
@@ -32,15 +32,14 @@ def current_accelerator(check_available: bool = False):
     return None
 
 
-def _require(what):
+def _require(what=None):
     if not is_available():
-        raise RuntimeError(f"torch.accelerator.{what}: no accelerator is available")
+        raise RuntimeError("Cannot access accelerator device when none is available.")
 
 
 def current_device_index() -> int:
-    """Index of the current GPU; -1 without an accelerator, as PyTorch."""
-    if not is_available():
-        return -1
+    """Index of the current GPU (RuntimeError without an accelerator, as PyTorch)."""
+    _require()
     return _cuda.current_device()
 
 
@@ -49,7 +48,7 @@ current_device_idx = current_device_index
 
 def set_device_index(device) -> None:
     """Makes ``device`` (an index, "cuda:N" or a device) the current GPU."""
-    _require("set_device_index")
+    _require()
     _cuda.set_device(device)
 
 
@@ -57,9 +56,9 @@ set_device_idx = set_device_index
 
 
 def synchronize(device=None) -> None:
-    """Waits for all work queued on the GPU (a no-op without one)."""
-    if is_available():
-        _cuda.synchronize(device)
+    """Waits for all work queued on the GPU."""
+    _require()
+    _cuda.synchronize(device)
 
 
 class device_index:
@@ -71,7 +70,7 @@ class device_index:
 
     def __enter__(self):
         if self.idx is not None:
-            _require("device_index")
+            _require()
             self.prev = _cuda.current_device()
             _cuda.set_device(self.idx)
         return self
@@ -82,31 +81,38 @@ class device_index:
         return False
 
 
+# The memory queries, like PyTorch's, need an accelerator (RuntimeError without one).
+
 def empty_cache() -> None:
-    if is_available():
-        _cuda.empty_cache()
+    _require()
+    _cuda.empty_cache()
 
 
 def memory_allocated(device_index=None) -> int:
-    return _cuda.memory_allocated(device_index) if is_available() else 0
+    _require()
+    return _cuda.memory_allocated(device_index)
 
 
 def max_memory_allocated(device_index=None) -> int:
-    return _cuda.max_memory_allocated(device_index) if is_available() else 0
+    _require()
+    return _cuda.max_memory_allocated(device_index)
 
 
 def memory_reserved(device_index=None) -> int:
-    return _cuda.memory_reserved(device_index) if is_available() else 0
+    _require()
+    return _cuda.memory_reserved(device_index)
 
 
 def max_memory_reserved(device_index=None) -> int:
-    return _cuda.max_memory_reserved(device_index) if is_available() else 0
+    _require()
+    return _cuda.max_memory_reserved(device_index)
 
 
 def memory_stats(device_index=None) -> dict:
-    return _cuda.memory_stats(device_index) if is_available() else {}
+    _require()
+    return _cuda.memory_stats(device_index)
 
 
 def reset_peak_memory_stats(device_index=None) -> None:
-    if is_available():
-        _cuda.reset_peak_memory_stats(device_index)
+    _require()
+    _cuda.reset_peak_memory_stats(device_index)

@@ -10,16 +10,13 @@ import numpy as np
 
 from . import _backend
 from ._device import CPU, as_device, device as _device_cls
-from ._dtype import _FROM_NP, as_dtype, from_numpy_dtype
+from ._dtype import _FROM_NP, LEGACY_NAMES, as_dtype
 from ._size import Size
 from .autograd import engine as _engine
 from .autograd.grad_mode import STATE
 from .autograd.node import AccumulateGrad, _RemovableHandle
 
-_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
-               "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor",
-               "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor",
-               "complex64": "ComplexFloatTensor", "complex128": "ComplexDoubleTensor"}
+_TYPE_NAMES = {name: legacy + "Tensor" for name, legacy in LEGACY_NAMES.items()}  # torch.FloatTensor, ...
 
 
 _size_of_shape = Size._of_shape  # Tensor.shape: no per-element int() of an array's shape
@@ -189,7 +186,7 @@ class Tensor:
                     "you can only change requires_grad flags of leaf variables. If you want to use a computed "
                     "variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach().")
             return self
-        if requires_grad and self._data.dtype.kind not in "fc":
+        if requires_grad and self._data.dtype.kind not in "fc" and self._data.dtype.name != "bfloat16":
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
         self._requires_grad = requires_grad
         return self

@@ -109,16 +109,16 @@ def main(argv=None):
         ckpt = Checkpointer(args.checkpoint, ddp, opt, sched, sampler, generators={"augment": aug_rng},
                             loader=loader)
         restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        start_epoch, partial = 0, {}
-        if args.resume or restarts > 0:
-            # After a restart only this run's own checkpoint counts; --resume takes any.
-            start_epoch, partial = ckpt.resume(require_same_run=not args.resume)
-            if rank == 0 and ckpt.resumed_from is not None:
-                print(f"resumed from {args.checkpoint} at epoch {start_epoch} step {ckpt.start_step} "
-                      f"(restart {restarts})", flush=True)
+        # This run's own checkpoint is always taken up: after a launcher restart, and after an
+        # elastic group re-forms with more or fewer nodes (the restart count stays the same then,
+        # as in torchelastic). A checkpoint left by an earlier run only with --resume.
+        start_epoch, partial = ckpt.resume(require_same_run=not args.resume)
+        if rank == 0 and ckpt.resumed_from is not None:
+            print(f"resumed from {args.checkpoint} at epoch {start_epoch} step {ckpt.start_step} "
+                  f"(restart {restarts}, {world} rank{'s' if world > 1 else ''})", flush=True)
         if ckpt.resumed_from is None and rank == 0 and args.metrics and os.path.exists(args.metrics):
             os.unlink(args.metrics)  # a fresh run starts a fresh metrics file
-        if rank == 0 and restarts == 0:
+        if rank == 0 and restarts == 0 and ckpt.resumed_from is None:
             every = f"every {args.checkpoint_every} steps and " if args.checkpoint_every else ""
             print(f"checkpoints: {os.path.abspath(args.checkpoint)} ({every}each epoch); metrics: "
                   f"{os.path.abspath(args.metrics) if args.metrics else 'not written'}", flush=True)

@@ -92,17 +92,16 @@ def main(argv=None):
 
         ckpt = Checkpointer(args.checkpoint, ddp, opt, sched, sampler)
         restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        start_epoch = 0
-        if args.resume or restarts > 0:
-            # After a restart only this run's own checkpoint counts; --resume takes any.
-            start_epoch = ckpt.resume(require_same_run=not args.resume)[0]
+        # This run's own checkpoint (a restart, an elastic re-form) is always taken up; a
+        # checkpoint left by an earlier run only with --resume.
+        start_epoch = ckpt.resume(require_same_run=not args.resume)[0]
         if ckpt.resumed_from is None and rank == 0 and args.metrics and os.path.exists(args.metrics):
             os.unlink(args.metrics)  # a fresh run starts a fresh metrics file
         logger = MetricsLogger(args.metrics, rank)
         if rank == 0:
             print(f"{len(train_set)} training / {len(test_set)} test images, {world} rank(s), "
                   f"batch {args.batch_size} per rank", flush=True)
-            if restarts == 0:
+            if restarts == 0 and ckpt.resumed_from is None:
                 print(f"checkpoints: {os.path.abspath(args.checkpoint)} (each epoch); metrics: "
                       f"{os.path.abspath(args.metrics) if args.metrics else 'not written'}", flush=True)
 

@@ -9,7 +9,13 @@ Before the user's code runs it
 * asks the kernel to send SIGTERM when the launcher dies (prctl PR_SET_PDEATHSIG on Linux), and
   starts a watchdog thread that stops the worker's whole process group when the launcher pid
   is gone, so that a launcher killed with SIGKILL leaves no worker behind;
-* makes SIGTERM reach the worker's own children (it leads its process group) before it exits.
+* makes SIGTERM reach the worker's own children (it leads its process group) before it exits;
+* turns on faulthandler: a crash (segfault, abort) prints the Python stack of every thread, and
+  SIGUSR1 (the launcher forwards its own, and a rank whose collective timed out asks for it)
+  prints them without stopping the worker.
+
+Ctrl-C (SIGINT, forwarded by the launcher) ends the worker quietly with exit status 130: the
+launcher's one line says what happened.
 
 When the user's code raises, the traceback (without this file's and runpy's frames) is written
 as JSON to the file named by DISTTORCH_ERROR_FILE (torchelastic's TORCHELASTIC_ERROR_FILE role),
@@ -102,6 +108,14 @@ def _guard_against_orphaning(exec_mode: bool) -> None:
                      name="disttorch-launcher-watchdog", daemon=True).start()
 
 
+def _enable_stack_dumps() -> None:
+    import faulthandler
+
+    faulthandler.enable(all_threads=True)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def _user_traceback(tb):
     """Drop the leading frames that belong to this bootstrap and to runpy."""
     import runpy
@@ -174,10 +188,14 @@ def main() -> None:
             _write_error_file(exc, None)
             os._exit(127)
     _guard_against_orphaning(exec_mode=False)
+    _enable_stack_dumps()
     try:
         _run_user_code(argv)
-    except (SystemExit, KeyboardInterrupt):
-        raise  # an exit status or Ctrl-C is not a crash to report
+    except SystemExit:
+        raise  # an exit status is not a crash to report
+    except KeyboardInterrupt:
+        # The launcher forwarded Ctrl-C and says so in one line; a traceback per rank is noise.
+        sys.exit(130)  # the shell's code for SIGINT
     except BaseException as exc:  # noqa: BLE001 - every other escape is the worker's failure
         tb = _user_traceback(exc.__traceback__)
         exc.__traceback__ = tb  # the default excepthook prints the exception's own traceback

@@ -14,13 +14,11 @@ import threading
 from typing import Callable
 
 from . import output, simulate
-from .config import (LaunchConfig, parse_nnodes, parse_nproc, parse_ranks_filter,
+from .config import (LaunchConfig, export_timeouts, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
+from .net import DEFAULT_MASTER_PORT
 
 __all__ = ["build_parser", "config_from_args", "main"]
-
-_DEFAULT_MULTINODE_PORT = 29500
-
 
 def _flag(*names: str) -> list[str]:
     """Each dashed option also under torchrun's underscore spelling."""
@@ -74,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of node 0 (default 127.0.0.1, or node 0's host)")
     g.add_argument(*_flag("--master-port"), type=int, default=None,
                    help="port of rank 0's rendezvous store (default: a free port on one node, "
-                        f"{_DEFAULT_MULTINODE_PORT} on several)")
+                        f"{DEFAULT_MASTER_PORT} on several)")
     g.add_argument(*_flag("--control-port"), type=int, default=None,
                    help="port of node 0's launcher control channel (default MASTER_PORT + 1)")
     g.add_argument(*_flag("--rdzv-endpoint"), default=None, metavar="HOST[:PORT]",
@@ -98,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take node rank / count / master from srun or mpirun (auto)")
     g.add_argument("--join-timeout", type=float, default=None,
                    help="seconds node 0 waits for every node to join (900)")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds a collective may wait before it fails and every rank's stack "
+                        "is shown (sets DISTTORCH_TIMEOUT; default 1800, torch's)")
     g.add_argument("--node-timeout", type=float, default=30.0,
                    help="seconds without news before a node counts as lost (30)")
     g.add_argument("--secret-stdin", action="store_true", help=argparse.SUPPRESS)
@@ -238,7 +239,7 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
         raise ValueError(f"--node-rank: expected 0..{max_nodes - 1} for {max_nodes} node"
                          f"{'s' if max_nodes > 1 else ''}, got {node_rank}")
     if max_nodes > 1 and hosts is None and master_port is None:
-        master_port = _DEFAULT_MULTINODE_PORT
+        master_port = DEFAULT_MASTER_PORT
 
     secret = env.get("DISTTORCH_SECRET") or None
     cfg = LaunchConfig(
@@ -278,6 +279,10 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
     cfg.simulation = simulate.from_args(args, _world_size(cfg))
     if cfg.join_timeout <= 0:
         raise ValueError(f"--join-timeout: expected > 0 seconds, got {cfg.join_timeout}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout: expected > 0 seconds, got {args.timeout}")
+    cfg.collective_timeout = args.timeout
+    cfg.worker_join_timeout = args.join_timeout
     return cfg, master_addr is not None
 
 
@@ -330,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, master_given = config_from_args(args, os.environ)
     except ValueError as exc:
         parser.error(str(exc))
+    export_timeouts(cfg, os.environ)
     external_stop: Callable[[], str | None] | None = None
     if cfg.secret_from_stdin:
         try:
@@ -349,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         from .engines.k8s import print_manifest
 
         try:
-            output.print_text(print_manifest(cfg, args, default_port=_DEFAULT_MULTINODE_PORT).rstrip("\n"))
+            output.print_text(print_manifest(cfg, args, default_port=DEFAULT_MASTER_PORT).rstrip("\n"))
         except ValueError as exc:
             parser.error(str(exc))
         return 0
@@ -365,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.dry_run:
         from .dryrun import describe_node
 
-        port = cfg.master_port or ("<free port>" if not cfg.multi_node else 29500)
+        port = cfg.master_port or ("<free port>" if not cfg.multi_node else DEFAULT_MASTER_PORT)
         output.print_text(describe_node(cfg, run_id=cfg.run_id or "<random>", master_port=port))
         return 0
     if not (cfg.run_module or cfg.no_python) and not os.path.exists(cfg.entrypoint):

@@ -6,10 +6,11 @@ those into usage errors. Nothing here starts processes.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
+
+from .net import free_port, is_loopback  # noqa: F401  (part of this module's API, see __all__)
 
 if TYPE_CHECKING:
     from .simulate import SimulationConfig
@@ -97,6 +98,8 @@ class LaunchConfig:
     secret_from_stdin: bool = False
     scheduler: str | None = None  # the scheduler that placed this launcher, for messages
     simulation: SimulationConfig | None = None  # --simulate-network / --inject-fault / --trace-dir
+    collective_timeout: float | None = None  # --timeout: the workers' DISTTORCH_TIMEOUT
+    worker_join_timeout: float | None = None  # --join-timeout given: the workers' rendezvous too
 
     @property
     def multi_node(self) -> bool:
@@ -105,6 +108,30 @@ class LaunchConfig:
     @property
     def elastic(self) -> bool:
         return self.min_nodes != self.max_nodes
+
+
+def export_timeouts(cfg: LaunchConfig, environ: dict) -> None:
+    """Put --timeout / --join-timeout into `environ` (the launcher's own environment, which
+    the workers inherit and --hosts forwards) as DISTTORCH_TIMEOUT / DISTTORCH_JOIN_TIMEOUT."""
+    if cfg.collective_timeout is not None:
+        environ["DISTTORCH_TIMEOUT"] = f"{cfg.collective_timeout:g}"
+    if cfg.worker_join_timeout is not None:
+        environ["DISTTORCH_JOIN_TIMEOUT"] = f"{cfg.worker_join_timeout:g}"
+
+
+def report_period(environ: Mapping[str, str] | None = None) -> float:
+    """DISTTORCH_REPORT_PERIOD: seconds between the reports of a wait (30)."""
+    value = (os.environ if environ is None else environ).get("DISTTORCH_REPORT_PERIOD", "")
+    if not value.strip():
+        return 30.0
+    try:
+        period = float(value)
+    except ValueError:
+        period = 0.0
+    if not 0 < period < float("inf"):
+        raise ValueError(f"DISTTORCH_REPORT_PERIOD={value!r}: expected a positive number of "
+                         f"seconds")
+    return period
 
 
 def parse_nproc(text: str, env: Mapping[str, str] | None = None) -> int:
@@ -202,28 +229,6 @@ def visible_gpus(env: Mapping[str, str]) -> list[str]:
         return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
     except OSError:
         return []
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine's loopback interface (no resolver call for names)."""
-    return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago (bind port 0, read it, release it)."""
-    try:
-        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ValueError(f"cannot resolve master address {host!r}: {exc}") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(addr[:2] if family == socket.AF_INET else addr)
-        except OSError:
-            # The name resolves to an address of another machine, or one we cannot bind to:
-            # any free port of this machine is then as good a guess as any.
-            sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def thread_env(env: Mapping[str, str], local_workers: int, cores: int | None = None) -> dict[str, str]:

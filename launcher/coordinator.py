@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from . import output
-from .config import is_loopback
+from .config import report_period
+from .net import is_loopback
 from .control import Connection, ControlError, server_handshake
 from .report import NodeLoss, WorkerFailure, first_event, format_report
 
@@ -90,8 +91,11 @@ class Coordinator:
         self._failures: list[WorkerFailure] = []
         self._losses: list[NodeLoss] = []
         self._stopped: list[str] = []
+        self._early_exits: list[str] = []
         self._membership_change = False
         self._created = time.monotonic()
+        self.report_period = report_period()
+        self._next_join_report = self._created + self.report_period
         self._last_call_deadline: float | None = None
         self._stop_deadline: float | None = None
         self._started_at = time.time()
@@ -293,6 +297,7 @@ class Coordinator:
         self._round = members
         self._pending = []
         self._failures, self._losses, self._stopped = [], [], []
+        self._early_exits = []
         self._membership_change = False
         self._stop_deadline = None
         self._last_call_deadline = None
@@ -310,6 +315,11 @@ class Coordinator:
 
     def _on_message(self, m: _Member, message: dict) -> None:
         kind = message["type"]
+        if kind == "dump":  # SIGUSR1 on one node's launcher, or a rank's collective timed out
+            for other in self._members:
+                if not other.lost:
+                    self._send(other, {"type": "dump"})
+            return
         if kind != "done" or m not in self._round or message.get("attempt") != self._attempt:
             return  # pings only refresh last_seen
         m.done = message
@@ -320,6 +330,7 @@ class Coordinator:
             except TypeError:
                 pass
         self._stopped += [str(s) for s in message.get("stopped") or []]
+        self._early_exits += [str(s) for s in message.get("early_exits") or []]
         status = message.get("status")
         if m.leaving:
             sig = message.get("signal")
@@ -384,7 +395,8 @@ class Coordinator:
             entrypoint=self.entrypoint, run_id=self.run_id, restart_count=self._restart_count,
             max_restarts=self.max_restarts, started_at=self._started_at,
             failures=self._failures, losses=self._losses,
-            stopped=sorted(self._stopped, key=_rank_of))
+            stopped=sorted(self._stopped, key=_rank_of),
+            early_exits=sorted(self._early_exits, key=_rank_of))
         self._finish(1, report, summary=f"the job failed: {first.summary()}")
 
     def _finish(self, code: int, report: str | None, *, summary: str) -> None:
@@ -407,8 +419,21 @@ class Coordinator:
             else:
                 self._send(m, {"type": "ping"})
 
+    def _report_joining(self, now: float) -> None:
+        """Every reporting period of the rendezvous: how many nodes joined, and which."""
+        if now < self._next_join_report:
+            return
+        self._next_join_report = now + self.report_period
+        joined = ", ".join(f"node {m.requested_rank} ({m.host})" if m.requested_rank is not None
+                           else m.host for m in self._pending)
+        need = self.max_nodes if not self.elastic else self.min_nodes
+        output.say(f"rendezvous: {len(self._pending)} of {need} nodes joined after "
+                   f"{now - self._created:.0f} s" + (f" ({joined})" if joined else "")
+                   + f"; waiting up to --join-timeout {self.join_timeout:g} s")
+
     def _check_deadlines(self, now: float) -> None:
         if self._phase == "rendezvous":
+            self._report_joining(now)
             if self._last_call_deadline is not None and now >= self._last_call_deadline:
                 if len(self._pending) >= self.min_nodes:
                     self._new_round(self._pending)

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import output
-from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, free_port, python_executable,
-                     thread_env, visible_gpus, worker_env)
+from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, thread_env, visible_gpus,
+                     worker_env)
+from .net import free_port
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
-from .report import WorkerFailure, first_event, format_report, read_error_file
+from .report import (WorkerFailure, early_exit_description, first_event, format_report,
+                     read_error_file)
 from .signals import SignalState
 
 __all__ = ["WorkerPlan", "AttemptResult", "WorkerGroup", "RunFiles", "plan_workers",
@@ -71,6 +73,7 @@ class AttemptResult:
     failures: list[WorkerFailure] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    early_exits: list[str] = field(default_factory=list)  # clean exits while others still ran
 
 
 _SCRATCH = re.compile(r"^disttorch-.+-p(\d+)-[A-Za-z0-9_]{8}$")
@@ -181,6 +184,9 @@ def plan_workers(
         shown = cfg.local_ranks_filter is None or local_rank in cfg.local_ranks_filter
         out_redirected = cfg.redirects.covers(local_rank, STREAM_OUT)
         err_redirected = cfg.redirects.covers(local_rank, STREAM_ERR)
+        if rank == 0 and shown and not err_redirected:  # rank 0's progress bar, on a terminal console
+            for key, value in output.terminal_env(f"[rank{rank}]: ").items():
+                env.setdefault(key, value)
         log_out = files.logs and (cfg.log_dir is not None or out_redirected
                                   or cfg.tee.covers(local_rank, STREAM_OUT))
         log_err = files.logs and (cfg.log_dir is not None or err_redirected
@@ -277,6 +283,7 @@ class WorkerGroup:
         """
         alive = set(range(len(self.workers)))
         failed: list[_Worker] = []
+        early: list[str] = []
         stop: tuple[str, int] | None = None
         while alive:
             try:
@@ -289,6 +296,9 @@ class WorkerGroup:
                 if returncode != 0:
                     failed.append(w)
                     break
+                if alive:
+                    early.append(early_exit_description(w.plan.rank, self.host, w.proc.pid, when,
+                                                        self.started_at))
                 continue  # drain other exits that are already queued before checking stops
             stop = stop_check()
             if stop is not None:
@@ -319,6 +329,12 @@ class WorkerGroup:
             if isinstance(stamp, (int, float)) and stamp < stop_started:
                 failures.append(self._failure(w, record))  # it raised before we signalled
                 continue
+            if (w.returncode is not None and w.returncode < 0 and -w.returncode != sig
+                    and not w.forced):
+                # killed by a signal we never sent (e.g. every worker of a host SIGKILLed at
+                # once): a failure of its own, not a rank we stopped
+                failures.append(self._failure(w, record))
+                continue
             if w.forced:
                 how = f"SIGKILL after {self.grace_period:g} s grace"
             elif w.returncode is None:
@@ -327,7 +343,7 @@ class WorkerGroup:
                 how = _short_status(w.returncode)
             stopped.append(f"rank {w.plan.rank} ({how})")
         if failures:
-            return AttemptResult("failed", failures, stopped)
+            return AttemptResult("failed", failures, stopped, early_exits=early)
         if stop is not None:
             return AttemptResult("stopped", [], stopped, stop_reason=stop[0])
         return AttemptResult("succeeded")
@@ -478,7 +494,7 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
             write_report(format_report(
                 entrypoint=cfg.entrypoint, run_id=run_id, restart_count=restart_count,
                 max_restarts=cfg.max_restarts, started_at=started_at, failures=result.failures,
-                stopped=result.stopped))
+                stopped=result.stopped, early_exits=result.early_exits))
             return 1
     finally:
         files.cleanup()

@@ -20,9 +20,10 @@ from .config import LaunchConfig
 from .control import Connection, ControlError, client_handshake
 from .coordinator import Coordinator, CoordinatorError
 from .local import LaunchError, RunFiles, WorkerGroup, plan_workers, write_report
+from .net import DEFAULT_MASTER_PORT
 from .process import signal_name
 from .report import WorkerFailure
-from .signals import SignalState
+from .signals import SignalState, dump_local_workers
 
 __all__ = ["ControlClient", "run_node", "make_coordinator", "control_port_of",
            "MISSING_SECRET"]
@@ -113,6 +114,9 @@ class ControlClient:
             kind = message["type"]
             if kind == "ping":
                 continue
+            if kind == "dump":  # some node asked for every worker's stack
+                dump_local_workers()
+                continue
             if kind == "stop" and isinstance(message.get("attempt"), int):
                 self._stops[message["attempt"]] = str(message.get("reason", "stop requested"))
             if kind == "finish":
@@ -180,7 +184,7 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
     """
     signals = SignalState().install()
     output.set_node_tag(cfg.node_rank)
-    master_port = cfg.master_port or 29500
+    master_port = cfg.master_port or DEFAULT_MASTER_PORT
     own_coordinator = False
     client: ControlClient | None = None
     files: RunFiles | None = None
@@ -216,6 +220,9 @@ def run_node(cfg: LaunchConfig, *, secret: str | None, run_id: str | None,
             return signals.exit_code if signals.received else 1
         job_secret = secret
         run_id = str(welcome.get("run_id"))
+        signals.relay_dumps = True  # SIGUSR1 reaches every node's workers through node 0
+        threading.Thread(target=_relay_dumps, args=(signals, client), daemon=True,
+                         name="disttorch-dump-relay").start()
         files = RunFiles(cfg.log_dir, run_id, need_logs=cfg.redirects.any() or cfg.tee.any())
         agent = _NodeAgent(cfg, client, signals, files, master_port=master_port,
                            secret=job_secret, run_id=run_id, is_node0=coordinator is not None,
@@ -324,6 +331,7 @@ class _NodeAgent:
         self.client.send({
             "type": "done", "attempt": attempt, "status": result.status,
             "failures": [f.to_json() for f in result.failures], "stopped": result.stopped,
+            "early_exits": result.early_exits,
             "reason": result.stop_reason, "leaving": leaving,
             "signal": signal_name(self.signals.received) if leaving else None})
         if self.client.lost_reason is not None:
@@ -349,6 +357,17 @@ class _NodeAgent:
         if self.leaving_since is not None:
             return self.signals.exit_code
         return code
+
+
+def _relay_dumps(signals: SignalState, client: ControlClient) -> None:
+    """Pass each SIGUSR1 this launcher got to node 0, which asks every node for its stacks."""
+    seen = 0
+    while not client._finished and client.lost_reason is None:
+        if signals.dump_requests > seen:
+            seen = signals.dump_requests
+            client.send({"type": "dump"})
+        time.sleep(0.05)
+    signals.relay_dumps = False
 
 
 def _new_run_id() -> str:

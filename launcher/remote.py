@@ -23,7 +23,8 @@ import time
 from dataclasses import replace
 
 from . import output
-from .config import THREAD_VARS, LaunchConfig, free_port, is_loopback, python_executable
+from .config import THREAD_VARS, LaunchConfig, python_executable
+from .net import DEFAULT_MASTER_PORT, free_port, is_loopback
 from .coordinator import CoordinatorError
 from .local import BOOTSTRAP
 from .process import describe_status, signal_group
@@ -36,7 +37,6 @@ __all__ = ["parse_hosts", "parse_hostfile", "is_local_host", "remote_command", "
 FORWARDED_ENV_PREFIXES = ("DISTTORCH_", "NCCL_", "TORCH_", "CUDA_LAUNCH_BLOCKING")
 _NOT_FORWARDED = {"DISTTORCH_SECRET", "DISTTORCH_LAUNCHER_PID", "DISTTORCH_ERROR_FILE"}
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_DEFAULT_MASTER_PORT = 29500
 
 
 def _check_host(name: str, where: str) -> str:
@@ -253,7 +253,7 @@ def run_hosts(cfg: LaunchConfig, *, master_given: bool) -> int:
     if cfg.master_port:
         master_port = cfg.master_port
     else:
-        master_port = free_port(bind or "0.0.0.0") if nodes[0].local else _DEFAULT_MASTER_PORT
+        master_port = free_port(bind or "0.0.0.0") if nodes[0].local else DEFAULT_MASTER_PORT
     if cfg.control_port:
         control_port = cfg.control_port
     elif nodes[0].local and not cfg.master_port:

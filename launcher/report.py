@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 from .process import describe_status
 
-__all__ = ["WorkerFailure", "NodeLoss", "read_error_file", "format_report", "first_event"]
+__all__ = ["WorkerFailure", "NodeLoss", "read_error_file", "format_report", "first_event",
+           "early_exit_description"]
 
 _RULE = "=" * 78
 _THIN = "-" * 78
@@ -128,6 +129,13 @@ def _clock(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d}"
 
 
+def early_exit_description(rank: int, host: str, pid: int, when: float, started_at: float) -> str:
+    """A worker that exited with code 0 while others still ran: it ended its part early (a
+    script that returns before the last collective), it was not killed."""
+    return (f"rank {rank} (host {host}, pid {pid}): exited with code 0 before the job ended "
+            f"({when - started_at:.2f} s after start)")
+
+
 def _indent(text: str, pad: str) -> list[str]:
     return [pad + line for line in text.rstrip("\n").splitlines()]
 
@@ -142,10 +150,13 @@ def format_report(
     failures: list[WorkerFailure],
     losses: list[NodeLoss] = (),
     stopped: list[str] = (),
+    early_exits: list[str] = (),
 ) -> str:
     """The job's failure report: the first failure by time in full, then everything else.
 
-    `stopped` holds one description per worker the launcher stopped ('rank 0 (SIGTERM)').
+    `stopped` holds one description per worker the launcher stopped ('rank 0 (SIGTERM)');
+    `early_exits` one per worker that exited with code 0 while the others still ran (often the
+    reason the others then failed waiting for it).
     """
     losses = list(losses)
     lines = [_RULE, f"disttorch-run: job failed: {entrypoint} (run id {run_id}, "
@@ -182,6 +193,9 @@ def format_report(
     others.sort(key=lambda e: e.time)
     lines.append("other failures:" if others else "other failures: none")
     lines += [f"  {e.summary()}" for e in others]
+    if early_exits:
+        lines.append("ended early:")
+        lines += [f"  {e}" for e in early_exits]
     if stopped:
         lines.append("stopped by the launcher: " + ", ".join(stopped))
     lines.append(_RULE)

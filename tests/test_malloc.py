@@ -5,7 +5,6 @@ import resource
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import disttorch

@@ -155,3 +155,18 @@ def test_sharing_strategy_names():
     assert mp.get_sharing_strategy() in mp.get_all_sharing_strategies()
     with pytest.raises(AssertionError, match="invalid sharing strategy 'bogus'"):
         mp.set_sharing_strategy("bogus")
+
+
+def test_segments_are_unlinked_when_the_tensors_die():
+    import gc
+    mine = f"disttorch-mp-{os.getpid()}-"
+
+    def own_segments():
+        return {n for n in os.listdir("/dev/shm") if n.startswith(mine)}
+
+    before = own_segments()
+    model = nn.Linear(4, 4).share_memory()
+    assert len(own_segments() - before) == 2  # weight and bias
+    del model
+    gc.collect()
+    assert own_segments() - before == set()

@@ -1,19 +1,31 @@
-"""disttorch.save / load and the safetensors interchange with PyTorch."""
+"""disttorch.save / load (PyTorch's zip format by default, disttorch's earlier format still read) and the
+safetensors interchange. Files exchanged with PyTorch itself: tests/test_serialization_torch.py."""
 from __future__ import annotations
 
 import builtins
 import io
 import os
 import pickle
+import pickletools
 import struct
+import zipfile
 from collections import Counter, OrderedDict
 
 import numpy as np
 import pytest
 
 import disttorch
-from disttorch import serialization
-from disttorch.serialization import CheckpointError, load, load_safetensors, save, save_safetensors
+from disttorch.serialization import (
+    CheckpointError,
+    _native,
+    _zip_format,
+    load,
+    load_safetensors,
+    safe_globals,
+    save,
+    save_native,
+    save_safetensors,
+)
 
 ALL_DTYPES = [disttorch.float16, disttorch.float32, disttorch.float64, disttorch.complex64, disttorch.complex128,
               disttorch.uint8, disttorch.int8, disttorch.int16, disttorch.int32, disttorch.int64, disttorch.bool]
@@ -116,14 +128,32 @@ def test_map_location_forms(tmp_path):
     assert seen == ["cpu"] and out[0].tolist() == [2.0, 2.0]
 
 
-def test_saved_cuda_location_without_cuda_is_a_torch_style_error(tmp_path):
-    save([disttorch.ones(2)], tmp_path / "g.pt")
-    _rewrite_header(tmp_path / "g.pt", lambda h: h["arrays"][0].update(device="cuda:0"))
+@pytest.mark.parametrize("fmt", ["zip", "native"])
+def test_saved_cuda_location_without_cuda_is_a_torch_style_error(tmp_path, fmt):
+    path = tmp_path / "g.pt"
+    if fmt == "native":
+        save_native([disttorch.ones(2)], path)
+        _rewrite_header(path, lambda h: h["arrays"][0].update(device="cuda:0"))
+    else:
+        save([disttorch.ones(2)], path)
+        _rewrite_zip_pickle(path, lambda pkl: pkl.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"))
     if disttorch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="map_location=torch.device\\('cpu'\\)"):
-        load(tmp_path / "g.pt")
-    assert load(tmp_path / "g.pt", map_location="cpu")[0].tolist() == [1.0, 1.0]
+        load(path)
+    assert load(path, map_location="cpu")[0].tolist() == [1.0, 1.0]
+    seen = []
+    load(path, map_location=lambda t, where: seen.append(where))
+    assert seen == ["cuda:0"]
+
+
+def _rewrite_zip_pickle(path, edit):
+    """Rewrites a zip checkpoint's data.pkl (as a GPU machine would have written it)."""
+    with zipfile.ZipFile(path) as zf:
+        records = {info.filename: zf.read(info) for info in zf.infolist()}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in records.items():
+            zf.writestr(name, edit(data) if name.endswith("data.pkl") else data)
 
 
 def _rewrite_header(path, edit):
@@ -132,11 +162,11 @@ def _rewrite_header(path, edit):
     raw = path.read_bytes()
     (hlen,) = struct.unpack("<Q", raw[8:16])
     header = json.loads(raw[16:16 + hlen])
-    data = raw[serialization._align(16 + hlen):]
+    data = raw[_native._align(16 + hlen):]
     edit(header)
     hbytes = json.dumps(header).encode()
-    prefix = serialization.MAGIC + struct.pack("<Q", len(hbytes)) + hbytes
-    path.write_bytes(prefix + b"\0" * (serialization._align(len(prefix)) - len(prefix)) + data)
+    prefix = _native.MAGIC + struct.pack("<Q", len(hbytes)) + hbytes
+    path.write_bytes(prefix + b"\0" * (_native._align(len(prefix)) - len(prefix)) + data)
 
 
 # ---- atomic writes ---------------------------------------------------------------------------------
@@ -146,12 +176,12 @@ def test_crash_mid_write_leaves_the_previous_checkpoint_and_no_temp_file(tmp_pat
     before = path.read_bytes()
     seen_tmp = []
 
-    def crashing_payload(fh, storages, blobs, table):
-        fh.write(b"\x01" * 100)  # part of the data reaches the temporary file...
+    def crashing_storage(zf, name, array):
+        zf.fp.write(b"\x01" * 100)  # part of the data reaches the temporary file...
         seen_tmp.extend(os.listdir(tmp_path))
         raise OSError("simulated crash: disk full")  # ...then the writer dies
 
-    monkeypatch.setattr(serialization, "_write_payload", crashing_payload)
+    monkeypatch.setattr(_zip_format, "_write_storage", crashing_storage)
     with pytest.raises(OSError, match="simulated crash"):
         save({"w": disttorch.zeros(1000)}, path)
     assert any(name.startswith(".model.pt.") and name.endswith(".tmp") for name in seen_tmp)
@@ -165,7 +195,7 @@ def test_interrupt_mid_write_also_cleans_up(tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serialization, "_write_payload", interrupted)
+    monkeypatch.setattr(_zip_format, "_write_storage", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save([disttorch.ones(2)], tmp_path / "x.pt")
     assert os.listdir(tmp_path) == []
@@ -222,7 +252,7 @@ def test_foreign_file_is_identified(tmp_path, content, what):
 
 def test_corrupt_header_is_reported(tmp_path):
     path = tmp_path / "c.pt"
-    save([disttorch.ones(2)], path)
+    save_native([disttorch.ones(2)], path)
     raw = bytearray(path.read_bytes())
     raw[20] = ord("#")  # breaks the JSON
     path.write_bytes(bytes(raw))
@@ -239,7 +269,7 @@ def test_corrupt_header_is_reported(tmp_path):
 ])
 def test_malformed_header_contents_are_reported(tmp_path, root, message):
     path = tmp_path / "m.pt"
-    save([disttorch.ones(2)], path)
+    save_native([disttorch.ones(2)], path)
     _rewrite_header(path, lambda h: h.update(root=root))
     with pytest.raises(CheckpointError, match="m.pt'?: corrupt checkpoint: .*" + message):
         load(path)
@@ -247,17 +277,29 @@ def test_malformed_header_contents_are_reported(tmp_path, root, message):
 
 def test_a_record_with_an_object_dtype_is_refused(tmp_path):
     path = tmp_path / "o.pt"
-    save([disttorch.ones(2)], path)
+    save_native([disttorch.ones(2)], path)
     _rewrite_header(path, lambda h: h["arrays"][0].update(dtype="|O"))
     with pytest.raises(CheckpointError, match="dtype '\\|O' is not allowed"):
         load(path)
 
 
-def test_a_pytorch_zip_checkpoint_points_to_safetensors(tmp_path):
-    torch = pytest.importorskip("torch")
-    torch.save({"w": torch.ones(2)}, tmp_path / "torch.pt")
-    with pytest.raises(CheckpointError, match="zip archive .*save_safetensors / load_safetensors"):
-        load(tmp_path / "torch.pt")
+@pytest.mark.parametrize("cut", [31, 100, 200, -22, -3])  # header name, pickle, data, end record
+def test_damaged_zip_records_are_reported(tmp_path, cut):
+    path = tmp_path / "z.pt"
+    save({"w": disttorch.arange(100, dtype=disttorch.float32)}, path)
+    raw = bytearray(path.read_bytes())
+    raw[cut] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises((CheckpointError, pickle.UnpicklingError), match=r"z\.pt"):
+        load(path)
+
+
+def test_the_earlier_disttorch_format_still_loads(tmp_path):
+    obj = {"w": disttorch.arange(6, dtype=disttorch.float32).reshape(2, 3), "meta": OrderedDict(step=3)}
+    save_native(obj, tmp_path / "old.pt")
+    back = load(tmp_path / "old.pt")
+    _assert_same_tensor(obj["w"], back["w"])
+    assert back["meta"] == OrderedDict(step=3)
 
 
 # ---- pickled objects and weights_only ---------------------------------------------------------------------
@@ -277,31 +319,54 @@ class Exploit:
 
 
 def test_weights_only_refuses_pickled_objects_with_a_clear_error(tmp_path):
-    save({"w": disttorch.ones(2), "cfg": Custom(7)}, tmp_path / "obj.pt")
-    with pytest.raises(pickle.UnpicklingError,
-                       match=r"Weights only load failed: .*obj\.pt.* pickled object of type .*Custom.*"
-                             r"weights_only=False"):
-        load(tmp_path / "obj.pt")
-    back = load(tmp_path / "obj.pt", weights_only=False)
-    assert back["cfg"].value == 7 and back["w"].tolist() == [1.0, 1.0]
+    for writer in (save, save_native):
+        writer({"w": disttorch.ones(2), "cfg": Custom(7)}, tmp_path / "obj.pt")
+        with pytest.raises(pickle.UnpicklingError,
+                           match=r"(?s)Weights only load failed for .*obj\.pt.*weights_only.*Unsupported global: GLOBAL "
+                                 r"test_serialization\.Custom was not an allowed global by default"):
+            load(tmp_path / "obj.pt")
+        back = load(tmp_path / "obj.pt", weights_only=False)
+        assert back["cfg"].value == 7 and back["w"].tolist() == [1.0, 1.0]
+        with safe_globals([Custom]):  # allow-listed: rebuilt under weights_only
+            assert load(tmp_path / "obj.pt")["cfg"].value == 7
+        with pytest.raises(pickle.UnpicklingError, match="Custom"):
+            load(tmp_path / "obj.pt")  # the allow-list ends with the block
 
 
-def test_weights_only_never_runs_code_from_the_file(tmp_path):
+@pytest.mark.parametrize("writer", [save, save_native])
+def test_weights_only_never_runs_code_from_the_file(tmp_path, writer):
     marker = tmp_path / "pwned"
-    save({"x": Exploit(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    writer({"x": Exploit(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError, match="GLOBAL (io|builtins).open was not an allowed global"):
         load(tmp_path / "evil.pt")
     assert not marker.exists()
 
 
-def test_plain_state_needs_no_pickle(tmp_path):
-    save({"a": [disttorch.ones(2)], "b": {"lr": 0.1, "betas": (0.9, 0.999)}}, tmp_path / "plain.pt")
-    header_and_data = (tmp_path / "plain.pt").read_bytes()
-    assert b'"pickles":[]' in header_and_data
+def test_plain_state_names_only_pytorchs_globals(tmp_path):
+    save({"a": [disttorch.ones(2)], "b": {"lr": 0.1, "betas": (0.9, 0.999)}, "p": disttorch.nn.Parameter(
+        disttorch.zeros(3)), "d": disttorch.int8}, tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as zf:
+        pkl = zf.read("archive/data.pkl")
+        names = sorted(zf.namelist())
+    globals_named = {arg for op, arg, _ in pickletools.genops(pkl) if op.name == "GLOBAL"}
+    assert globals_named == {"torch._utils _rebuild_tensor_v2", "torch._utils _rebuild_parameter", "torch FloatStorage",
+                             "collections OrderedDict", "torch int8"}
+    assert names == ["archive/.data/serialization_id", "archive/.format_version", "archive/.storage_alignment",
+                     "archive/byteorder", "archive/data.pkl", "archive/data/0", "archive/data/1", "archive/version"]
+    save_native({"b": {"lr": 0.1}}, tmp_path / "native.pt")
+    assert b'"pickles":[]' in (tmp_path / "native.pt").read_bytes()
+
+
+def test_storage_records_are_64_byte_aligned(tmp_path):
+    save({"w": disttorch.ones(5), "v": disttorch.zeros(7, dtype=disttorch.float64)}, tmp_path / "a.pt")
+    with open(tmp_path / "a.pt", "rb") as fh, zipfile.ZipFile(fh) as zf:
+        for info in zf.infolist():
+            if "/data/" in info.filename:
+                assert _zip_format._data_offset(zf, info) % 64 == 0
 
 
 def test_unpicklable_unsupported_object_names_its_type(tmp_path):
-    with pytest.raises(TypeError, match="cannot store an object of type .*function"):
+    with pytest.raises(TypeError, match="cannot store an object of type builtins.function"):
         save({"f": lambda x: x}, tmp_path / "f.pt")
     assert os.listdir(tmp_path) == []
 

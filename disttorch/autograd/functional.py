@@ -14,7 +14,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False, st
     Shapes follow PyTorch: for a single input and output the result has shape
     ``output.shape + input.shape``; tuples give nested tuples (outputs outer).
     """
-    from .. import _functions as F
+    from .. import _torch_api as T
     ins, single_in = _as_tuple(inputs)
     ins = tuple(i.detach().requires_grad_(True) for i in ins)
     outs, single_out = _as_tuple(func(*ins))
@@ -25,10 +25,10 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False, st
         for k in range(flat.numel()):
             gs = _grad(flat[k], ins, retain_graph=True, create_graph=create_graph, allow_unused=True)
             for j, (g, inp) in enumerate(zip(gs, ins)):
-                rows[j].append(F.zeros_like(inp) if g is None else g)
+                rows[j].append(T.zeros_like(inp) if g is None else g)
         per_in = []
         for j, inp in enumerate(ins):
-            stacked = F.stack(rows[j]) if rows[j] else F.zeros(0, *inp.shape, dtype=inp.dtype)
+            stacked = T.stack(rows[j]) if rows[j] else T.zeros(0, *inp.shape, dtype=inp.dtype)
             per_in.append(stacked.reshape(tuple(out.shape) + tuple(inp.shape)))
         result.append(per_in[0] if single_in else tuple(per_in))
     return result[0] if single_out else tuple(result)

@@ -84,9 +84,9 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
 
     def first(*xs):
         out = _tuple(func(*xs))
-        from .. import _functions as F
+        from .. import _torch_api as T
         total = sum(o.sum() for o in out)
         gs = grad(total, [x for x in xs if x.requires_grad], create_graph=True, allow_unused=True)
-        return tuple(g if g is not None else F.zeros_like(x) for g, x in zip(gs, diff))
+        return tuple(g if g is not None else T.zeros_like(x) for g, x in zip(gs, diff))
 
     return gradcheck(first, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception)

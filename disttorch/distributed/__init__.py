@@ -5,12 +5,17 @@
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     work = dist.all_reduce(bucket, async_op=True); ...; work.wait()
 
-Layout: ``api.py`` (the functions), ``object_collectives.py``, ``process_group.py`` (execution,
-fingerprints, failure handling), ``algorithms.py`` (pure schedules), ``collectives_zmq.py`` /
-``collectives_shm.py`` (the schedules over each engine), ``transport/`` (ZeroMQ, shared memory),
+Layout: ``api.py`` (the functions), ``object_collectives.py``, ``work.py`` (async handles),
+``reduce_op.py`` (ReduceOp and its kernels), ``process_group.py`` (execution, fingerprints,
+failure handling), ``algorithms.py`` (pure schedules), ``collectives_zmq.py`` /
+``collectives_shm.py`` (the schedules over each engine), ``direct_reduce.py`` (DDP's shared-memory
+gradient sum), ``nccl.py`` (the CUDA backend), ``transport/`` (ZeroMQ, shared memory),
 ``mailbox.py`` (message matching), ``wire.py`` (the message header), ``store.py`` +
-``rendezvous.py`` (TCPStore and the join), ``security.py`` (job secret, ZAP, CURVE), ``env.py``
-(torchrun / SLURM / MPI variables), ``config.py`` (tunables), ``errors.py``.
+``rendezvous.py`` (TCPStore and the join), ``security.py`` (job secret, ZAP, CURVE),
+``_runtime.py`` (the process's ZeroMQ context and credentials), ``liveness.py`` (same-host peer
+checks), ``_arrays.py`` (tensor <-> array staging), ``env.py`` (torchrun / SLURM / MPI variables),
+``config.py`` (tunables; every variable is declared in ``launcher/settings.py``), ``simulation/``
+(``disttorch-run --simulate``), ``errors.py``. docs/architecture.md draws how they fit.
 """
 from .api import (Backend, GroupMember, P2POp, all_gather, all_gather_into_tensor, all_reduce, all_to_all,
                   all_to_all_single, barrier, batch_isend_irecv, broadcast, default_pg_timeout, destroy_process_group,

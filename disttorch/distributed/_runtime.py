@@ -51,6 +51,20 @@ def authenticator() -> ZapAuthenticator | None:
     return _auth
 
 
+def curve_wanted(master_addr: str) -> bool:
+    """Whether this job's sockets use CURVE: ``DISTTORCH_CURVE`` when set (``0`` opts out on a
+    trusted fabric), else on exactly when MASTER_ADDR is not a loopback address, i.e. when the
+    job may span hosts. Every rank sees the same MASTER_ADDR, so every rank decides alike."""
+    value = os.environ.get("DISTTORCH_CURVE", "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise ValueError(f"DISTTORCH_CURVE={value!r}: expected 1 (encrypt) or 0 (plain)")
+    return not security.is_loopback_address(master_addr)
+
+
 def job_credentials(master_addr: str, master_port: int, is_master: bool, timeout: float):
     """(credentials, provider) for a job whose store is at ``master_addr:master_port``.
 
@@ -58,7 +72,7 @@ def job_credentials(master_addr: str, master_port: int, is_master: bool, timeout
     (``publish_key_file``) and the others read; ``provider`` re-reads it, for a client that read a
     stale file from an earlier job on the same port. A multi-host job without a secret is refused.
     """
-    curve = env_flag("DISTTORCH_CURVE")
+    curve = curve_wanted(master_addr)
     secret = os.environ.get("DISTTORCH_SECRET")
     if secret:
         return Credentials(secret.encode(), curve), None

@@ -158,8 +158,8 @@ def dissemination_barrier(rank: int, world: int) -> list[tuple[int, int]]:
 def choose_all_reduce(nbytes: int, world: int, switch_bytes: int) -> str:
     """"doubling" below ``switch_bytes`` (latency-bound), "ring" from there (bandwidth-bound).
 
-    The switch point is measured (see benchmarks/allreduce.py and the report in the package
-    docstring).
+    The switch point (``DISTTORCH_ALLREDUCE_SWITCH``, 2 MiB) is measured: the table is in
+    ``distributed/config.py``'s docstring; ``benchmarks/allreduce.py`` remeasures it.
     """
     return "doubling" if nbytes < switch_bytes or world == 1 else "ring"
 

@@ -13,15 +13,16 @@ import os
 import socket
 import threading
 import time
-import warnings
 
 import numpy as np
+
+from launcher.net import is_loopback
 
 from . import env as _env
 from . import _runtime, security
 from . import simulation as _simulation
 from ._arrays import Staged, commit_all
-from .config import Config
+from .config import Config, collective_timeout_s, join_timeout_s
 from .errors import DistError, RendezvousError
 from .process_group import ProcessGroup, wrap_transport
 from .reduce_op import ReduceOp, as_reduce_op, check_op_dtype
@@ -35,8 +36,9 @@ default_pg_timeout = datetime.timedelta(minutes=30)
 
 
 class Backend(str):
-    """Backend names. ``zmq`` is disttorch's; ``gloo`` is accepted as its alias, ``nccl`` runs on
-    zmq with host staging (a warning says so) until a CuPy/NCCL backend lands."""
+    """Backend names. ``zmq`` is disttorch's; ``gloo`` is accepted as its alias. ``nccl`` runs the
+    collectives of CUDA tensors through NCCL (``nccl.py``, CuPy's ``cupy.cuda.nccl``) over a zmq
+    group that keeps the rest (the store, object collectives, host tensors)."""
 
     UNDEFINED = "undefined"
     ZMQ = "zmq"
@@ -117,15 +119,6 @@ def _parse_tcp(init_method: str):
     return host, int(port), params
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "127.0.0.1", "::1"):
-        return True
-    try:
-        return all(a[4][0].startswith("127.") or a[4][0] == "::1" for a in socket.getaddrinfo(host, None))
-    except OSError:
-        return False
-
-
 def init_process_group(backend=None, init_method=None, timeout=None, world_size: int = -1, rank: int = -1,
                        store: Store | None = None, group_name: str = "", pg_options=None, device_id=None) -> None:
     """Joins this process to the job and creates the default group (torch's signature).
@@ -138,7 +131,9 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
         if _state.world is not None:
             raise ValueError("trying to initialize the default process group twice!")
         backend_name = _backend_name(backend)
-        timeout_s = seconds(timeout) if timeout is not None else seconds(default_pg_timeout)
+        # an explicit timeout wins; else DISTTORCH_TIMEOUT (disttorch-run --timeout); else torch's 30 min
+        timeout_s = seconds(timeout) if timeout is not None else collective_timeout_s()
+        join_s = join_timeout_s(timeout_s)
         launch = _env.resolve()
         rank = rank if rank is not None and rank >= 0 else launch.rank
         world = world_size if world_size is not None and world_size > 0 else launch.world_size
@@ -166,16 +161,18 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
             raise ValueError("MASTER_PORT=0 works only for world_size 1: the other ranks must know the port")
         _simulation.install_from_env(rank, world)  # disttorch-run --simulate-network / --inject-fault / --trace-dir
         _state.world = _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch,
-                                     group_name or "world")
+                                     group_name or "world", join_s)
         GroupMember.WORLD = _state.world
 
 
-def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch, name) -> ProcessGroup:
-    deadline = time.monotonic() + timeout_s
+def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launch, name,
+                  join_s=None) -> ProcessGroup:
+    join_s = timeout_s if join_s is None else join_s
+    deadline = time.monotonic() + join_s
     owns_store = store is None
     if store is None:
-        creds, provider = _runtime.job_credentials(addr, port, rank == 0, timeout_s)
-        store_host = "127.0.0.1" if _is_loopback(addr) else addr
+        creds, provider = _runtime.job_credentials(addr, port, rank == 0, join_s)
+        store_host = "127.0.0.1" if is_loopback(addr, resolve=True) else addr
         store = TCPStore(store_host, port, world, is_master=(rank == 0), timeout=timeout_s,
                          credentials=creds, credentials_provider=provider)
     else:
@@ -188,7 +185,7 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
         ctx = _runtime.context(creds)
         config = Config.from_env()
         host_id = _runtime.host_id()
-        single_host = _is_loopback(addr) or os.environ.get("LOCAL_WORLD_SIZE") == str(world)
+        single_host = is_loopback(addr, resolve=True) or os.environ.get("LOCAL_WORLD_SIZE") == str(world)
         bind_host = "127.0.0.1" if single_host else _runtime.routable_address(addr)
         transport = _new_transport(ctx, creds, rank, world, 0, 0, bind_host, config)
         registration = {"rank": rank, "world_size": world, "host_id": host_id, "hostname": socket.gethostname(),

@@ -15,6 +15,10 @@ chunk sizes or algorithm switch points even when their environments differ.
 | DISTTORCH_HEARTBEAT_TIMEOUT | 5 | seconds without a heartbeat answer before a peer counts as lost |
 | DISTTORCH_MAX_UNEXPECTED_BYTES | 1 GiB | bytes that may arrive before they are wanted |
 | DISTTORCH_IO_THREADS | 2 | libzmq I/O threads per process (2: sending and receiving proceed in parallel) |
+| DISTTORCH_TIMEOUT | 1800 | seconds a collective may wait before it raises (``init_process_group(timeout=)`` wins; ``disttorch-run --timeout``) |
+| DISTTORCH_JOIN_TIMEOUT | the collective timeout | seconds the ranks' rendezvous may take (``disttorch-run --join-timeout``) |
+| DISTTORCH_REPORT_PERIOD | 30 | seconds between "waiting for rank N" reports while a collective or the rendezvous waits |
+| DISTTORCH_CURVE | on when MASTER_ADDR is not a loopback address | ``1``: encrypt tcp links with CURVE; ``0``: plain (trusted fabrics) |
 
 The all-reduce switch point, measured over tcp on a 2-core machine (median ms of 2 runs, forcing
 each algorithm; 4 ranks share the 2 cores):
@@ -47,6 +51,40 @@ def _env_int(name: str, default: int) -> int:
     if out <= 0:
         raise ValueError(f"{name}={value!r} must be positive")
     return out
+
+
+def env_seconds(name: str, default: float | None, environ=None) -> float | None:
+    """A positive number of seconds from the environment variable ``name`` (``default`` when unset)."""
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        out = float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number of seconds") from None
+    if not out > 0 or out == float("inf"):
+        raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+    return out
+
+
+#: torch.distributed's default_pg_timeout, in seconds; DISTTORCH_TIMEOUT replaces it
+DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_REPORT_PERIOD_S = 30.0
+
+
+def collective_timeout_s(environ=None) -> float:
+    """The default collective timeout: ``DISTTORCH_TIMEOUT``, else torch's 30 minutes."""
+    return env_seconds("DISTTORCH_TIMEOUT", DEFAULT_TIMEOUT_S, environ)
+
+
+def join_timeout_s(collective_timeout: float, environ=None) -> float:
+    """How long the ranks' rendezvous may take: ``DISTTORCH_JOIN_TIMEOUT``, else the collective timeout."""
+    return env_seconds("DISTTORCH_JOIN_TIMEOUT", collective_timeout, environ)
+
+
+def report_period_s(environ=None) -> float:
+    """Seconds between reports of a wait: ``DISTTORCH_REPORT_PERIOD`` (30)."""
+    return env_seconds("DISTTORCH_REPORT_PERIOD", DEFAULT_REPORT_PERIOD_S, environ)
 
 
 @dataclass

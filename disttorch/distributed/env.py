@@ -23,7 +23,7 @@ from dataclasses import dataclass
 # The one reader of scheduler variables and SLURM node lists (stdlib only, shared with the launcher).
 from launcher.schedulers import expand_nodelist, slurm_master_port, worker_placement  # noqa: F401
 
-DEFAULT_MASTER_PORT = 29500
+from launcher.net import DEFAULT_MASTER_PORT  # noqa: F401  (torchrun's default port, defined once)
 
 
 @dataclass(frozen=True)

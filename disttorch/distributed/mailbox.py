@@ -104,6 +104,7 @@ class Mailbox:
         self.mismatch: str | None = None
         self.abort: tuple[int, str, str] | None = None  # (group rank, error class, reason)
         self.failure: Exception | None = None
+        self.seen_seq: dict[int, int] = {}  # group rank -> highest collective it sent us data of
 
     # -- the collective's frame --------------------------------------------------------------
     def begin(self, seq: int, fp: Fingerprint, my_rank: int) -> None:
@@ -256,6 +257,8 @@ class Mailbox:
             if h.kind in (Kind.DATA, Kind.FINGERPRINT) and h.seq < self._min_seq:
                 log.warning("disttorch: dropped a stale message for collective #%d from rank %d", h.seq, h.src)
                 return
+            if h.kind in (Kind.DATA, Kind.FINGERPRINT) and h.seq > self.seen_seq.get(h.src, 0):
+                self.seen_seq[h.src] = h.seq
             key = key_of(h)
             if key in self._stash:
                 log.warning("disttorch: dropped a duplicate message %s", key)

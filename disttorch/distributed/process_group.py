@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 import zlib
@@ -36,7 +37,8 @@ import numpy as np
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
-from .config import Config
+from .config import Config, report_period_s
+from .stacks import request_stack_dump
 from .errors import (CollectiveMismatchError, DistBackendError, DistError, DistTimeoutError, PeerFailureError,
                      ProcessGroupAbortedError)
 from .liveness import process_state
@@ -111,6 +113,8 @@ class ProcessGroup(Watchdog):
         self._busy = False
         self._closed = False
         self._worker: threading.Thread | None = None
+        self.report_period = report_period_s()
+        self.last_finished = 0  # the last collective this rank finished (for peers' reports)
 
     # -- torch.distributed.ProcessGroup --------------------------------------------------------
     def rank(self) -> int:
@@ -209,7 +213,10 @@ class ProcessGroup(Watchdog):
                 # still be on its way through the sockets, and may complete the collective
                 first = self._dead_seen.setdefault(g, time.monotonic())
                 if final or time.monotonic() - first >= DEAD_GRACE_S:
-                    return f"exited or was killed (pid {p['pid']} on {p.get('hostname')})"
+                    # it may have ended cleanly (a script returning early): the launcher's
+                    # report gives the exit status; this rank only knows it is gone
+                    return (f"exited before the job ended (pid {p['pid']} on {p.get('hostname')}; "
+                            f"disttorch-run's report gives its exit status)")
             if state == "stopped" and final:
                 return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger)"
         return self.transport.peer_problem(g)
@@ -222,6 +229,50 @@ class ProcessGroup(Watchdog):
             if status:
                 raise PeerFailureError(f"{self._what()} failed: {self.describe_rank(g)} {status}",
                                        rank=self.global_ranks[g])
+        self._report_wait([waiting_for] if waiting_for is not None else members)
+
+    # -- reports of long waits -------------------------------------------------------------
+    def _begin_wait(self, label: str, seq: int | None) -> None:
+        """Marks the start of an operation whose waits ``_report_wait`` describes."""
+        now = time.monotonic()
+        self._tls.label, self._tls.seq = label, seq
+        self._tls.started, self._tls.next_report = now, now + self.report_period
+
+    def _end_wait(self) -> None:
+        self._tls.started = None
+
+    def _report_wait(self, awaited: list[int]) -> None:
+        """Every reporting period of a wait: say on stderr whom this rank waits for, and since when."""
+        started = getattr(self._tls, "started", None)
+        now = time.monotonic()
+        if started is None or now < self._tls.next_report or not awaited:
+            return
+        self._tls.next_report = now + self.report_period
+        seq = self._tls.seq
+        what = self._tls.label + (f" #{seq}" if seq is not None else "")
+        whom = ", ".join(f"{self.describe_rank(g)} ({self.peers[g].get('hostname', '?')}, "
+                         f"{self._progress_of(g, seq)})" for g in awaited)
+        sys.stderr.write(f"disttorch: {what} on {self.describe_rank(self._rank)}: waiting "
+                         f"{now - started:.0f} s for {whom}\n")
+        sys.stderr.flush()
+
+    def _progress_of(self, g: int, seq: int | None) -> str:
+        """What this rank knows of peer ``g``'s progress: the last collective it finished.
+
+        A peer's messages (sockets) and its published fingerprints (shared memory) say which
+        collective it last began; a peer that began the one we are in finished the one before.
+        """
+        began = self.mailbox.seen_seq.get(g)
+        if self.shm is not None and g in self.local_members and self.shm.fingerprints is not None:
+            k = self.local_members.index(g)
+            published = int(self.shm.fingerprints[k, :, 0].max())
+            if published > 0:
+                began = max(began or 0, published)
+        if began is None:
+            return "no collective of it seen yet"
+        if seq is not None and began >= seq:
+            return f"last finished collective #{seq - 1}"
+        return f"last finished collective #{began}"
 
     def _health(self) -> list[str]:
         out = []
@@ -239,7 +290,7 @@ class ProcessGroup(Watchdog):
         health = self._health()
         if health:
             msg += "; " + "; ".join(health)
-        return DistTimeoutError(msg)
+        return DistTimeoutError(msg + request_stack_dump())
 
     def _shm_stalled(self, laggards: list[int], deadline_passed: bool) -> None:
         aborted = self.shm.aborted_by()
@@ -255,6 +306,7 @@ class ProcessGroup(Watchdog):
             if status:
                 raise PeerFailureError(f"{self._what()} failed: {self.describe_rank(g)} {status}",
                                        rank=self.global_ranks[g])
+        self._report_wait([self.local_members[k] for k in laggards if self.local_members[k] != self._rank])
         if deadline_passed:
             names = ", ".join(self.describe_rank(self.local_members[k]) for k in laggards)
             msg = (f"{self._what()} timed out after {self.timeout:.1f} s on {self.describe_rank(self._rank)}: "
@@ -262,7 +314,7 @@ class ProcessGroup(Watchdog):
             health = self._health()
             if health:
                 msg += "; " + "; ".join(health)
-            raise DistTimeoutError(msg)
+            raise DistTimeoutError(msg + request_stack_dump())
 
     # -- failure -------------------------------------------------------------------------------
     def _ensure_usable(self, label: str) -> None:
@@ -325,11 +377,13 @@ class ProcessGroup(Watchdog):
     def _run(self, seq: int, label: str, body, after) -> None:
         self._tls.what = f"{label} #{seq} on group {self.name}"
         self._tls.scope = None
+        self._begin_wait(label, seq)
         if self.config.debug != "off":
             log.debug("disttorch: %s starts %s", self.describe_rank(self._rank), self._tls.what)
         try:
             self._ensure_usable(label)
             body(seq, time.monotonic() + self.timeout)
+            self.last_finished = seq
             if after is not None:
                 after()
         except BaseException as e:
@@ -338,6 +392,7 @@ class ProcessGroup(Watchdog):
             raise
         finally:
             self._tls.what = None
+            self._end_wait()
 
     def _start_worker(self) -> None:
         if self._worker is None:
@@ -570,6 +625,7 @@ class ProcessGroup(Watchdog):
         def flushed(limit=None) -> None:
             deadline = time.monotonic() + (self.timeout if limit is None else limit)
             self._tls.what, self._tls.scope = label, [dst]
+            self._begin_wait(label, None)
             nap = 20e-6
             try:
                 while not self.transport.sends_done():
@@ -580,6 +636,7 @@ class ProcessGroup(Watchdog):
                     nap = min(nap * 2, 0.005)
             finally:
                 self._tls.what = self._tls.scope = None
+                self._end_wait()
             work._finish(None, None)  # noqa: SLF001
 
         def poll() -> None:
@@ -609,6 +666,7 @@ class ProcessGroup(Watchdog):
             nonlocal src, n
             deadline = time.monotonic() + (self.timeout if limit is None else limit)
             self._tls.what, self._tls.scope = label, ([src] if src is not None else None)
+            self._begin_wait(label, None)
             try:
                 first = 0
                 if src is None:
@@ -630,6 +688,7 @@ class ProcessGroup(Watchdog):
                     self._check_p2p(msg.header, code, flat, src)
             finally:
                 self._tls.what = self._tls.scope = None
+                self._end_wait()
             if after is not None:
                 after()
             work._source_rank = self.global_ranks[src]  # noqa: SLF001

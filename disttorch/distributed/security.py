@@ -5,10 +5,14 @@ ZeroMQ PLAIN or CURVE *server*; libzmq asks the process's ZAP handler (RFC 27, a
 ``inproc://zeromq.zap.01``) to approve each handshake, so a peer without the secret never gets a
 single frame through.
 
-- PLAIN (default): the password is an HMAC of the secret, never the secret itself; the link is not
-  encrypted (loopback and cluster networks).
-- CURVE (``DISTTORCH_CURVE=1`` on every rank): every rank derives the same key pair from the
-  secret; the handler admits only clients holding it, and traffic is encrypted.
+- CURVE (the default when MASTER_ADDR is not a loopback address, i.e. whenever the job may span
+  hosts; ``DISTTORCH_CURVE=1`` forces it): every rank derives the same key pair from the secret;
+  the handler admits only clients holding it, the handshake proves possession of the key without
+  sending anything replayable, and traffic is encrypted.
+- PLAIN (jobs on loopback, or ``DISTTORCH_CURVE=0`` on a trusted fabric): the password is an HMAC
+  of the secret, never the secret itself, but it is the same on every connection, so it only
+  protects links nobody else can read; the link is not encrypted. Same-host collectives run
+  through shared memory and are never encrypted.
 
 The secret is ``DISTTORCH_SECRET`` (the launcher generates one per job). Without it a single-host
 job uses a key file that rank 0 writes into the user's private runtime directory (mode 0700, file
@@ -99,6 +103,17 @@ def is_local_address(host: str) -> bool:
     return bool(addrs & local_addresses())
 
 
+def is_loopback_address(host: str | None) -> bool:
+    """True when every address ``host`` resolves to is a loopback address (127/8, ::1)."""
+    if host in ("localhost", "", None):
+        return True
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return bool(addrs) and all(a.startswith("127.") or a == "::1" for a in addrs)
+
+
 def local_addresses() -> set[str]:
     try:
         import psutil
@@ -155,7 +170,10 @@ class Credentials:
         self.password = hmac.new(secret, b"disttorch-zap-plain-v1", hashlib.sha256).hexdigest().encode()
         if curve:
             if not zmq.has("curve"):
-                raise DistError("DISTTORCH_CURVE=1 but this libzmq was built without CURVE support")
+                raise DistError("this job uses CURVE encryption (DISTTORCH_CURVE=1, or by default when "
+                                "MASTER_ADDR is not a loopback address) but this libzmq was built without "
+                                "CURVE support: install a pyzmq with libsodium, or set DISTTORCH_CURVE=0 "
+                                "on a trusted network")
             raw = hmac.new(secret, b"disttorch-curve-v1", hashlib.sha256).digest()
             self.curve_secret = z85.encode(raw)
             self.curve_public = zmq.curve_public(self.curve_secret)
@@ -225,15 +243,18 @@ class ZapAuthenticator:
         self._ready.set()
         try:
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
-                try:
+                try:  # the context may be destroyed under us at interpreter exit: end quietly
+                    if not sock.poll(100):
+                        continue
                     frames = sock.recv_multipart()
+                    sock.send_multipart(self._answer(frames))
                 except zmq.ZMQError:
                     break
-                sock.send_multipart(self._answer(frames))
         finally:
-            sock.close(0)
+            try:
+                sock.close(0)
+            except zmq.ZMQError:
+                pass
 
     def _answer(self, frames: list[bytes]) -> list[bytes]:
         if len(frames) < 6:

@@ -120,7 +120,10 @@ class StoreServer:
                     self.dropped += 1
                     log.warning("disttorch store: dropped a malformed request (%s)", e)
         finally:
-            sock.close(0)
+            try:
+                sock.close(0)
+            except zmq.ZMQError:
+                pass
 
     def _reply(self, ident: bytes, req_id: bytes, ok: bool, *values: bytes) -> None:
         try:

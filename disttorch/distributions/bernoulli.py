@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from ..autograd.grad_mode import no_grad
 from ..nn import functional as F
@@ -48,7 +48,7 @@ class Bernoulli(Distribution):
     @property
     def mode(self):
         mode = (self.probs >= 0.5).to(self.probs.dtype)
-        return _F.where(self.probs == 0.5, _F.full_like(mode, float("nan")), mode)
+        return _T.where(self.probs == 0.5, _T.full_like(mode, float("nan")), mode)
 
     @property
     def variance(self):
@@ -62,17 +62,17 @@ class Bernoulli(Distribution):
     def sample(self, sample_shape=Size()):
         shape = self._extended_shape(sample_shape)
         with no_grad():
-            return _F.bernoulli(self.probs.expand(*shape))
+            return _T.bernoulli(self.probs.expand(*shape))
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        logits, value = _F.broadcast_tensors(self.logits, value.to(self.logits.dtype))
+        logits, value = _T.broadcast_tensors(self.logits, value.to(self.logits.dtype))
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
     def entropy(self):
         return F.binary_cross_entropy_with_logits(self.logits, self.probs, reduction="none")
 
     def enumerate_support(self, expand=True):
-        values = _F.arange(2, dtype=self._param.dtype).view((-1,) + (1,) * len(self._batch_shape))
+        values = _T.arange(2, dtype=self._param.dtype).view((-1,) + (1,) * len(self._batch_shape))
         return values.expand(2, *self._batch_shape) if expand else values

@@ -1,7 +1,7 @@
 """Beta(concentration1, concentration0): density x^(a-1) (1-x)^(b-1) / B(a, b) on [0, 1]."""
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from . import constraints
 from ._special import digamma, lgamma, standard_gamma
@@ -20,7 +20,7 @@ class Beta(Distribution):
     def __init__(self, concentration1, concentration0, validate_args=None):
         self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
         if (self._validate_args if validate_args is None else validate_args):
-            _check_concentration(_F.stack([self.concentration1, self.concentration0], -1))
+            _check_concentration(_T.stack([self.concentration1, self.concentration0], -1))
         super().__init__(self.concentration1.shape, validate_args=False)
         if validate_args is not None:
             self._validate_args = validate_args
@@ -76,7 +76,7 @@ def _check_concentration(concentration):
 def _xlogy(x, y):
     """x * log(y), 0 where x == 0 (so a boundary value with concentration 1 has finite density)."""
     zero = x == 0
-    return _F.where(zero, _F.zeros_like(x), x * _F.where(zero, _F.ones_like(y), y).log())
+    return _T.where(zero, _T.zeros_like(x), x * _T.where(zero, _T.ones_like(y), y).log())
 
 
 def _tiny(t):

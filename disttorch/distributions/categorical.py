@@ -1,7 +1,7 @@
 """Categorical(probs | logits): one of K categories (the last dimension of the parameters)."""
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from ..autograd.grad_mode import no_grad
 from . import constraints
@@ -52,7 +52,7 @@ class Categorical(Distribution):
 
     @property
     def mean(self):
-        return _F.full(self._extended_shape(), float("nan"), dtype=self.probs.dtype)
+        return _T.full(self._extended_shape(), float("nan"), dtype=self.probs.dtype)
 
     @property
     def mode(self):
@@ -60,7 +60,7 @@ class Categorical(Distribution):
 
     @property
     def variance(self):
-        return _F.full(self._extended_shape(), float("nan"), dtype=self.probs.dtype)
+        return _T.full(self._extended_shape(), float("nan"), dtype=self.probs.dtype)
 
     def expand(self, batch_shape, _instance=None):
         shape = tuple(batch_shape) + (self._num_events,)
@@ -75,14 +75,14 @@ class Categorical(Distribution):
             n *= s
         with no_grad():
             probs_2d = self.probs.reshape(-1, self._num_events)
-            draws = _F.multinomial(probs_2d, n, True).t()  # (n, batch)
+            draws = _T.multinomial(probs_2d, n, True).t()  # (n, batch)
             return draws.reshape(*self._extended_shape(sample_shape))
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
         value = value.long().unsqueeze(-1)
-        value, log_pmf = _F.broadcast_tensors(value, self.logits)
+        value, log_pmf = _T.broadcast_tensors(value, self.logits)
         value = value[..., :1]
         return log_pmf.gather(-1, value).squeeze(-1)
 
@@ -92,7 +92,7 @@ class Categorical(Distribution):
         return -(logits * self.probs).sum(-1)
 
     def enumerate_support(self, expand=True):
-        values = _F.arange(self._num_events, dtype=_int64()).view((-1,) + (1,) * len(self._batch_shape))
+        values = _T.arange(self._num_events, dtype=_int64()).view((-1,) + (1,) * len(self._batch_shape))
         return values.expand(self._num_events, *self._batch_shape) if expand else values
 
 

@@ -3,7 +3,7 @@
 boolean tensor."""
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 
 __all__ = ["Constraint", "boolean", "dependent", "greater_than", "independent", "integer_interval", "interval",
            "less_than", "positive", "positive_definite", "real", "real_vector", "simplex", "unit_interval"]
@@ -119,7 +119,7 @@ class _PositiveDefinite(Constraint):
         a = _backend.to_host(value.detach()._data).astype(np.float64)
         symmetric = np.isclose(a, np.swapaxes(a, -1, -2), atol=1e-6).all(axis=(-1, -2))
         eig_ok = np.linalg.eigvalsh(a).min(axis=-1) > 0 if a.size else np.ones(a.shape[:-2], bool)
-        return _F.tensor(symmetric & eig_ok)
+        return _T.tensor(symmetric & eig_ok)
 
 
 class _IndependentConstraint(Constraint):

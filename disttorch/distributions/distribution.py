@@ -2,7 +2,7 @@
 with PyTorch's semantics and error messages."""
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from ..autograd.grad_mode import no_grad
 from . import constraints
@@ -144,5 +144,5 @@ def _as_float(value, like):
     """``value`` as a Tensor of ``like``'s dtype (log_prob accepts ints for discrete families)."""
     from ..tensor import Tensor
     if not isinstance(value, Tensor):
-        value = _F.tensor(value, dtype=like.dtype)
+        value = _T.tensor(value, dtype=like.dtype)
     return value

@@ -5,7 +5,7 @@ for subclasses, as PyTorch's.
 """
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from ._special import digamma, lgamma, solve_lower_triangular
 from .bernoulli import Bernoulli
 from .beta import Beta
@@ -44,7 +44,7 @@ def kl_divergence(p, q):
 
 
 def _inf_like(t):
-    return _F.full_like(t, float("inf"))
+    return _T.full_like(t, float("inf"))
 
 
 @register_kl(Normal, Normal)
@@ -58,19 +58,19 @@ def _kl_normal_normal(p, q):
 def _kl_bernoulli_bernoulli(p, q):
     from ..nn import functional as F
     t1 = p.probs * (F.softplus(-q.logits) - F.softplus(-p.logits))
-    t1 = _F.where(q.probs == 0, _inf_like(t1), t1)
-    t1 = _F.where(p.probs == 0, _F.zeros_like(t1), t1)
+    t1 = _T.where(q.probs == 0, _inf_like(t1), t1)
+    t1 = _T.where(p.probs == 0, _T.zeros_like(t1), t1)
     t2 = (1 - p.probs) * (F.softplus(q.logits) - F.softplus(p.logits))
-    t2 = _F.where(q.probs == 1, _inf_like(t2), t2)
-    t2 = _F.where(p.probs == 1, _F.zeros_like(t2), t2)
+    t2 = _T.where(q.probs == 1, _inf_like(t2), t2)
+    t2 = _T.where(p.probs == 1, _T.zeros_like(t2), t2)
     return t1 + t2
 
 
 @register_kl(Categorical, Categorical)
 def _kl_categorical_categorical(p, q):
     t = p.probs * (p.logits - q.logits)
-    t = _F.where(q.probs == 0, _inf_like(t), t)
-    t = _F.where(p.probs == 0, _F.zeros_like(t), t)
+    t = _T.where(q.probs == 0, _inf_like(t), t)
+    t = _T.where(p.probs == 0, _T.zeros_like(t), t)
     return t.sum(-1)
 
 
@@ -78,7 +78,7 @@ def _kl_categorical_categorical(p, q):
 def _kl_uniform_uniform(p, q):
     result = ((q.high - q.low) / (p.high - p.low)).log()
     outside = (q.low > p.low) | (q.high < p.high)
-    return _F.where(outside, _inf_like(result), result)
+    return _T.where(outside, _inf_like(result), result)
 
 
 @register_kl(Beta, Beta)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from . import constraints
 from ._special import cholesky, solve_lower_triangular
@@ -42,7 +42,7 @@ class MultivariateNormal(Distribution):
                     else "precision_matrix")
             raise ValueError(f"{name} matrix must be at least two-dimensional, with optional leading batch "
                              "dimensions")
-        batch_shape = tuple(_F.broadcast_shapes(tuple(matrix.shape[:-2]), tuple(loc.shape[:-1])))
+        batch_shape = tuple(_T.broadcast_shapes(tuple(matrix.shape[:-2]), tuple(loc.shape[:-1])))
         d = loc.shape[-1]
         if scale_tril is not None:
             self.scale_tril = scale_tril.expand(*batch_shape, d, d)
@@ -97,7 +97,7 @@ class MultivariateNormal(Distribution):
 
     def rsample(self, sample_shape=Size()):
         shape = self._extended_shape(sample_shape)
-        eps = _F.randn(*shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = _T.randn(*shape, dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + (self._unbroadcasted_scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
 
     def log_prob(self, value):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from . import constraints
 from .distribution import Distribution
@@ -42,7 +42,7 @@ class Normal(Distribution):
 
     def rsample(self, sample_shape=Size()):
         shape = self._extended_shape(sample_shape)
-        eps = _F.randn(*shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = _T.randn(*shape, dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + eps * self.scale
 
     def log_prob(self, value):
@@ -54,7 +54,7 @@ class Normal(Distribution):
     def cdf(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        return 0.5 * (1 + _F.erf((value - self.loc) / (self.scale * math.sqrt(2))))
+        return 0.5 * (1 + _T.erf((value - self.loc) / (self.scale * math.sqrt(2))))
 
     def entropy(self):
         return 0.5 + 0.5 * math.log(2 * math.pi) + self.scale.log()

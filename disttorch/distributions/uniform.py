@@ -1,7 +1,7 @@
 """Uniform(low, high): uniform on [low, high), reparameterised as low + (high - low) * u."""
 from __future__ import annotations
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._size import Size
 from . import constraints
 from .distribution import Distribution
@@ -31,7 +31,7 @@ class Uniform(Distribution):
 
     @property
     def mode(self):
-        return _F.full_like(self.high, float("nan"))
+        return _T.full_like(self.high, float("nan"))
 
     @property
     def stddev(self):
@@ -46,7 +46,7 @@ class Uniform(Distribution):
 
     def rsample(self, sample_shape=Size()):
         shape = self._extended_shape(sample_shape)
-        u = _F.rand(*shape, dtype=self.low.dtype, device=self.low.device)
+        u = _T.rand(*shape, dtype=self.low.dtype, device=self.low.device)
         return self.low + u * (self.high - self.low)
 
     def log_prob(self, value):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import _functions as _F
+from .. import _torch_api as _T
 from .._dtype import get_default_dtype
 from ..tensor import Tensor
 
@@ -16,8 +16,8 @@ def broadcast_all(*values):
                          "implementing __torch_function__.")
     dtype = tensors[0].dtype if tensors else get_default_dtype()
     device = tensors[0].device if tensors else None
-    out = [v if isinstance(v, Tensor) else _F.tensor(float(v), dtype=dtype, device=device) for v in values]
-    return tuple(_F.broadcast_tensors(*out))
+    out = [v if isinstance(v, Tensor) else _T.tensor(float(v), dtype=dtype, device=device) for v in values]
+    return tuple(_T.broadcast_tensors(*out))
 
 
 def clamp_probs(probs):

@@ -9,7 +9,7 @@ Hogwild-style training sees every process's updates. ``spawn(fn, args, nprocs)``
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing import *
+from multiprocessing import *  # noqa: F403  (torch.multiprocessing re-exports it)
 
 from ._shared_storage import register_reductions
 from .spawn import (

@@ -9,7 +9,8 @@ is what Hogwild training relies on.
 
 The process that created a segment unlinks its name when the last array on it is freed (or at
 exit); processes that mapped it keep their mapping, as with any unlinked POSIX segment. A process
-killed by SIGKILL cannot unlink: its segments stay in /dev/shm under the ``dtmp<pid>_`` prefix.
+killed by SIGKILL cannot unlink: its segments stay in /dev/shm as ``disttorch-mp-<pid>-*``
+(a prefix unlike the DataLoader's ``dt<pid>_`` slots, so neither sweeps the other's).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def move_to_shared_memory(tensor) -> None:
         raise RuntimeError("share_memory_(): POSIX shared memory is not available on this platform")
     register_reductions()
     size = max(arr.nbytes, 1)  # a zero-size mapping is not allowed
-    name = f"/dtmp{os.getpid():x}_{secrets.token_hex(6)}"
+    name = f"/disttorch-mp-{os.getpid()}-{secrets.token_hex(6)}"
     m = _map(name, size, create=True)
     _track(m, name, os.getpid())
     shared = np.ndarray(arr.shape, dtype=arr.dtype, buffer=m)

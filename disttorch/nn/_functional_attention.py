@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _functions as F
+from .. import _torch_api as _T
 from .._backend import array_module
 from ..tensor import Tensor
 
@@ -17,8 +17,8 @@ from ..tensor import Tensor
 def _linear(x, weight, bias=None):
     """x @ weight^T + bias over the last axis of ``x`` (any leading dims)."""
     if x.ndim == 2 and bias is not None:
-        return F.addmm(bias, x, weight.t())
-    out = F.matmul(x, weight.t())
+        return _T.addmm(bias, x, weight.t())
+    out = _T.matmul(x, weight.t())
     return out if bias is None else out + bias
 
 
@@ -28,7 +28,7 @@ def _dropout(x, p):
         return x
     if p >= 1:
         return x * 0.0
-    keep = F.rand(tuple(x.shape), dtype=x.dtype, device=x.device) >= p
+    keep = _T.rand(tuple(x.shape), dtype=x.dtype, device=x.device) >= p
     return x * keep * (1.0 / (1.0 - p))
 
 
@@ -38,12 +38,12 @@ def _softmax_rows(scores):
     data = scores._data
     xp = array_module(data)
     if data.size == 0:
-        return F.softmax(scores, -1)
+        return _T.softmax(scores, -1)
     dead = xp.isneginf(data).all(axis=-1, keepdims=True)
     if not bool(dead.any()):
-        return F.softmax(scores, -1)
+        return _T.softmax(scores, -1)
     dead_t = Tensor._wrap(xp.broadcast_to(dead, data.shape))
-    return F.softmax(scores.masked_fill(dead_t, 0.0), -1).masked_fill(dead_t, 0.0)
+    return _T.softmax(scores.masked_fill(dead_t, 0.0), -1).masked_fill(dead_t, 0.0)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -79,7 +79,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         key = _repeat_heads(key, reps)
         value = _repeat_heads(value, reps)
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = F.matmul(query, key.transpose(-2, -1)) * factor
+    scores = _T.matmul(query, key.transpose(-2, -1)) * factor
     if is_causal:
         xp = array_module(scores._data)
         allowed = xp.tril(xp.ones((length, source), dtype=bool))
@@ -90,7 +90,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         else:
             scores = scores + attn_mask
     weights = _dropout(_softmax_rows(scores), dropout_p)
-    return F.matmul(weights, value)
+    return _T.matmul(weights, value)
 
 
 def _repeat_heads(x, reps):
@@ -105,7 +105,7 @@ def _float_mask(mask, dtype, name):
     if mask is None:
         return None
     if mask.dtype.name == "bool":
-        zeros = F.zeros(tuple(mask.shape), dtype=dtype, device=mask.device)
+        zeros = _T.zeros(tuple(mask.shape), dtype=dtype, device=mask.device)
         return zeros.masked_fill(mask, float("-inf"))
     if not mask.is_floating_point():
         raise AssertionError(f"only bool and floating types of {name} are supported")
@@ -181,8 +181,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         else:
             raise RuntimeError(f"attn_mask's dimension {attn_mask.ndim} is not supported")
     if bias_k is not None and bias_v is not None:
-        k = F.cat([k, bias_k.expand(1, bsz, embed_dim)])
-        v = F.cat([v, bias_v.expand(1, bsz, embed_dim)])
+        k = _T.cat([k, bias_k.expand(1, bsz, embed_dim)])
+        v = _T.cat([v, bias_v.expand(1, bsz, embed_dim)])
         attn_mask = _pad_last(attn_mask)
         key_padding_mask = _pad_last(key_padding_mask)
 
@@ -190,8 +190,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     k = (k.reshape(k.shape[0], bsz * num_heads, head_dim).transpose(0, 1) if static_k is None else static_k)
     v = (v.reshape(v.shape[0], bsz * num_heads, head_dim).transpose(0, 1) if static_v is None else static_v)
     if add_zero_attn:
-        k = F.cat([k, F.zeros((bsz * num_heads, 1, head_dim), dtype=k.dtype, device=k.device)], dim=1)
-        v = F.cat([v, F.zeros((bsz * num_heads, 1, head_dim), dtype=v.dtype, device=v.device)], dim=1)
+        k = _T.cat([k, _T.zeros((bsz * num_heads, 1, head_dim), dtype=k.dtype, device=k.device)], dim=1)
+        v = _T.cat([v, _T.zeros((bsz * num_heads, 1, head_dim), dtype=v.dtype, device=v.device)], dim=1)
         attn_mask = _pad_last(attn_mask)
         key_padding_mask = _pad_last(key_padding_mask)
     src_len = k.shape[1]
@@ -206,12 +206,12 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         dropout_p = 0.0
 
     if need_weights:
-        scores = F.matmul(q * math.sqrt(1.0 / head_dim), k.transpose(-2, -1))
+        scores = _T.matmul(q * math.sqrt(1.0 / head_dim), k.transpose(-2, -1))
         if attn_mask is not None:
             scores = scores + attn_mask
-        weights = F.softmax(scores, -1)
+        weights = _T.softmax(scores, -1)
         weights = _dropout(weights, dropout_p)
-        out = F.matmul(weights, v)
+        out = _T.matmul(weights, v)
         out = out.transpose(0, 1).reshape(tgt_len * bsz, embed_dim)
         out = _linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, embed_dim)
         weights = weights.reshape(bsz, num_heads, tgt_len, src_len)

@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 
-from .. import _functions as _F
+from .. import _torch_api as _T
+from .._dtype import LEGACY_NAMES as _LEGACY
 from .._size import Size
 from ..ops.nn_loss import (
     BinaryCrossEntropyBackward0, BinaryCrossEntropyWithLogitsBackward0, CrossEntropyNll, CrossEntropyNll2d,
@@ -22,8 +23,6 @@ __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy
            "binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss", "margin_ranking_loss",
            "triplet_margin_loss"]
 
-_LEGACY = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
-           "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 
 class _Reduction:
@@ -220,7 +219,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 def _smooth_term(input, target, weight, reduction, ignore_index, class_dim):
     """The label-smoothing part: ``-sum_c w_c log p_c`` per sample, ignored targets zeroed."""
-    logp = _F.log_softmax(input, class_dim)
+    logp = _T.log_softmax(input, class_dim)
     if weight is not None:
         shape = [1] * input.ndim
         shape[class_dim] = weight.numel()
@@ -241,7 +240,7 @@ def _smooth_term(input, target, weight, reduction, ignore_index, class_dim):
 
 
 def _cross_entropy_probs(input, target, weight, reduction, label_smoothing, class_dim, n_classes):
-    logp = _F.log_softmax(input, class_dim)
+    logp = _T.log_softmax(input, class_dim)
     if label_smoothing > 0.0:
         target = target * (1 - label_smoothing) + label_smoothing / n_classes
     prod = logp * target
@@ -304,7 +303,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
         pointwise = target.exp() * (target - input)
     else:
         positive = target > 0
-        safe = _F.where(positive, target, 1.0)
+        safe = _T.where(positive, target, 1.0)
         pointwise = target * safe.log() - target * input  # xlogy(t, t): 0 where t == 0
     if reduction == "batchmean":
         total = pointwise.sum()
@@ -330,8 +329,8 @@ def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, r
     mag2 = (input2 * input2).sum(td) + eps
     cos = prod_sum / (mag1 * mag2).sqrt()
     zeros = cos * 0
-    pos = _F.where(target == 1, 1 - cos, zeros)
-    neg = _F.where(target == -1, (cos - margin).clamp_min(0), zeros)
+    pos = _T.where(target == 1, 1 - cos, zeros)
+    neg = _T.where(target == -1, (cos - margin).clamp_min(0), zeros)
     return _reduce(pos + neg, reduction)
 
 
@@ -359,5 +358,5 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
     d_pos = pairwise_distance(anchor, positive, p, eps)
     d_neg = pairwise_distance(anchor, negative, p, eps)
     if swap:
-        d_neg = _F.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+        d_neg = _T.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
     return _reduce((margin + d_pos - d_neg).clamp_min(0), reduction)

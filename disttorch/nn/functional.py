@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 
-from .. import _functions as _F
+from .. import _torch_api as _T
+from .._dtype import LEGACY_NAMES as _LEGACY
 from .._backend import array_module
 from ..autograd.grad_mode import no_grad
 from ..autograd.inplace import apply_inplace
@@ -21,8 +22,6 @@ from ..ops import registry as _registry
 from ..ops.nn_norm import NativeBatchNormBackward0, NativeGroupNormBackward0, NativeLayerNormBackward0
 from ..tensor import Tensor
 
-_LEGACY = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
-           "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -44,7 +43,7 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_LEGACY.get(input.dtype.name)} and "
                            f"{_LEGACY.get(weight.dtype.name)}")
     if weight.ndim == 1:
-        out = _F.matmul(input, weight)
+        out = _T.matmul(input, weight)
         return out + bias if bias is not None else out
     if input.ndim == 0:
         raise RuntimeError("both arguments to linear need to be at least 1D, but they are 0D and 2D")
@@ -73,13 +72,13 @@ def bilinear(input1, input2, weight, bias=None):
     if input2.shape[-1] != weight.shape[2]:
         raise RuntimeError(f"bilinear(): input2 size does not match weight size: got {input2.shape[-1]} but expected "
                            f"{weight.shape[2]}")
-    out = _F.einsum("...i,oij,...j->...o", input1, weight, input2)
+    out = _T.einsum("...i,oij,...j->...o", input1, weight, input2)
     return out + bias if bias is not None else out
 
 
 # ---- activations -------------------------------------------------------------------------------
 def relu(input, inplace=False):
-    return input.relu_() if inplace else _F.relu(input)
+    return input.relu_() if inplace else _T.relu(input)
 
 
 def relu_(input):
@@ -175,7 +174,7 @@ def celu(input, alpha=1.0, inplace=False):
 
 
 def _threshold(input, threshold, value):
-    return _F.where(input > threshold, input, value)
+    return _T.where(input > threshold, input, value)
 
 
 def threshold(input, threshold, value, inplace=False):
@@ -235,20 +234,20 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """``exp(x) / sum(exp(x))`` along ``dim`` (computed with the max subtracted)."""
     if dim is None:
         dim = _softmax_dim("softmax", input.ndim, _stacklevel)
-    return _F.softmax(input, dim, dtype=dtype)
+    return _T.softmax(input, dim, dtype=dtype)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """``x - logsumexp(x)`` along ``dim``."""
     if dim is None:
         dim = _softmax_dim("log_softmax", input.ndim, _stacklevel)
-    return _F.log_softmax(input, dim, dtype=dtype)
+    return _T.log_softmax(input, dim, dtype=dtype)
 
 
 def softmin(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _softmax_dim("softmin", input.ndim, _stacklevel)
-    return _F.softmax(-input, dim, dtype=dtype)
+    return _T.softmax(-input, dim, dtype=dtype)
 
 
 # ---- normalisation -------------------------------------------------------------------------------
@@ -467,3 +466,4 @@ globals().update({decl.name: _registry.resolve(decl) for decl in _registry.OPS i
 from ._functional_loss import *  # noqa: E402,F401,F403
 from ._functional_loss import _Reduction  # noqa: E402,F401
 from ._functional_spatial import *  # noqa: E402,F401,F403
+from .modules.pixelshuffle import pixel_shuffle, pixel_unshuffle  # noqa: E402,F401

@@ -10,9 +10,10 @@ import warnings
 
 import numpy as np
 
+from .. import _random_recipes
 from .._backend import array_module
 from ..autograd.grad_mode import no_grad
-from ..random import rng
+from ..random import generator_or_default
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
@@ -86,24 +87,45 @@ def _norm_cdf(x):
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
-    """Fills with N(mean, std^2) truncated to [a, b] (rejection sampling: the exact distribution)."""
+    """Fills with N(mean, std^2) truncated to [a, b] by rejection sampling, with PyTorch's draws: when
+    most of the mass is inside, whole-tensor normal redraws replace the values outside; otherwise
+    uniform proposals on [a, b] accepted where log(U) <= the log density relative to its peak."""
     if (mean < a - 2 * std) or (mean > b + 2 * std):
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The distribution of values may be "
                       "incorrect.", stacklevel=2)
-    n = tensor.numel()
-    stream = rng(generator)
-    accept = max(_norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std), 1e-6)
-    out = np.empty(n, dtype=np.float64)
-    filled = 0
-    while filled < n:
-        # draw enough that one round almost always suffices
-        want = n - filled
-        draw = stream.normal(mean, std, int(want / accept * 1.1) + 16)
-        good = draw[(draw >= a) & (draw <= b)][:want]
-        out[filled:filled + good.size] = good
-        filled += good.size
+    gen = generator_or_default(generator)
+    shape = tuple(tensor.shape)
+    dtype = tensor._data.dtype
+    draw_dtype = dtype.type if dtype in (np.float16, np.float32, np.float64) else np.float32
     with no_grad():
-        return _write(tensor, out.reshape(tuple(tensor.shape)))
+        if _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std) > 0.3:
+            lo, hi = np.asarray(a, dtype), np.asarray(b, dtype)  # bounds as the tensor holds them
+            result = _random_recipes.normal(gen, shape, draw_dtype, mean, std).astype(dtype)
+            while True:
+                outside = (result < lo) | (result > hi)
+                if not outside.any():
+                    break
+                redraw = _random_recipes.normal(gen, shape, draw_dtype, mean, std).astype(dtype)
+                result = np.where(outside, redraw, result)
+            return _write(tensor, result)
+        mode = max(a, min(mean, b))
+        log_peak = -0.5 * ((mode - mean) / std) ** 2
+
+        def log_density(x):  # PyTorch's in-place chain, each step rounded to the tensor's dtype
+            x = (x - np.asarray(mean, dtype)) / np.asarray(std, dtype)
+            return (x * x) * np.asarray(-0.5, dtype) - np.asarray(log_peak, dtype)
+
+        def accept_draw(candidates):
+            with np.errstate(divide="ignore"):
+                return np.log(_random_recipes.uniform(gen, shape, draw_dtype).astype(dtype)) > log_density(candidates)
+
+        result = _random_recipes.uniform(gen, shape, draw_dtype, a, b).astype(dtype)
+        pending = accept_draw(result)
+        while pending.any():
+            candidates = _random_recipes.uniform(gen, shape, draw_dtype, a, b).astype(dtype)
+            result = np.where(pending, candidates, result)
+            pending = np.where(pending, accept_draw(candidates), pending)
+        return _write(tensor, result)
 
 
 def constant_(tensor, val):
@@ -170,7 +192,8 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
     gain = calculate_gain(nonlinearity, a)
-    bound = math.sqrt(3.0) * gain / math.sqrt(fan)
+    std = gain / math.sqrt(fan)
+    bound = math.sqrt(3.0) * std  # this order of operations gives PyTorch's bound to the last bit
     return uniform_(tensor, -bound, bound, generator)
 
 
@@ -193,7 +216,8 @@ def orthogonal_(tensor, gain=1, generator=None):
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = rng(generator).normal(0.0, 1.0, (rows, cols))
+    flat = _random_recipes.normal(generator_or_default(generator), (rows, cols), np.float64
+                                  if tensor.dtype.np == np.float64 else np.float32).astype(np.float64)
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)

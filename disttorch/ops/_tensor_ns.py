@@ -34,8 +34,8 @@ class TensorNamespace:
     graph = True
 
     def __getattr__(self, name):
-        from .. import _functions as F
-        fn = getattr(F, name)
+        from .. import _torch_api as T
+        fn = getattr(T, name)
         setattr(self, name, fn)
         return fn
 
@@ -142,7 +142,7 @@ class TensorNamespace:
 
     @staticmethod
     def getitem(x, index):
-        from .index import IndexBackward0, _SliceView, SliceBackward0
+        from .index import IndexBackward0, SliceBackward0
         advanced = any(is_array(i) for i in (index if isinstance(index, tuple) else (index,)))
         if advanced:
             return IndexBackward0.apply(x, index=index)

@@ -7,8 +7,9 @@ import numpy as np
 
 from .. import _backend
 from .. import _dtype as D
+from .. import _random_recipes as recipes
 from .._device import as_device
-from ..random import rng
+from ..random import generator_or_default, rng
 from ..tensor import Tensor
 
 
@@ -291,16 +292,16 @@ def randint_like(input, low=0, high=None, *, dtype=None, device=None, requires_g
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
-    """Uniform samples on [0, 1)."""
+    """Uniform samples on [0, 1) (PyTorch CPU's numbers for the same seed)."""
     npd = _dt(dtype)
-    arr = rng(generator).random(_size(size), dtype=np.float64 if npd != np.float32 else np.float32).astype(npd, copy=False)
+    arr = recipes.uniform(generator_or_default(generator), _size(size), npd)
     return _finish(arr, device, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
-    """Standard normal samples."""
+    """Standard normal samples (PyTorch CPU's numbers for the same seed)."""
     npd = _dt(dtype)
-    arr = rng(generator).standard_normal(_size(size), dtype=np.float64 if npd != np.float32 else np.float32).astype(npd, copy=False)
+    arr = recipes.normal(generator_or_default(generator), _size(size), npd)
     return _finish(arr, device, requires_grad)
 
 
@@ -315,7 +316,8 @@ def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=N
     if low >= high:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     npd = (D.as_dtype(dtype) if dtype is not None else D.int64).np
-    arr = rng(generator).integers(low, high, size=_size((size,) if isinstance(size, int) else (tuple(size),))).astype(npd)
+    shape = _size((size,) if isinstance(size, int) else (tuple(size),))
+    arr = recipes.randint(generator_or_default(generator), int(low), int(high), shape, npd)
     return _finish(arr, device, requires_grad)
 
 
@@ -323,12 +325,12 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
     if n < 0:
         raise RuntimeError(f"n must be non-negative, got{n}")
     npd = (D.as_dtype(dtype) if dtype is not None else D.int64).np
-    return _finish(rng(generator).permutation(n).astype(npd), device, requires_grad)
+    return _finish(recipes.randperm(generator_or_default(generator), int(n), npd), device, requires_grad)
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
     """Normal samples; ``mean``/``std`` may be tensors (elementwise) or numbers with ``size``."""
-    g = rng(generator)
+    g = generator_or_default(generator)
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
         # draws come from the host stream (the same numbers on every device), then join the tensors' device
         ref = mean if isinstance(mean, Tensor) else std
@@ -337,19 +339,29 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
         if isinstance(std, Tensor) and (s < 0).any():
             raise RuntimeError("normal expects all elements of std >= 0.0")
         shape = np.broadcast_shapes(np.shape(m), np.shape(s))
-        arr = (m + s * g.standard_normal(shape)).astype(ref._data.dtype)
+        npd = ref._data.dtype
+        if isinstance(std, Tensor):
+            # PyTorch draws N(0, 1) into the output, then multiplies by std and adds mean (two roundings)
+            arr = recipes.normal(g, shape, npd) * np.asarray(s, dtype=npd) + np.asarray(m, dtype=npd)
+        else:  # a number std is drawn with (as N(0, std)), then mean is added
+            arr = recipes.normal(g, shape, npd, 0.0, float(s)) + np.asarray(m, dtype=npd)
+        arr = arr.astype(npd, copy=False)
         return _finish(arr, device if device is not None else ref.device, requires_grad)
     if std < 0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
     if size is None:
         raise TypeError("normal() with float mean and std needs a size")
-    arr = (mean + std * g.standard_normal(_size((tuple(size),) if not isinstance(size, int) else (size,)))).astype(_dt(dtype))
+    arr = recipes.normal(g, _size((tuple(size),) if not isinstance(size, int) else (size,)), _dt(dtype), mean, std)
     return _finish(arr, device, requires_grad)
 
 
 def bernoulli(input, p=None, *, generator=None):
-    prob = _backend.to_host(input._data) if p is None else p
-    draw = (rng(generator).random(input._data.shape) < prob).astype(input._data.dtype)
+    g = generator_or_default(generator)
+    if p is None:
+        draw = recipes.bernoulli_tensor(g, np.asarray(_backend.to_host(input._data)))
+    else:
+        draw = recipes.bernoulli_scalar(g, input._data.shape, float(p))
+    draw = draw.astype(input._data.dtype)
     return Tensor._wrap(_backend.like(draw, input._data))
 
 
@@ -359,6 +371,11 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     if (w < 0).any():
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     rows = w.reshape(-1, w.shape[-1])
+    if replacement and num_samples > 1 and (rows.sum(axis=1) > 0).all():
+        # PyTorch's CPU recipe (one uniform per sample, binary search in the cumulative weights)
+        src = np.asarray(_backend.to_host(input._data))
+        out = recipes.multinomial_with_replacement(generator_or_default(generator), src.reshape(rows.shape), num_samples)
+        return Tensor._wrap(_backend.like(out.reshape(w.shape[:-1] + (num_samples,)), input._data))
     g = rng(generator)
     out = np.empty((rows.shape[0], num_samples), np.int64)
     for i, r in enumerate(rows):

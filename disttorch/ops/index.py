@@ -8,8 +8,8 @@ from .. import _backend
 from .. import _dtype as D
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
-from .pointwise import _xp, cast, _is_scalar, _py_scalar, check_broadcast_many
-from .shape import AliasBackward0, SelectBackward0, SliceBackward0, UnsqueezeBackward0, _SliceView
+from .pointwise import _xp, cast, _py_scalar, check_broadcast_many
+from .shape import AliasBackward0, SelectBackward0, SliceBackward0, UnsqueezeBackward0
 from ..autograd.inplace import (HistoryHandle, check_inplace_allowed, check_no_internal_overlap, refresh_views,
                                 view_region, write_through_view)
 from ..tensor import Tensor, _wrap_dim
@@ -33,8 +33,8 @@ def _convert_index(index, shape=None):
         elif _backend.is_cuda_array(item):  # a raw device index array (masked_scatter passes one)
             advanced = True
             out.append(item)
-        elif isinstance(item, (list, np.ndarray)):
-            arr = np.asarray(item)
+        elif isinstance(item, (list, range, np.ndarray)):
+            arr = np.arange(item.start, item.stop, item.step) if type(item) is range else np.asarray(item)
             if arr.dtype == object:
                 arr = np.asarray([x._data if isinstance(x, Tensor) else x for x in item])
             if arr.dtype.kind == "f":
@@ -579,7 +579,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     axis = _wrap_dim(dim, input.ndim) if input.ndim else 0
     n = input.shape[axis] if input.ndim else 1
     if not 0 <= k <= n:
-        raise RuntimeError(f"selected index k out of range")
+        raise RuntimeError("selected index k out of range")
     node = TopkBackward0()
     vals = node._run((input,), {"k": k, "axis": axis, "largest": largest, "sorted": sorted})
     return return_types["topk"](vals, Tensor._wrap(node.idx.astype(np.int64, copy=False)))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import Op, unbroadcast
-from .pointwise import _xp, promote
-from ..tensor import Tensor
+from .pointwise import _xp
 
 
 def _same_dtype(a, b, name):
@@ -16,7 +15,8 @@ def _same_dtype(a, b, name):
 
 
 def _legacy(t):
-    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}.get(t.dtype.name, t.dtype.name)
+    from .._dtype import LEGACY_NAMES
+    return LEGACY_NAMES.get(t.dtype.name, t.dtype.name)
 
 
 class MmBackward0(Op):

@@ -119,14 +119,15 @@ class EmbeddingBackward0(Op):
 def dropout_mask(shape, p, np_dtype, generator=None, like=None):
     """A keep-mask with probability ``1 - p``, already scaled by ``1 / (1 - p)`` (inverted dropout),
     as an array of ``np_dtype`` (on ``like``'s device when given)."""
-    from ..random import rng
+    from .._random_recipes import bernoulli_scalar
+    from ..random import generator_or_default
     if p >= 1.0:
-        mask = np.zeros(shape, dtype=np_dtype)
+        mask = np.zeros(shape, dtype=np_dtype)  # PyTorch draws nothing here either
     else:
-        draw_dtype = np.float32 if np.dtype(np_dtype) != np.float64 else np.float64
-        keep = rng(generator).random(shape, dtype=draw_dtype) >= p
+        # PyTorch: noise = empty.bernoulli_(1 - p); noise.div_(1 - p) (in the tensor's dtype)
+        keep = bernoulli_scalar(generator_or_default(generator), shape, 1.0 - p)
         mask = keep.astype(np_dtype)
-        mask *= 1.0 / (1.0 - p)
+        mask /= np.asarray(1.0 - p, dtype=np_dtype)
     if like is not None and type(like) is not np.ndarray:
         from .. import _backend
         mask = _backend.to_cuda(mask, _backend.device_index_of(like) or 0)

@@ -99,7 +99,7 @@ def col2im(cols, win, channels, out=None):
     """
     xp = array_module(cols)
     n = cols.shape[0]
-    (kh, kw), (ho, wo), (h, w) = win.kernel, win.out_size, win.in_size
+    (kh, kw), (ho, wo) = win.kernel, win.out_size
     blocks = cols.reshape(n, channels, kh * kw, ho, wo)
     padded = any(win.pads)
     if padded or out is None:

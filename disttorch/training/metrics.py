@@ -32,7 +32,10 @@ def all_reduce_mean(values: dict, count: float = 1.0) -> dict:
 
 def progress(iterable, desc="", total=None, rank=None):
     """``iterable`` wrapped in a tqdm bar on rank 0 (when tqdm is installed and the output is a
-    terminal or ``DISTTORCH_PROGRESS=1``); the bare iterable elsewhere."""
+    terminal or ``DISTTORCH_PROGRESS=1``); the bare iterable elsewhere.
+
+    Under ``disttorch-run`` stderr is a pipe to the launcher, which sets ``DISTTORCH_PROGRESS=1``
+    and ``COLUMNS`` when its own console is a terminal and shows the bar's redraws live."""
     rank = rank_and_world()[0] if rank is None else rank
     want = os.environ.get("DISTTORCH_PROGRESS")
     if rank != 0 or want == "0":
@@ -42,9 +45,13 @@ def progress(iterable, desc="", total=None, rank=None):
     except ImportError:
         return iterable
     import sys
-    if want != "1" and not sys.stderr.isatty():
+    tty = sys.stderr.isatty()
+    if want != "1" and not tty:
         return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    if tty:
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    columns = os.environ.get("COLUMNS", "")
+    return tqdm(iterable, desc=desc, total=total, leave=False, ncols=int(columns) if columns.isdigit() else None)
 
 
 class MetricsLogger:

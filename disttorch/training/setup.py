@@ -4,18 +4,21 @@ from __future__ import annotations
 import os
 
 
-def setup_distributed(backend="zmq"):
+def setup_distributed(backend="zmq", timeout=None):
     """Initialises the default group and returns ``(rank, world_size)``.
 
     A group is joined when the launcher set ``WORLD_SIZE``, or when ``mpirun`` / ``srun`` started
     several copies of the script (their variables, read by ``disttorch.distributed.env``): a job an
     engine started is never silently a set of 1-rank jobs. A plain ``python script.py`` gets
-    ``(0, 1)`` and no group."""
+    ``(0, 1)`` and no group.
+
+    ``timeout`` (seconds or a ``timedelta``) bounds every collective; None takes
+    ``DISTTORCH_TIMEOUT`` (``disttorch-run --timeout``), else 30 minutes."""
     import disttorch.distributed as dist
     if "WORLD_SIZE" not in os.environ and (dist.env.resolve().world_size or 1) <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://")
+        dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
 
 

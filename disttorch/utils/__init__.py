@@ -5,10 +5,10 @@ tensor core may import ``disttorch.utils`` without pulling in multiprocessing.
 """
 import importlib
 
-__all__ = ["data"]
+__all__ = ["data", "tensorboard"]
 
 
 def __getattr__(name):
-    if name == "data":
-        return importlib.import_module(".data", __name__)
+    if name in ("data", "tensorboard"):
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'disttorch.utils' has no attribute {name!r}")

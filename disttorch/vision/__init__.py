@@ -1,4 +1,5 @@
-"""torchvision's role for disttorch: ``disttorch.vision.transforms`` and ``disttorch.vision.datasets``."""
-from . import datasets, transforms
+"""torchvision's role for disttorch: ``disttorch.vision.transforms``, ``.datasets``, ``.models``
+and ``.utils``. Programs written for torchvision can say ``import disttorch.vision as torchvision``."""
+from . import datasets, models, transforms, utils
 
-__all__ = ["datasets", "transforms"]
+__all__ = ["datasets", "models", "transforms", "utils"]

@@ -138,3 +138,36 @@ def test_strangers_and_garbage_are_rejected_and_results_unchanged(tmp_path):
         # the two PLAIN strangers reach the ZAP handler; the NULL one fails the mechanism check before
         assert r["rejected"] >= 2, f"rank {rank}: the strangers' handshakes were not refused ({r})"
         assert r["dropped"] >= 8, f"rank {rank}: garbage from the insider was not dropped ({r})"
+
+
+@pytest.mark.parametrize("master_addr,setting,expected", [
+    ("127.0.0.1", None, False), ("localhost", None, False),  # one host: PLAIN
+    ("198.18.0.1", None, True),  # may span hosts: CURVE by default
+    ("198.18.0.1", "0", False),  # the opt-out for trusted fabrics
+    ("127.0.0.1", "1", True),
+])
+def test_curve_is_the_default_for_jobs_that_may_span_hosts(monkeypatch, master_addr, setting, expected):
+    from disttorch.distributed._runtime import curve_wanted, job_credentials
+
+    if setting is None:
+        monkeypatch.delenv("DISTTORCH_CURVE", raising=False)
+    else:
+        monkeypatch.setenv("DISTTORCH_CURVE", setting)
+    assert curve_wanted(master_addr) is expected
+    monkeypatch.setenv("DISTTORCH_SECRET", "s")
+    creds, _ = job_credentials(master_addr, 29500, True, 1.0)
+    assert creds.curve is expected
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    try:
+        creds.server(sock)
+        assert sock.mechanism == (zmq.CURVE if expected else zmq.PLAIN)
+    finally:
+        sock.close(0)
+
+
+def test_a_bad_curve_setting_names_the_variable(monkeypatch):
+    from disttorch.distributed._runtime import curve_wanted
+
+    monkeypatch.setenv("DISTTORCH_CURVE", "maybe")
+    with pytest.raises(ValueError, match="DISTTORCH_CURVE='maybe'"):
+        curve_wanted("198.18.0.1")

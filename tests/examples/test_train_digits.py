@@ -49,7 +49,7 @@ def test_killed_mid_epoch_and_restarted_matches_unbroken_run(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     # The restart continues after the step-8 checkpoint instead of replaying epoch 1.
-    assert "simulated crash at epoch 1 step 10" in out and "at epoch 1 step 8 (restart 1)" in out, out[-4000:]
+    assert "simulated crash at epoch 1 step 10" in out and "at epoch 1 step 8 (restart 1, 2 ranks)" in out, out[-4000:]
     a, b = np.load(tmp_path / "a" / "w.npz"), np.load(tmp_path / "b" / "w.npz")
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:
@@ -58,24 +58,12 @@ def test_killed_mid_epoch_and_restarted_matches_unbroken_run(tmp_path):
 
 def test_a_restart_does_not_resume_an_earlier_runs_checkpoint(tmp_path):
     small = ["--epochs", "1", "--limit-train", "128", "--batch-size", "16"]
-    proc, _ = launch(tmp_path, *small)
+    proc, _ = launch(tmp_path, *small, nproc=1)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     # Same checkpoint path, a new run that crashes before its first checkpoint: its restart must
     # start from scratch, not report the finished earlier run's accuracy as its own.
-    proc, _ = launch(tmp_path, *small, "--crash-at", "0:3", "--lr", "0.0001", restarts=1)
+    proc, _ = launch(tmp_path, *small, "--crash-at", "0:3", "--lr", "0.0001", restarts=1, nproc=1)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "resumed from" not in out and "not to this run" in out, out[-4000:]
     assert re.search(r"epoch  0  train_loss", out), out[-4000:]  # epoch 0 trained again
-    # (--resume, which takes an earlier run's checkpoint, is the next test's second launch.)
-
-
-def test_resume_with_another_world_size_reshards_the_epoch(tmp_path):
-    small = ["--epochs", "2", "--limit-train", "192", "--batch-size", "16", "--checkpoint-every", "3"]
-    proc, _ = launch(tmp_path, *small, "--crash-at", "1:4")
-    assert proc.returncode != 0 and "simulated crash at epoch 1 step 4" in proc.stdout + proc.stderr
-    proc, _ = launch(tmp_path, *small, "--resume", nproc=3)  # the job re-formed with 3 ranks
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert "at epoch 1 step 3" in out and "written by 2 ranks and this job has 3" in out, out[-4000:]
-    assert re.search(r"epoch  1  train_loss", out) and "final test accuracy" in out, out[-4000:]

@@ -165,3 +165,16 @@ def test_parse_hostfile(tmp_path):
         parse_hostfile(str(path))
     with pytest.raises(ValueError, match="cannot read"):
         parse_hostfile(str(tmp_path / "missing"))
+
+
+def test_timeouts_reach_the_workers_environment():
+    from launcher.config import export_timeouts
+
+    environ = {}
+    export_timeouts(_config(["--timeout", "90", "--join-timeout", "45", "s.py"]), environ)
+    assert environ == {"DISTTORCH_TIMEOUT": "90", "DISTTORCH_JOIN_TIMEOUT": "45"}
+    environ = {"DISTTORCH_TIMEOUT": "12"}
+    export_timeouts(_config(["s.py"]), environ)
+    assert environ == {"DISTTORCH_TIMEOUT": "12"}  # the user's own setting stays
+    with pytest.raises(SystemExit):
+        cli.main(["--timeout", "0", "s.py"])

@@ -154,3 +154,17 @@ def test_new_secret_prints_a_fresh_random_secret(job):
     assert (a.returncode, b.returncode) == (0, 0)
     assert len(a.stdout.strip()) == 64 and int(a.stdout, 16) >= 0
     assert a.stdout != b.stdout
+
+
+def test_node0_reports_the_joined_nodes_every_period_while_waiting(job, port_pair):
+    script = job.script("noop.py", "print('must not run')\n")
+    d0 = job.run(["--nnodes", "2", "--node-rank", "0", "--master-port", str(port_pair),
+                  "--join-timeout", "2.5", script],
+                 env={"DISTTORCH_SECRET": SECRET, "DISTTORCH_REPORT_PERIOD": "1"})
+    assert d0.returncode == 1
+    host = socket.gethostname()
+    reports = [line for line in d0.stderr.splitlines() if "rendezvous: 1 of 2 nodes joined" in line]
+    assert len(reports) == 2, d0.stderr  # after 1 s and 2 s, then the timeout at 2.5 s
+    assert reports[0].endswith(f"rendezvous: 1 of 2 nodes joined after 1 s (node 0 ({host})); "
+                               f"waiting up to --join-timeout 2.5 s")
+    assert "rendezvous timed out after 2.5 s: 1 of 2 nodes joined" in d0.stderr

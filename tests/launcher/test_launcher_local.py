@@ -97,7 +97,7 @@ sys.stdout.write("no newline at the end")
         assert m.group(1) == m.group(3) and set(m.group(4)) == {m.group(1)}
         seen[int(m.group(1))].append(int(m.group(2)))
     assert all(v == list(range(300)) for v in seen.values())  # per-rank order kept
-    err = [l for l in done.stderr.splitlines() if l.startswith("[rank")]
+    err = [line for line in done.stderr.splitlines() if line.startswith("[rank")]
     assert sorted(err) == sorted(f"[rank{r}]: warning {i} from {r}" for r in range(3)
                                  for i in range(0, 300, 50))
 

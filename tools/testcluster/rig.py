@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 
 from . import ssh, sweep, system
@@ -165,7 +164,9 @@ class Cluster:
         system.run(["ip", "link", "set", inner, "netns", str(host.holder_pid)])
         system.run(["ip", "link", "set", host.root_link, "master", self.bridge])
         system.run(["ip", "link", "set", host.root_link, "up"])
-        inside = lambda *argv: system.run(system.in_namespaces(host.holder_pid, list(argv)))
+        def inside(*argv):
+            return system.run(system.in_namespaces(host.holder_pid, list(argv)))
+
         inside("ip", "link", "set", inner, "name", "eth0")
         inside("ip", "addr", "add", f"{host.address}/{prefixlen}", "dev", "eth0")
         inside("ip", "link", "set", "eth0", "up")
@@ -321,10 +322,3 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f)
     os.replace(tmp, path)
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{what} within {timeout:g} s")
-        time.sleep(0.05)

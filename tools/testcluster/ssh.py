@@ -23,6 +23,9 @@ StrictModes no
 PrintMotd no
 MaxStartups 100:30:200
 MaxSessions 100
+# A session whose client vanished (a cut link) ends after 15 s, as on cluster nodes set up so
+ClientAliveInterval 5
+ClientAliveCountMax 3
 """
 
 # Bind-mounted over /etc/ssh/ssh_config inside every test host.

@@ -15,4 +15,7 @@ from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d  # noqa: F401
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer  # noqa: F401
+from .transformer import Transformer, TransformerDecoder, TransformerDecoderLayer  # noqa: F401
+from .pixelshuffle import PixelShuffle, PixelUnshuffle  # noqa: F401
+from . import batchnorm  # noqa: F401  (PyTorch's module path torch.nn.modules.batchnorm)
 from .syncbatchnorm import SyncBatchNorm  # noqa: F401,E402

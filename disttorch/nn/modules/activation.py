@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import functional as F
 from ..parameter import Parameter
 from .module import Module
@@ -89,7 +89,7 @@ class PReLU(Module):
         self.num_parameters = num_parameters
         super().__init__()
         self.init = init
-        self.weight = Parameter(_F.empty(num_parameters, device=device, dtype=dtype))
+        self.weight = Parameter(_T.empty(num_parameters, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -191,12 +191,12 @@ class Softplus(Module):
 
 class Tanh(Module):
     def forward(self, input):
-        return _F.tanh(input)
+        return _T.tanh(input)
 
 
 class Sigmoid(Module):
     def forward(self, input):
-        return _F.sigmoid(input)
+        return _T.sigmoid(input)
 
 
 class Softmax(Module):
@@ -235,3 +235,12 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+def __getattr__(name):
+    # torch.nn.modules.activation.MultiheadAttention: PyTorch defines it here; disttorch keeps it with
+    # the transformer layers (importing it eagerly would be circular).
+    if name == "MultiheadAttention":
+        from .transformer import MultiheadAttention
+        return MultiheadAttention
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import init
 from .._functional_spatial import conv1d, conv2d, conv_transpose2d, pad
 from ..parameter import Parameter
@@ -67,9 +67,9 @@ class _ConvNd(Module):
             shape = (in_channels, out_channels // groups) + self.kernel_size
         else:
             shape = (out_channels, in_channels // groups) + self.kernel_size
-        self.weight = Parameter(_F.empty(shape, dtype=dtype, device=device))
+        self.weight = Parameter(_T.empty(shape, dtype=dtype, device=device))
         if bias:
-            self.bias = Parameter(_F.empty((out_channels,), dtype=dtype, device=device))
+            self.bias = Parameter(_T.empty((out_channels,), dtype=dtype, device=device))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
@@ -33,9 +33,9 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(_F.empty((out_features, in_features), device=device, dtype=dtype))
+        self.weight = Parameter(_T.empty((out_features, in_features), device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(_F.empty(out_features, device=device, dtype=dtype))
+            self.bias = Parameter(_T.empty(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -62,9 +62,9 @@ class Bilinear(Module):
         self.in1_features = in1_features
         self.in2_features = in2_features
         self.out_features = out_features
-        self.weight = Parameter(_F.empty((out_features, in1_features, in2_features), device=device, dtype=dtype))
+        self.weight = Parameter(_T.empty((out_features, in1_features, in2_features), device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(_F.empty(out_features, device=device, dtype=dtype))
+            self.bias = Parameter(_T.empty(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -81,3 +81,7 @@ class Bilinear(Module):
     def extra_repr(self):
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
                 f"out_features={self.out_features}, bias={self.bias is not None}")
+
+
+class NonDynamicallyQuantizableLinear(Linear):
+    """PyTorch's name for MultiheadAttention's output projection (a plain Linear)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ... import _dtype as D
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
@@ -28,18 +28,18 @@ class _NormBase(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         if affine:
-            self.weight = Parameter(_F.empty(num_features, **factory))
+            self.weight = Parameter(_T.empty(num_features, **factory))
             if bias:
-                self.bias = Parameter(_F.empty(num_features, **factory))
+                self.bias = Parameter(_T.empty(num_features, **factory))
             else:
                 self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", _F.zeros(num_features, **factory))
-            self.register_buffer("running_var", _F.ones(num_features, **factory))
-            self.register_buffer("num_batches_tracked", _F.tensor(0, dtype=D.int64, device=device))
+            self.register_buffer("running_mean", _T.zeros(num_features, **factory))
+            self.register_buffer("running_var", _T.ones(num_features, **factory))
+            self.register_buffer("num_batches_tracked", _T.tensor(0, dtype=D.int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -74,7 +74,7 @@ class _NormBase(Module):
             key = prefix + "num_batches_tracked"
             if key not in state_dict:
                 state_dict[key] = (self.num_batches_tracked if self.num_batches_tracked is not None
-                                   else _F.tensor(0, dtype=D.int64))
+                                   else _T.tensor(0, dtype=D.int64))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -122,9 +122,9 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(_F.empty(self.normalized_shape, **factory))
+            self.weight = Parameter(_T.empty(self.normalized_shape, **factory))
             if bias:
-                self.bias = Parameter(_F.empty(self.normalized_shape, **factory))
+                self.bias = Parameter(_T.empty(self.normalized_shape, **factory))
             else:
                 self.register_parameter("bias", None)
         else:
@@ -159,9 +159,9 @@ class GroupNorm(Module):
         self.eps = eps
         self.affine = affine
         if affine:
-            self.weight = Parameter(_F.empty(num_channels, **factory))
+            self.weight = Parameter(_T.empty(num_channels, **factory))
             if bias:
-                self.bias = Parameter(_F.empty(num_channels, **factory))
+                self.bias = Parameter(_T.empty(num_channels, **factory))
             else:
                 self.register_parameter("bias", None)
         else:

@@ -15,7 +15,7 @@ import math
 import numbers
 import warnings
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from .. import functional as NF
 from .. import init
 from ..parameter import Parameter
@@ -28,30 +28,30 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
     """One time step given the input projection ``gx`` (N, gates*H): returns (h', c')."""
-    gh = _F.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _F.matmul(h, w_hh.t())
+    gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
     if mode == "LSTM":
         i, f, g, o = (gx + gh).chunk(4, 1)
-        c = _F.sigmoid(f) * c + _F.sigmoid(i) * _F.tanh(g)
-        h = _F.sigmoid(o) * _F.tanh(c)
+        c = _T.sigmoid(f) * c + _T.sigmoid(i) * _T.tanh(g)
+        h = _T.sigmoid(o) * _T.tanh(c)
         if w_hr is not None:
-            h = _F.matmul(h, w_hr.t())
+            h = _T.matmul(h, w_hr.t())
         return h, c
     if mode == "GRU":
         xr, xz, xn = gx.chunk(3, 1)
         hr, hz, hn = gh.chunk(3, 1)
-        r = _F.sigmoid(xr + hr)
-        z = _F.sigmoid(xz + hz)
-        n = _F.tanh(xn + r * hn)  # b_hn sits inside the reset gate's product, as in PyTorch
+        r = _T.sigmoid(xr + hr)
+        z = _T.sigmoid(xz + hz)
+        n = _T.tanh(xn + r * hn)  # b_hn sits inside the reset gate's product, as in PyTorch
         return (1 - z) * n + z * h, None
     pre = gx + gh
-    return (_F.tanh(pre) if mode == "RNN_TANH" else _F.relu(pre)), None
+    return (_T.tanh(pre) if mode == "RNN_TANH" else _T.relu(pre)), None
 
 
 def _input_projection(x, w_ih, b_ih):
     """(L, N, H_in) @ W_ih^T + b_ih for the whole sequence as one (L*N, H_in) matmul."""
     length, batch = x.shape[0], x.shape[1]
     flat = x.reshape(length * batch, x.shape[2])
-    out = _F.addmm(b_ih, flat, w_ih.t()) if b_ih is not None else _F.matmul(flat, w_ih.t())
+    out = _T.addmm(b_ih, flat, w_ih.t()) if b_ih is not None else _T.matmul(flat, w_ih.t())
     return out.reshape(length, batch, out.shape[1])
 
 
@@ -64,7 +64,7 @@ def _run_direction(mode, x, h, c, weights, reverse):
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
         h, c = _step(mode, gx_all[t], h, c, w_hh, b_hh, w_hr)
         outs[t] = h
-    return _F.stack(outs), h, c
+    return _T.stack(outs), h, c
 
 
 class RNNBase(Module):
@@ -109,7 +109,7 @@ class RNNBase(Module):
                 if proj_size > 0:
                     shapes += [("weight_hr", (proj_size, hidden_size))]
                 for name, shape in shapes:
-                    setattr(self, name + suffix, Parameter(_F.empty(shape, dtype=dtype, device=device)))
+                    setattr(self, name + suffix, Parameter(_T.empty(shape, dtype=dtype, device=device)))
                     self._flat_weights_names.append(name + suffix)
         self.reset_parameters()
 
@@ -182,8 +182,8 @@ class RNNBase(Module):
         h_shape = (self.num_layers * directions, batch, real_hidden)
         c_shape = (self.num_layers * directions, batch, self.hidden_size)
         if hx is None:
-            h0 = _F.zeros(h_shape, dtype=x.dtype, device=x.device)
-            c0 = _F.zeros(c_shape, dtype=x.dtype, device=x.device) if self.mode == "LSTM" else None
+            h0 = _T.zeros(h_shape, dtype=x.dtype, device=x.device)
+            c0 = _T.zeros(c_shape, dtype=x.dtype, device=x.device) if self.mode == "LSTM" else None
         elif self.mode == "LSTM":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise RuntimeError("LSTM expects hx to be a tuple (h_0, c_0)")
@@ -204,12 +204,12 @@ class RNNBase(Module):
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
-            layer_in = outs[0] if directions == 1 else _F.cat(outs, 2)
+            layer_in = outs[0] if directions == 1 else _T.cat(outs, 2)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_in = NF.dropout(layer_in, self.dropout, True)
         output = layer_in
-        h_n = _F.stack(h_n)
-        c_n = _F.stack(c_n) if self.mode == "LSTM" else None
+        h_n = _T.stack(h_n)
+        c_n = _T.stack(c_n) if self.mode == "LSTM" else None
         if self.batch_first and batched:
             output = output.transpose(0, 1)
         if not batched:
@@ -276,11 +276,11 @@ class RNNCellBase(Module):
     def __init__(self, input_size, hidden_size, bias, num_chunks, device=None, dtype=None):
         super().__init__()
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.weight_ih = Parameter(_F.empty((num_chunks * hidden_size, input_size), dtype=dtype, device=device))
-        self.weight_hh = Parameter(_F.empty((num_chunks * hidden_size, hidden_size), dtype=dtype, device=device))
+        self.weight_ih = Parameter(_T.empty((num_chunks * hidden_size, input_size), dtype=dtype, device=device))
+        self.weight_hh = Parameter(_T.empty((num_chunks * hidden_size, hidden_size), dtype=dtype, device=device))
         if bias:
-            self.bias_ih = Parameter(_F.empty((num_chunks * hidden_size,), dtype=dtype, device=device))
-            self.bias_hh = Parameter(_F.empty((num_chunks * hidden_size,), dtype=dtype, device=device))
+            self.bias_ih = Parameter(_T.empty((num_chunks * hidden_size,), dtype=dtype, device=device))
+            self.bias_hh = Parameter(_T.empty((num_chunks * hidden_size,), dtype=dtype, device=device))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -315,8 +315,8 @@ class RNNCellBase(Module):
                 raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got {s.shape[-1]}, expected {self.hidden_size}")
             states[k] = s if batched else s.unsqueeze(0)
         if hx is None:
-            states = [_F.zeros((x.shape[0], self.hidden_size), dtype=x.dtype, device=x.device) for _ in range(n_states)]
-        gx = _F.addmm(self.bias_ih, x, self.weight_ih.t()) if self.bias else _F.matmul(x, self.weight_ih.t())
+            states = [_T.zeros((x.shape[0], self.hidden_size), dtype=x.dtype, device=x.device) for _ in range(n_states)]
+        gx = _T.addmm(self.bias_ih, x, self.weight_ih.t()) if self.bias else _T.matmul(x, self.weight_ih.t())
         return gx, states, batched
 
 

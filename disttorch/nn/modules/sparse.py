@@ -1,7 +1,7 @@
 """``Embedding``: a lookup table of ``num_embeddings`` vectors of size ``embedding_dim``."""
 from __future__ import annotations
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from ...autograd.grad_mode import no_grad
 from .. import functional as F
 from .. import init
@@ -36,7 +36,7 @@ class Embedding(Module):
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
         if _weight is None:
-            self.weight = Parameter(_F.empty((num_embeddings, embedding_dim), device=device, dtype=dtype),
+            self.weight = Parameter(_T.empty((num_embeddings, embedding_dim), device=device, dtype=dtype),
                                     requires_grad=not _freeze)
             self.reset_parameters()
         else:

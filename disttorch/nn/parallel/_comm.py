@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from ..._threads import get_num_threads
+
 
 def dist():
     import disttorch.distributed as d
@@ -101,7 +103,7 @@ def prefers_overlap(world: int) -> bool:
         raise ValueError(f"{OVERLAP_ENV}={mode!r}: expected on, off or auto")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return cores >= local_ranks * (compute_threads() + 1)
+    return cores >= local_ranks * (get_num_threads() + 1)
 
 
 DIRECT_ENV = "DISTTORCH_DDP_DIRECT"
@@ -118,15 +120,3 @@ def wants_direct(params, gradient_as_bucket_view: bool, find_unused_parameters: 
     if mode in ("off", "0", "false") or gradient_as_bucket_view or find_unused_parameters:
         return False
     return all(type(p._data) is np.ndarray for p in params)
-
-
-def compute_threads() -> int:
-    """Threads a rank's BLAS runs (threadpoolctl knows what set_num_threads set; else OMP_NUM_THREADS)."""
-    try:
-        from threadpoolctl import threadpool_info
-        counts = [int(info.get("num_threads") or 1) for info in threadpool_info() if info.get("user_api") == "blas"]
-        if counts:
-            return max(counts)
-    except ImportError:
-        pass
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

@@ -1,7 +1,7 @@
 """Flattening parameters into one vector and back (as PyTorch's ``convert_parameters``)."""
 from __future__ import annotations
 
-from ... import _functions as _F
+from ... import _torch_api as _T
 from ...tensor import Tensor
 
 __all__ = ["parameters_to_vector", "vector_to_parameters"]
@@ -20,7 +20,7 @@ def parameters_to_vector(parameters):
     for param in parameters:
         device = _check_same_device(param, device)
         vec.append(param.view(-1))
-    return _F.cat(vec)
+    return _T.cat(vec)
 
 
 def vector_to_parameters(vec, parameters):

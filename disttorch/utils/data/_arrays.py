@@ -46,7 +46,8 @@ def numpy_rng(generator=None) -> np.random.Generator:
 
 def draw_seed(generator=None) -> int:
     """A fresh non-negative 63-bit seed drawn from ``generator`` (the default one when None)."""
-    return int(numpy_rng(generator).integers(0, _SEED_BOUND, dtype=np.int64))
+    # PyTorch's loader draws its base seed as torch.empty((), dtype=torch.int64).random_(generator=...)
+    return int(disttorch.empty((), dtype=disttorch.int64).random_(generator=generator).item())
 
 
 def new_generator(seed: int):

@@ -291,7 +291,6 @@ class _BaseDataLoaderIter:
         self._num_workers = loader.num_workers
         self._collate_fn = loader.collate_fn
         self._timeout = loader.timeout
-        self._loader = loader
         self._sampler_iter, resume = loader._start_pass()
         # Drawn here for every loader, with or without workers, so that both kinds consume the
         # generator identically and give the same shuffle order for the same seed. A resumed

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 import disttorch
-from disttorch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, TensorDataset
+from disttorch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    TensorDataset,
+)
 
 
 def _dataset(n):

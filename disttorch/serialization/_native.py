@@ -1,5 +1,5 @@
-"""Checkpoints: ``save`` / ``load`` in disttorch's own format, ``save_safetensors`` /
-``load_safetensors`` for interchange with PyTorch.
+"""disttorch's own checkpoint format (the default of earlier versions): still read by ``load``;
+written only on request (``save_native``), since ``save`` now writes PyTorch's zip format.
 
 File layout (little-endian)::
 
@@ -29,18 +29,18 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 from collections import Counter, OrderedDict
 
 import numpy as np
 
-from . import _backend
-from ._device import device as _device
-from ._dtype import _NAMES as _DTYPE_NAMES, dtype as _dtype
-from ._size import Size
-from .tensor import Tensor
-
-__all__ = ["save", "load", "save_safetensors", "load_safetensors", "CheckpointError"]
+from .. import _backend
+from .._device import device as _device
+from .._dtype import _NAMES as _DTYPE_NAMES
+from .._dtype import dtype as _dtype
+from .._size import Size
+from ..tensor import Tensor
+from ._common import CheckpointError, atomic_write, place_tensor
+from ._unpickler import restricted_loads
 
 MAGIC = b"\x89DTCKPT\n"
 END_MARKER = b"DTCKEND\n"
@@ -48,10 +48,6 @@ FORMAT_VERSION = 1
 ALIGN = 64
 _MAX_HEADER = 1 << 32  # a header this large means a damaged length field, not a real checkpoint
 _ALLOWED_KINDS = "biufc"  # bool, signed, unsigned, float, complex: never object or structured dtypes
-
-
-class CheckpointError(RuntimeError):
-    """A file that is not a readable disttorch checkpoint (foreign, truncated or corrupt)."""
 
 
 def _align(n):
@@ -216,60 +212,11 @@ def _write_payload(fh, storages, blobs, table):
         fh.write(b"\0" * (end - pos))
 
 
-# ==== atomic file writes ===============================================================================
-def _default_mode():
-    """Permissions a new file gets from the umask (mkstemp's files are 0600 otherwise)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path, write):
-    """Runs ``write(fh, tmp_path)`` on a temporary file beside ``path``, fsyncs it, then renames it over ``path``.
-
-    A failure at any point (an exception, a crash, a full disk) leaves the previous ``path``
-    untouched; an exception also removes the temporary file.
-    """
-    path = os.fspath(path)
-    if os.path.islink(path):
-        path = os.path.realpath(path)  # replace the link's target, as writing through the link would
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RuntimeError(f"Parent directory {directory} does not exist.")
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else _default_mode()
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh, tmp)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the data itself is synced
-
-
-def save(obj, f, pickle_module=pickle, pickle_protocol=pickle.HIGHEST_PROTOCOL, **kwargs):
-    """Saves ``obj`` (tensors, state dicts, nested dict/list/tuple/str/int/float/bool/None) to ``f``.
-
-    ``f`` is a path (written atomically) or a writable binary file object. Objects that are
-    none of the supported types are pickled, and loading them then needs ``weights_only=False``.
-    Extra PyTorch keywords (``_use_new_zipfile_serialization``...) are accepted and ignored.
-    """
+def save_native(obj, f, pickle_module=pickle, pickle_protocol=pickle.HIGHEST_PROTOCOL):
+    """Saves ``obj`` in disttorch's own format to ``f`` (a path, written atomically, or a binary file
+    object). Objects that are none of the supported types are pickled inside."""
     if isinstance(f, (str, os.PathLike)):
-        _atomic_write(f, lambda fh, tmp: _write_checkpoint(fh, obj, pickle_module, pickle_protocol))
+        atomic_write(f, lambda fh, tmp: _write_checkpoint(fh, obj, pickle_module, pickle_protocol))
     else:
         _write_checkpoint(f, obj, pickle_module, pickle_protocol)
 
@@ -354,15 +301,13 @@ class _Reader:
 
 
 def _describe_foreign(magic):
+    """Why a file whose first bytes are ``magic`` is none of the formats ``load`` reads."""
     if not magic:
         return "empty file, not a disttorch checkpoint"
     if MAGIC.startswith(magic):
         return f"truncated checkpoint: the file ends after {len(magic)} bytes"
-    if magic.startswith(b"PK\x03\x04"):
-        return ("not a disttorch checkpoint: it is a zip archive (a PyTorch torch.save file?). "
-                "Move weights between PyTorch and disttorch with save_safetensors / load_safetensors")
     if magic[:1] == b"\x80":
-        return "not a disttorch checkpoint: it looks like a raw pickle file (a legacy torch.save format?)"
+        return "not a disttorch checkpoint: it is a pickle, but not a PyTorch legacy checkpoint (no magic number)"
     if len(magic) == 8 and magic.endswith(b"\0\0") and magic[:2] != b"\0\0":
         return "not a disttorch checkpoint: it looks like a safetensors file; use disttorch.load_safetensors"
     return f"not a disttorch checkpoint (unexpected leading bytes {magic[:8]!r})"
@@ -478,57 +423,18 @@ class _Decoder:
         return t
 
     def place(self, t, location):
-        ml = self.map_location
-        if callable(ml) and not isinstance(ml, (str, _device)):
-            moved = ml(t, location)
-            return t if moved is None else moved
-        if isinstance(ml, dict):
-            ml = ml.get(location, location)
-        target = location if ml is None else str(ml)
-        if _device(target).type == "cuda":
-            if not _backend.cuda_available():
-                raise RuntimeError("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() "
-                                   "is False. If you are running on a CPU-only machine, please use torch.load with "
-                                   "map_location=torch.device('cpu') to map your storages to the CPU.")
-            requires_grad = t._requires_grad
-            t = t.detach().to(target)
-            t._requires_grad = requires_grad
-        return t
+        return place_tensor(t, location, self.map_location)
 
     def unpickle(self, index):
         if not isinstance(index, int) or not 0 <= index < len(self.blobs):
             raise self.reader.fail(f"corrupt checkpoint: pickle index {index!r} out of range")
-        if self.weights_only:
-            tname = self.header["pickles"][index].get("type", "?")
-            raise pickle.UnpicklingError(
-                f"Weights only load failed: {self.reader.name} contains a pickled object of type {tname}. "
-                "Unpickling it could run arbitrary code from the file. Re-run disttorch.load with "
-                "weights_only=False only if you trust where the file came from.")
+        if self.weights_only:  # only allow-listed globals: nothing else is imported or called
+            return restricted_loads(bytes(self.blobs[index]), self.reader.name)
         return self.pickle_module.loads(bytes(self.blobs[index]))
 
 
-def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=None, **pickle_load_args):
-    """Loads an object saved by ``disttorch.save``.
-
-    Args:
-        f: a path or a readable binary file object.
-        map_location: where tensors go: None (where they were saved), a device or string, a dict
-            mapping saved locations to new ones, or ``fn(tensor, saved_location) -> tensor``.
-        weights_only: when True (default) objects that were pickled are refused instead of
-            unpickled, so loading cannot run code from the file.
-        mmap: map tensor data from the file (copy-on-write) instead of reading it.
-    """
-    pickle_module = pickle_module or pickle
-    if isinstance(f, (str, os.PathLike)):
-        path = os.fspath(f)
-        with open(path, "rb") as fh:
-            return _load_from(fh, repr(path), os.fstat(fh.fileno()).st_size, path, map_location, pickle_module,
-                              weights_only, bool(mmap))
-    name = repr(getattr(f, "name", "<file object>"))
-    return _load_from(f, name, None, None, map_location, pickle_module, weights_only, False)
-
-
-def _load_from(fh, name, size, path, map_location, pickle_module, weights_only, mmap):
+def load_native(fh, name, size, path, map_location, pickle_module, weights_only, mmap):
+    """Reads a disttorch-format checkpoint from ``fh`` (positioned at its start); ``name`` names it in errors."""
     reader = _Reader(fh, name, size, path)
     header = reader.read_header()
     try:
@@ -546,78 +452,3 @@ def _load_from(fh, name, size, path, map_location, pickle_module, weights_only, 
     return decoder.decode(header["root"])
 
 
-# ==== safetensors interchange =============================================================================
-def _require_safetensors():
-    try:
-        import safetensors.numpy  # noqa: F401
-        from safetensors import safe_open  # noqa: F401
-    except ImportError:
-        raise ImportError("safetensors support needs the optional 'safetensors' package: pip install safetensors") \
-            from None
-    return safetensors
-
-
-def save_safetensors(state_dict, path, metadata=None):
-    """Writes a flat ``{name: tensor}`` dict as a safetensors file (atomically) that
-    ``safetensors.torch.load_file`` reads into PyTorch. ``metadata`` is a ``{str: str}`` dict."""
-    st = _require_safetensors()
-    arrays = {}
-    for name, value in state_dict.items():
-        if not isinstance(name, str):
-            raise TypeError(f"safetensors keys must be strings, got {name!r}")
-        if isinstance(value, Tensor):
-            arr = _backend.to_host(value._data)
-        elif isinstance(value, np.ndarray):
-            arr = value
-        else:
-            raise TypeError(f"safetensors holds only tensors, but {name!r} is a {type(value).__name__}")
-        if arr.dtype == np.complex128:
-            raise TypeError(f"safetensors has no complex128 dtype (tensor {name!r})")
-        arrays[name] = np.ascontiguousarray(arr)
-    if metadata is not None:
-        bad = {k: v for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)}
-        if bad:
-            raise TypeError(f"safetensors metadata must map str to str, got {bad!r}")
-
-    # safetensors writes the temporary file through its own handle; fsync on ours syncs the same inode.
-    _atomic_write(path, lambda fh, tmp: st.numpy.save_file(arrays, tmp, metadata=metadata))
-
-
-def _read_bf16_as_float32(path, name):
-    """Reads a BF16 tensor (which NumPy lacks) from a safetensors file, widened exactly to float32."""
-    with open(path, "rb") as fh:
-        (hlen,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(hlen))
-        info = header[name]
-        begin, end = info["data_offsets"]
-        fh.seek(8 + hlen + begin)
-        raw = np.frombuffer(fh.read(end - begin), dtype="<u2")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
-
-
-def load_safetensors(path):
-    """Reads a safetensors file into ``{name: Tensor}`` (writable CPU tensors). BF16 tensors
-    are widened to float32, the nearest dtype NumPy has."""
-    st = _require_safetensors()
-    path = os.fspath(path)
-    out = {}
-    try:
-        with st.safe_open(path, framework="np") as f:
-            for name in f.keys():
-                dtype = f.get_slice(name).get_dtype()
-                if dtype == "BF16":
-                    arr = _read_bf16_as_float32(path, name)
-                else:
-                    arr = f.get_tensor(name)
-                    if not arr.flags.writeable:
-                        arr = arr.copy()
-                out[name] = Tensor._wrap(arr)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path!r}: cannot read as a safetensors file ({e})") from e
-    except Exception as e:  # safetensors' own SafetensorError (header/format problems)
-        if type(e).__name__ == "SafetensorError":
-            raise CheckpointError(f"{path!r}: not a valid safetensors file ({e})") from e
-        raise
-    return out

@@ -1,0 +1,161 @@
+"""DenseNet 121/161/169/201 with torchvision's module names (Huang et al., 2016)."""
+import re
+from collections import OrderedDict
+
+from ... import cat, flatten, nn
+from ...nn import functional as F
+from ._weights import build, weights_enum
+
+__all__ = [
+    "DenseNet",
+    "DenseNet121_Weights",
+    "DenseNet161_Weights",
+    "DenseNet169_Weights",
+    "DenseNet201_Weights",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+]
+
+
+class _DenseLayer(nn.Module):
+    """BN-ReLU-1x1 conv to ``bn_size * growth_rate``, BN-ReLU-3x3 conv to ``growth_rate``."""
+
+    def __init__(self, num_input_features, growth_rate, bn_size, drop_rate,
+                 memory_efficient=False):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(num_input_features)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1,
+                               stride=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1,
+                               padding=1, bias=False)
+        self.drop_rate = float(drop_rate)
+        # torchvision recomputes activations in backward to save memory; the numbers are the same.
+        self.memory_efficient = memory_efficient
+
+    def forward(self, inputs):
+        features = cat(inputs, 1) if isinstance(inputs, (list, tuple)) else inputs
+        bottleneck = self.conv1(self.relu1(self.norm1(features)))
+        new_features = self.conv2(self.relu2(self.norm2(bottleneck)))
+        if self.drop_rate > 0:
+            new_features = F.dropout(new_features, p=self.drop_rate, training=self.training)
+        return new_features
+
+
+class _DenseBlock(nn.ModuleDict):
+    """``num_layers`` dense layers, each fed the concatenation of all earlier outputs."""
+
+    def __init__(self, num_layers, num_input_features, bn_size, growth_rate, drop_rate,
+                 memory_efficient=False):
+        super().__init__()
+        for i in range(num_layers):
+            layer = _DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size,
+                                drop_rate, memory_efficient)
+            self.add_module(f"denselayer{i + 1}", layer)
+
+    def forward(self, init_features):
+        features = [init_features]
+        for layer in self.values():
+            features.append(layer(features))
+        return cat(features, 1)
+
+
+class _Transition(nn.Sequential):
+    """BN-ReLU-1x1 conv halving the channels, then a 2x2 average pool."""
+
+    def __init__(self, num_input_features, num_output_features):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_input_features)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1,
+                              bias=False)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+
+
+class DenseNet(nn.Module):
+    """torchvision.models.DenseNet. Input (N, 3, H, W), output (N, num_classes)."""
+
+    def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
+                 bn_size=4, drop_rate=0, num_classes=1000, memory_efficient=False):
+        super().__init__()
+        self.features = nn.Sequential(OrderedDict([
+            ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3,
+                                bias=False)),
+            ("norm0", nn.BatchNorm2d(num_init_features)),
+            ("relu0", nn.ReLU(inplace=True)),
+            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+        ]))
+        num_features = num_init_features
+        for i, num_layers in enumerate(block_config):
+            block = _DenseBlock(num_layers, num_features, bn_size, growth_rate, drop_rate,
+                                memory_efficient)
+            self.features.add_module(f"denseblock{i + 1}", block)
+            num_features += num_layers * growth_rate
+            if i != len(block_config) - 1:
+                self.features.add_module(f"transition{i + 1}",
+                                         _Transition(num_features, num_features // 2))
+                num_features //= 2
+        self.features.add_module("norm5", nn.BatchNorm2d(num_features))
+        self.classifier = nn.Linear(num_features, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        out = F.relu(self.features(x))
+        out = F.adaptive_avg_pool2d(out, (1, 1))
+        return self.classifier(flatten(out, 1))
+
+
+# Checkpoints from before torchvision 0.4 name "norm1" as "norm.1" inside dense layers.
+_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|"
+                      r"running_mean|running_var|num_batches_tracked))$")
+
+
+def _rename_old_keys(state_dict):
+    renamed = OrderedDict()
+    for key, value in state_dict.items():
+        match = _OLD_KEY.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
+
+
+def _densenet(arch, growth_rate, block_config, num_init_features, weights, kwargs):
+    pretrained = kwargs.pop("pretrained", None)
+    model = DenseNet(growth_rate, block_config, num_init_features, **kwargs)
+    return build(model, weights, arch, pretrained, remap=_rename_old_keys)
+
+
+DenseNet121_Weights = weights_enum("DenseNet121_Weights", ["IMAGENET1K_V1"])
+DenseNet161_Weights = weights_enum("DenseNet161_Weights", ["IMAGENET1K_V1"])
+DenseNet169_Weights = weights_enum("DenseNet169_Weights", ["IMAGENET1K_V1"])
+DenseNet201_Weights = weights_enum("DenseNet201_Weights", ["IMAGENET1K_V1"])
+
+
+def densenet121(*, weights=None, progress=True, **kwargs):
+    """DenseNet-121. ``weights``: None, a local checkpoint path or a state_dict."""
+    return _densenet("densenet121", 32, (6, 12, 24, 16), 64, weights, kwargs)
+
+
+def densenet161(*, weights=None, progress=True, **kwargs):
+    """DenseNet-161."""
+    return _densenet("densenet161", 48, (6, 12, 36, 24), 96, weights, kwargs)
+
+
+def densenet169(*, weights=None, progress=True, **kwargs):
+    """DenseNet-169."""
+    return _densenet("densenet169", 32, (6, 12, 32, 32), 64, weights, kwargs)
+
+
+def densenet201(*, weights=None, progress=True, **kwargs):
+    """DenseNet-201."""
+    return _densenet("densenet201", 32, (6, 12, 48, 32), 64, weights, kwargs)
