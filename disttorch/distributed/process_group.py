@@ -37,6 +37,7 @@ import numpy as np
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
+from .backend import CollectiveBackend
 from .config import Config, report_period_s
 from .shm_setup import setup_shared_memory
 from .stacks import request_stack_dump
@@ -83,12 +84,12 @@ def set_collective_hook(hook: Callable | None) -> None:
     _collective_hook = hook
 
 
-class ProcessGroup(Watchdog):
+class ProcessGroup(Watchdog, CollectiveBackend):
     """torch.distributed.ProcessGroup: ``rank()``, ``size()``, plus the collectives on flat arrays."""
 
     def __init__(self, *, name: str, group_id: int, global_ranks: list[int], group_rank: int, peers: list[dict],
                  job_id: int, transport, store, timeout_s: float, config: Config, host_id: str, backend: str):
-        self.name, self.group_id, self.backend = name, group_id, backend
+        self.name, self.group_id, self._backend = name, group_id, backend
         self.global_ranks = list(global_ranks)
         self._rank, self._size = group_rank, len(global_ranks)
         self.peers, self.job_id, self.store = peers, job_id, store
@@ -132,6 +133,13 @@ class ProcessGroup(Watchdog):
 
     def size(self) -> int:
         return self._size
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    def host(self) -> "ProcessGroup":
+        return self
 
     def __repr__(self):
         return f"<ProcessGroup {self.name}: rank {self._rank} of {self._size}, ranks {self.global_ranks}>"
