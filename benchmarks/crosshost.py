@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.testcluster import Cluster
-from tools.testcluster.rig import rate_bits
+from tools.testcluster import Cluster  # noqa: E402  (after the sys.path line above)
+from tools.testcluster.rig import rate_bits  # noqa: E402
 
 WORKER = REPO / "benchmarks" / "_crosshost_worker.py"
 
