@@ -18,6 +18,7 @@ PyTorch's numbers bit for bit:
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
 - exponential: ``-1 / lambda * log1p(-u)`` with a float64 uniform (the C library's log1p).
+- geometric: ``ceil(log(u) / log1p(-p))`` with a float64 uniform.
 - multinomial without replacement (or one sample): exponential(1) noise q, then the largest w / q.
 - multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
   divided by the total, then per sample a float64 uniform placed by binary search (the first bin
@@ -282,6 +283,14 @@ def exponential(gen, shape, np_dtype, lambd=1.0) -> np.ndarray:
     """Exp(lambd) samples of ``shape``: ``exponential_``."""
     u = unit_uniform(gen, math.prod(shape), _F64)
     values = (-1.0 / lambd) * _libm_log1p(-u).astype(_F64)
+    return values.astype(np_dtype).reshape(shape)
+
+
+def geometric(gen, shape, np_dtype, p: float) -> np.ndarray:
+    """Geometric(p) samples of ``shape`` (trials up to the first success): ``geometric_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    with np.errstate(divide="ignore"):
+        values = np.ceil(_libm_log(u).astype(_F64) / math.log1p(-p))
     return values.astype(np_dtype).reshape(shape)
 
 
