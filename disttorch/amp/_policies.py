@@ -25,14 +25,20 @@ def _device_type(tensors):
     return None
 
 
+def _cast(t, dtype):
+    """``t.to(dtype)`` without Tensor.to's argument parsing (autocast casts several times per op)."""
+    from ..ops.pointwise import cast
+    return cast(t, dtype)
+
+
 def _round_then_widen(t, low):
     """``t`` rounded to ``low`` precision, held as float32 so NumPy's float32 kernels can run on it
     (float64 is left alone, as PyTorch's autocast leaves it)."""
     if not isinstance(t, Tensor) or not t.dtype.is_floating_point or t.dtype is _dtype.float64:
         return t
     if t.dtype is not low:
-        t = t.to(low)
-    return t.to(_dtype.float32)
+        t = _cast(t, low)
+    return _cast(t, _dtype.float32)
 
 
 def _lower_precision_apply(orig):
@@ -42,9 +48,11 @@ def _lower_precision_apply(orig):
         low = _mode.active_dtype(_device_type(tensors))
         if low is None:
             return orig(*tensors, **params)
-        out = orig(*[_round_then_widen(t, low) for t in tensors],
-                   **{k: _round_then_widen(v, low) for k, v in params.items()})
-        return out.to(low) if isinstance(out, Tensor) and out.dtype is _dtype.float32 else out
+        args = [_round_then_widen(t, low) for t in tensors]
+        kwargs = {k: _round_then_widen(v, low) for k, v in params.items()}
+        with _mode.suspended():  # the ops inside run on the rounded operands as they are
+            out = orig(*args, **kwargs)
+        return _cast(out, low) if isinstance(out, Tensor) and out.dtype is _dtype.float32 else out
     return apply
 
 
