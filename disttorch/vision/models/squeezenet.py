@@ -38,7 +38,10 @@ class SqueezeNet(nn.Module):
     def __init__(self, version="1_0", num_classes=1000, dropout=0.5):
         super().__init__()
         self.num_classes = num_classes
-        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
+        def pool():
+            return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
         if version == "1_0":
             self.features = nn.Sequential(
                 nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(inplace=True), pool(),
