@@ -2,7 +2,11 @@
 side by side in one run, with the link's bound printed.
 
     sudo python benchmarks/crosshost.py [--rate 1gbit] [--mib 16] [--layouts 2x1,2x2]
-                                        [--repeats 3] [--no-ddp] [--no-torch] [--run-id ID]
+                                        [--repeats 3] [--curve on|off] [--no-ddp] [--no-torch]
+                                        [--no-simulator] [--run-id ID]
+
+disttorch encrypts with CURVE by default when a job spans hosts; gloo never encrypts, so
+`--curve off` is the like-for-like comparison and `--curve on` shows what encryption costs.
 
 It makes a rig of 2 hosts whose links are shaped to --rate in both directions (or uses the rig
 --run-id), starts disttorch with `disttorch-run --hosts` from testhost1 (testhost2 through ssh) and
@@ -32,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.testcluster import Cluster
-from tools.testcluster.rig import rate_bits
+from tools.testcluster import Cluster  # noqa: E402 (needs REPO on sys.path)
+from tools.testcluster.rig import rate_bits  # noqa: E402
 
 WORKER = REPO / "benchmarks" / "_crosshost_worker.py"
 
@@ -88,10 +92,13 @@ def _last_step_ms(output: str) -> float:
     return float(found[-1])
 
 
-def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, repeats: int) -> None:
-    """examples/simulate_cluster.py on 2 test hosts (1 rank each) and simulated on one host."""
+def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, curve: str, repeats: int) -> None:
+    """examples/simulate_cluster.py on 2 test hosts (1 rank each) and simulated on one host.
+
+    Both sides get the same DISTTORCH_DDP_OVERLAP and DISTTORCH_CURVE (a job on one host would
+    otherwise run plain while the one across hosts encrypts by default)."""
     script = [str(REPO / "examples" / "simulate_cluster.py"), "--steps", "40", "--report", "10"]
-    env = _env(DISTTORCH_DDP_OVERLAP=overlap)
+    env = _env(DISTTORCH_DDP_OVERLAP=overlap, DISTTORCH_CURVE="1" if curve == "on" else "0")
     measured, predicted = [], []
     for _ in range(repeats):
         real = rig.run("testhost1", [sys.executable, "-m", "launcher", "--hosts",
@@ -104,7 +111,7 @@ def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, repeats: int) ->
         predicted.append(_last_step_ms(sim.stdout + sim.stderr))
     m, q = statistics.median(measured), statistics.median(predicted)
     print(f"\nsimulator vs rig: examples/simulate_cluster.py (batch 32, steps 31-40), 2 ranks, {rate}, "
-          f"DISTTORCH_DDP_OVERLAP={overlap}")
+          f"DISTTORCH_DDP_OVERLAP={overlap}, DISTTORCH_CURVE={'1' if curve == 'on' else '0'}")
     print(f"  measured on 2 test hosts   {m:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in measured)})")
     print(f"  simulated on one host      {q:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in predicted)})")
     print(f"  prediction error {100 * (q - m) / m:+.0f}% (target within 15%)")
@@ -131,7 +138,8 @@ def main() -> int:
     p.add_argument("--run-id", help="use this rig (made by `python -m tools.testcluster up 2`)")
     p.add_argument("--curve", choices=["on", "off"], default=None,
                    help="DISTTORCH_CURVE for disttorch's jobs: CURVE-encrypt all traffic or not "
-                        "(default: disttorch's own default)")
+                        "(default: disttorch's own, which encrypts across hosts; the simulator "
+                        "comparison runs plain unless --curve on)")
     args = p.parse_args()
     if args.curve is not None:
         runtime = (REPO / "disttorch" / "distributed" / "_runtime.py").read_text()
@@ -196,7 +204,8 @@ def main() -> int:
                 print(f"  disttorch / PyTorch DDP: "
                       f"{statistics.median(rows['disttorch']) / statistics.median(rows['gloo']):.2f}x")
         if not args.no_simulator:
-            simulator_versus_rig(rig, rig.rate or args.rate, args.overlap, args.repeats)
+            simulator_versus_rig(rig, rig.rate or args.rate, args.overlap, args.curve or "off",
+                                 args.repeats)
         with open("/proc/loadavg") as f:
             print(f"\nload average at the end: {' '.join(f.read().split()[:3])}")
     finally:
