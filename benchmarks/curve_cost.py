@@ -112,7 +112,7 @@ def main() -> None:
     if 0 not in ranks:
         print("rank 1 done (rank 0 prints the table)")
         return
-    where = f"{args.master_addr}" + (f" <-> {args.bind_addr}" if args.bind_addr else "")
+    where = "loopback" if args.rank is None else f"rank 0 at {args.master_addr}"
     print(f"float32 all-reduce, 2 ranks over tcp ({where}), median of {args.repeat} rounds")
     print(f"{'size':>6} | {'plain ms':>9} | {'CURVE ms':>9} | {'CURVE / plain':>13}")
     for size in args.sizes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 
-import ml_dtypes as _ml_dtypes
 import numpy as np
 
 
@@ -50,10 +49,37 @@ int32 = int = dtype("int32", np.int32, 1)
 int64 = long = dtype("int64", np.int64, 1)
 bool = dtype("bool", np.bool_, 0)
 # bfloat16 is ml_dtypes' NumPy dtype (8-bit exponent, 8-bit significand): real 2-byte storage with
-# round-to-nearest-even casts, as PyTorch's. NumPy has no bfloat16 kernels, so ops that are not plain
-# ufuncs (matmul, conv) compute in float32 and round the result (see disttorch/amp).
-bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, 2)
-bfloat16.is_signed = True  # NumPy calls the extension type kind "V"
+# round-to-nearest-even casts, as PyTorch's. NumPy has no bfloat16 kernels, so matmul / conv compute
+# in float32 and round the result (see disttorch/amp). ml_dtypes costs ~0.5 s of CPU to import, so
+# it is loaded the first time bfloat16's NumPy dtype is needed, not with disttorch.
+class _LazyNumpyDtype(dtype):
+    __slots__ = ("_np", "_loader")
+
+    def __init__(self, name, loader, itemsize):
+        self.name = name
+        self._np = None
+        self._loader = loader
+        self._category = 2
+        self.is_floating_point, self.is_complex, self.is_signed = True, False, True
+        self.itemsize = itemsize
+
+    @property
+    def np(self):
+        if self._np is None:
+            self._np = np.dtype(self._loader())
+            _FROM_NP[self._np] = self
+        return self._np
+
+
+def _load_bfloat16():
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("disttorch.bfloat16 needs the ml_dtypes package (pip install ml_dtypes)") from None
+    return ml_dtypes.bfloat16
+
+
+bfloat16 = _LazyNumpyDtype("bfloat16", _load_bfloat16, 2)
 
 # The names PyTorch's error messages use: legacy tensor-type names and C++ scalar type names.
 LEGACY_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
@@ -65,7 +91,7 @@ CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half", "i
 
 ALL = (float16, float32, float64, complex64, complex128, uint8, int8, int16, int32, int64, bool, bfloat16)
 _NAMES = {d.name: d for d in ALL}
-_FROM_NP = {d.np: d for d in ALL}
+_FROM_NP = {d.np: d for d in ALL if not isinstance(d, _LazyNumpyDtype)}  # lazy ones register on load
 
 
 def _by_name(name):
@@ -90,6 +116,9 @@ def set_default_dtype(d) -> None:
 
 def from_numpy_dtype(npd) -> dtype:
     d = _FROM_NP.get(np.dtype(npd))
+    if d is None and np.dtype(npd).name == "bfloat16":  # ml_dtypes' array before disttorch loaded it
+        bfloat16.np  # noqa: B018  (registers the dtype)
+        d = _FROM_NP.get(np.dtype(npd))
     if d is None:
         raise TypeError(
             f"can't convert np.ndarray of type numpy.{np.dtype(npd).type.__name__}. The only supported types are: "

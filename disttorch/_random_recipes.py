@@ -4,7 +4,7 @@ Each function draws from a :class:`disttorch.random.Generator` the words PyTorch
 in the same order, and turns them into values with the same arithmetic, so a seeded program gets
 PyTorch's numbers bit for bit:
 
-- uniform float32 / float16: 24 / 11 low bits of one 32-bit draw times 2**-24 / 2**-11; float64:
+- uniform float32 (and float16, drawn as float32 and rounded): 24 low bits of one 32-bit draw times 2**-24; float64:
   53 low bits of a 64-bit draw (two 32-bit draws, the first high) times 2**-53; scaled as
   ``x * (to - from) + from`` with one rounding (PyTorch's build contracts it to a fused multiply-add).
 - normal, 16 elements or more (contiguous): every element first gets a uniform, then each block of 16
@@ -17,6 +17,11 @@ PyTorch's numbers bit for bit:
 - randperm: Fisher-Yates from the front with ``random() % (n - i)`` (``random64() % (i + 1)``,
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
+- exponential: ``-1 / lambda * log1p(-u)`` with a float64 uniform (the C library's log1p).
+- multinomial without replacement (or one sample): exponential(1) noise q, then the largest w / q.
+- multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
+  divided by the total, then per sample a float64 uniform placed by binary search (the first bin
+  whose cumulative value is not below it).
 """
 from __future__ import annotations
 
@@ -56,16 +61,16 @@ def fma64(a, b, c):
 
 def fma32(a, b, c):
     """``a * b + c`` for float32 values with one rounding: the float64 product of two floats is exact."""
-    return (np.asarray(a, _F64) * np.asarray(b, _F64) + np.asarray(c, _F64)).astype(_F32)
+    acc = np.multiply(a, b, dtype=_F64)  # the ufunc widens its inputs itself: no float64 copies of a and b
+    np.add(acc, c, out=acc, dtype=_F64)
+    return acc.astype(_F32)
 
 
 # ---- uniform -------------------------------------------------------------------------------------
 def unit_uniform(gen, n: int, np_dtype) -> np.ndarray:
-    """``n`` uniforms on [0, 1) in ``np_dtype`` (float16, float32 or float64), PyTorch's way."""
+    """``n`` uniforms on [0, 1), PyTorch's way: float64 from 53 bits, anything narrower from float32's 24."""
     if np_dtype == _F64:
         return (gen.random64(n) & np.uint64((1 << 53) - 1)).astype(_F64) * _F64(2.0 ** -53)
-    if np_dtype == np.float16:
-        return ((gen.random(n) & np.uint64((1 << 11) - 1)).astype(_F32) * _F32(2.0 ** -11))
     return (gen.random(n) & np.uint64((1 << 24) - 1)).astype(_F32) * _F32(2.0 ** -24)
 
 
@@ -78,11 +83,9 @@ def uniform(gen, shape, np_dtype, low=0.0, high=1.0) -> np.ndarray:
         lo, hi = _F64(low), _F64(high)
         out = x if (lo, hi) == (0.0, 1.0) else fma64(x, hi - lo, lo)
     else:
-        # float32 and float16 compute in float32 (PyTorch's accumulate type for both)
+        # float16 draws exactly float32's values (bounds included), rounded at the end
         x = unit_uniform(gen, n, np_dtype)
         lo, hi = _F32(low), _F32(high)
-        if np_dtype == np.float16:
-            lo, hi = _F32(np.float16(low)), _F32(np.float16(high))
         out = x if (lo, hi) == (0.0, 1.0) else fma32(x, hi - lo, lo)
     return out.astype(np_dtype, copy=False).reshape(shape)
 
@@ -134,6 +137,7 @@ def _sincos_avx(x):
 _libm_log = np.frompyfunc(math.log, 1, 1)
 
 
+
 def _box_muller16(u, mean, std):
     """Blocks of 16 uniforms (rows) to 16 normals each, as PyTorch's vectorised fill."""
     if u.dtype == _F32:
@@ -168,6 +172,9 @@ def _scalar_normals(gen, n, mean, std) -> np.ndarray:
     return fma64(out, float(std), float(mean))
 
 
+_CHUNK_BLOCKS = 4096  # blocks of 16 normals computed together
+
+
 def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarray:
     """N(mean, std**2) samples of ``shape``: ``normal_`` / ``randn``."""
     np_dtype = np.dtype(np_dtype).type
@@ -180,7 +187,10 @@ def normal(gen, shape, np_dtype, mean=0.0, std=1.0, contiguous=True) -> np.ndarr
         mean, std = _F32(mean), _F32(std)
     whole = n // 16 * 16
     out = np.empty(n, dtype=work)
-    out[:whole] = _box_muller16(u[:whole].reshape(-1, 16), mean, std).reshape(-1)
+    blocks = u[:whole].reshape(-1, 16)
+    for start in range(0, blocks.shape[0], _CHUNK_BLOCKS):  # chunks keep the many temporaries in cache
+        part = blocks[start:start + _CHUNK_BLOCKS]
+        out[16 * start:16 * (start + part.shape[0])] = _box_muller16(part, mean, std).reshape(-1)
     if whole != n:
         # PyTorch redoes the last 16 elements from 16 fresh uniforms
         tail = unit_uniform(gen, 16, work).astype(work, copy=False)
@@ -250,3 +260,38 @@ def bernoulli_tensor(gen, probs: np.ndarray) -> np.ndarray:
     work = _F64 if probs.dtype == _F64 else _F32
     u = unit_uniform(gen, probs.size, work).reshape(probs.shape)
     return u < probs.astype(work, copy=False)
+
+
+# ---- multinomial ----------------------------------------------------------------------------------
+def multinomial_with_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) category indices drawn with replacement from non-negative weight rows."""
+    work = _F64 if rows.dtype == _F64 else _F32
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, weights in enumerate(rows.astype(work, copy=False)):
+        cumulative = np.add.accumulate(weights)  # sequential, in the weights' dtype
+        cumulative = cumulative / cumulative[-1]
+        out[i] = np.searchsorted(cumulative, unit_uniform(gen, num_samples, _F64), side="left")
+    return np.minimum(out, rows.shape[1] - 1)
+
+
+# ---- exponential -----------------------------------------------------------------------------------
+_libm_log1p = np.frompyfunc(math.log1p, 1, 1)
+
+
+def exponential(gen, shape, np_dtype, lambd=1.0) -> np.ndarray:
+    """Exp(lambd) samples of ``shape``: ``exponential_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    values = (-1.0 / lambd) * _libm_log1p(-u).astype(_F64)
+    return values.astype(np_dtype).reshape(shape)
+
+
+def multinomial_without_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) distinct category indices: the top ``num_samples`` of ``w / q`` per row with
+    q ~ Exp(1) drawn for every weight (the exponential race PyTorch runs)."""
+    work = rows.dtype if rows.dtype in (np.float16, _F32, _F64) else _F32
+    weights = rows.astype(work, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = weights / exponential(gen, weights.shape, work)
+    if num_samples == 1:
+        return np.argmax(keys, axis=1)[:, None]
+    return np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]

@@ -297,8 +297,11 @@ def bernoulli_(self, p=0.5, *, generator=None):
 
 
 def exponential_(self, lambd=1.0, *, generator=None):
-    from .random import rng
-    _fill(self, rng(generator).exponential(1.0 / lambd, self._data.shape))
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    if not lambd > 0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+    _fill(self, recipes.exponential(generator_or_default(generator), self._data.shape, _draw_dtype(self), lambd))
     self._vc[0] += 1
     return self
 

@@ -130,8 +130,15 @@ _DECLARED = (
             "wanted", doc_default="1 GiB"),
     Setting("DISTTORCH_IO_THREADS", "int", 2, "libzmq I/O threads per process (2: sending and receiving "
             "proceed in parallel)", minimum=1),
-    Setting("DISTTORCH_CURVE", "flag", False, "1 on every rank: CURVE-encrypt all traffic (keys derived from "
-            "the secret)"),
+    Setting("DISTTORCH_CURVE", "flag", None, "1: CURVE-encrypt every socket (keys derived from the secret); "
+            "0: PLAIN, for trusted fabrics", doc_default="1 when `MASTER_ADDR` is not a loopback address"),
+    Setting("DISTTORCH_TIMEOUT", "float", 1800.0, "seconds a collective may wait before it raises and every "
+            "rank's stack is printed (`disttorch-run --timeout`; `init_process_group(timeout=)` wins)",
+            minimum=1e-3),
+    Setting("DISTTORCH_JOIN_TIMEOUT", "float", None, "seconds the ranks' rendezvous may take "
+            "(`disttorch-run --join-timeout`)", minimum=1e-3, doc_default="`DISTTORCH_TIMEOUT`"),
+    Setting("DISTTORCH_REPORT_PERIOD", "float", 30.0, "seconds between the reports of a collective or a "
+            "rendezvous that waits (whom for, since when)", minimum=1e-3),
     Setting("DISTTORCH_HOST_ID", "str", None, "this machine's identity: ranks with equal ids share memory (tests "
             "use it to pretend one machine is several)", doc_default="hostname/boot id/`/dev/shm` device"),
     Setting("DISTTORCH_BIND_ADDR", "str", None, "this host's address as the other hosts reach it, for jobs that "

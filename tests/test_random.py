@@ -52,6 +52,11 @@ def test_float_draws_match_pytorch(n, dtype):
     assert_bitwise(lambda T: T.normal(1.5, column(T, n, dtype, 0.5, 2)))
 
 
+def test_float16_uniform_draws_match_pytorch():
+    assert_bitwise(lambda T: T.rand(1000, dtype=T.float16))
+    assert_bitwise(lambda T: T.empty(1000, dtype=T.float16).uniform_(-2.1, 3.3))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_bernoulli_and_dropout_match_pytorch(n, dtype):
@@ -71,6 +76,24 @@ def test_integer_draws_match_pytorch(n):
     assert_bitwise(lambda T: T.empty(n, dtype=T.float32).random_())
     assert_bitwise(lambda T: T.empty(n, dtype=T.float64).random_(-4, 9))
     assert_bitwise(lambda T: T.empty(n, dtype=T.int32).random_(100))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multinomial_with_replacement_matches_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0  # empty bins are never drawn
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), 500, replacement=True))
+    assert_bitwise(lambda T: T.multinomial(T.tensor(weights[0], dtype=getattr(T, dtype)), 7, replacement=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exponential_and_multinomial_without_replacement_match_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0
+    for n, replacement in ((1, True), (1, False), (10, False), (40, False)):  # the exponential race
+        assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), n, replacement=replacement))
+    for n in (7, 1000):
+        assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).exponential_(2.5))
 
 
 def test_interleaved_calls_share_the_scalar_normal_cache():
@@ -148,6 +171,15 @@ def test_generators_are_independent_and_picklable():
     assert np.array_equal(dt.get_rng_state().numpy(), before.numpy())
 
 
+def test_dataloader_base_seed_is_drawn_as_pytorch_draws_it():
+    from disttorch.utils.data import _arrays
+    torch.manual_seed(5)
+    dt.manual_seed(5)
+    # PyTorch's loader iterator: torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    assert _arrays.draw_seed() == torch.empty((), dtype=torch.int64).random_().item()
+    np.testing.assert_array_equal(dt.rand(3).numpy(), torch.rand(3).numpy())  # both streams moved alike
+
+
 def test_fork_rng_restores_the_state():
     dt.manual_seed(2)
     with dt.random.fork_rng():
@@ -169,15 +201,13 @@ def test_seeds_are_64_bit_and_checked():
 
 
 def test_unseeded_processes_draw_different_numbers():
+    # two fresh interpreters (as two DDP ranks or two runs): each seeds its default generator from the OS
     code = "import disttorch as t; print(t.initial_seed(), t.rand(4).tolist())"
-    env = dict(os.environ)
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-            .stdout for _ in range(2)]
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                           timeout=120, check=True).stdout for _ in range(2)]
     assert outs[0] != outs[1]
-    seeded = "import disttorch as t; t.manual_seed(4); print(t.rand(4).tolist())"
-    runs = [subprocess.run([sys.executable, "-c", seeded], capture_output=True, text=True, env=env, timeout=120,
-                           check=True).stdout for _ in range(2)]
-    assert runs[0] == runs[1]
+    seeds = [int(out.split()[0]) for out in outs]
+    assert all(0 <= s < 2 ** 64 for s in seeds) and 67280421310721 not in seeds
 
 
 def test_errors_name_the_bad_value():

@@ -245,3 +245,18 @@ def test_add_safe_globals_allows_a_class(tmp_path):
     assert get_safe_globals() == []
     with pytest.raises(TypeError, match="callables or \\(callable, 'module.name'\\) pairs"):
         add_safe_globals([(disttorch.nn.ReLU, 3)])
+
+
+def test_a_pytorch_whole_module_loads_as_the_disttorch_module(tmp_path):
+    model = _torch_mlp()
+    torch.save(model, tmp_path / "whole.pt")
+    with pytest.raises(pickle.UnpicklingError, match="GLOBAL torch.nn.modules.container.Sequential"):
+        load(tmp_path / "whole.pt")
+    ours = load(tmp_path / "whole.pt", weights_only=False)  # torch.nn.X is rebuilt as disttorch.nn.X
+    assert type(ours) is disttorch.nn.Sequential and type(ours[0]) is disttorch.nn.Linear
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[name].numpy(), value.numpy())
+    np.testing.assert_allclose(ours(disttorch.tensor(X)).detach().numpy(), model(torch.tensor(X)).detach().numpy(),
+                               rtol=1e-6, atol=1e-7)
+    ours(disttorch.tensor(X)).sum().backward()
+    assert ours[2].bias.grad.shape == (3,)

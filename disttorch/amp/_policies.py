@@ -118,37 +118,54 @@ _WIDEN_FNS = ("softmax", "log_softmax", "gelu", "silu", "leaky_relu", "elu", "se
 
 
 def _namespaces():
-    import importlib
-
-    import disttorch
-
-    from .. import _functions
-    from ..nn import _functional_loss, _functional_spatial, functional
-    spaces = [disttorch, _functions, functional, _functional_loss, _functional_spatial]
-    for name in ("disttorch.nn._functional_attention", "disttorch.ops.reduce", "disttorch.ops.pointwise",
-                 "disttorch.ops.linalg", "disttorch.ops.conv", "disttorch.nn.modules.conv"):
-        try:
-            spaces.append(importlib.import_module(name))
-        except ImportError:
-            pass
-    return spaces
+    """Every loaded disttorch module: any of them may hold a wrapped function under some name."""
+    import sys
+    return [m for n, m in list(sys.modules.items())
+            if m is not None and (n == "disttorch" or n.startswith("disttorch.")) and not n.startswith("disttorch.amp")]
 
 
 def _wrap_everywhere(names, make):
-    """Replaces each named function, in every namespace holding it, by one wrapper per original."""
-    wrapped = {}
-    for ns in _namespaces():
+    """Wraps each named function once and puts the wrapper wherever the original was: every
+    disttorch module attribute and Tensor method holding that very object, whatever its name there
+    (aliases such as ``inner`` for ``dot`` stay the same object as their op, as the op registry says)."""
+    spaces = _namespaces()
+    originals = {}
+    for ns in spaces:
         for name in names:
-            fn = getattr(ns, name, None)
-            if fn is None or not callable(fn) or isinstance(fn, type) or getattr(fn, "_autocast_wrapped", False):
-                continue
-            if id(fn) not in wrapped:
-                wrapped[id(fn)] = make(fn)
-            setattr(ns, name, wrapped[id(fn)])
-    for name in names:  # Tensor methods (x.softmax(...), x.mean()) are separate function objects
+            fn = vars(ns).get(name)
+            if callable(fn) and not isinstance(fn, type) and not getattr(fn, "_autocast_wrapped", False):
+                originals.setdefault(id(fn), fn)
+    for name in names:  # methods defined on Tensor itself (not in any module namespace)
         fn = Tensor.__dict__.get(name)
-        if fn is not None and callable(fn) and not getattr(fn, "_autocast_wrapped", False):
-            setattr(Tensor, name, make(fn))
+        if callable(fn) and not getattr(fn, "_autocast_wrapped", False):
+            originals.setdefault(id(fn), fn)
+    wrappers = {key: make(fn) for key, fn in originals.items()}
+    for holder in [*spaces, Tensor]:
+        for attr, value in list(vars(holder).items()):
+            wrapper = wrappers.get(id(value))
+            if wrapper is not None and originals[id(value)] is value:
+                setattr(holder, attr, wrapper)
+
+
+def _rnn_direction_fn(orig):
+    """PyTorch's CPU autocast runs a whole LSTM in the autocast dtype (its oneDNN LSTM kernel is on
+    the lower-precision list; GRU and RNN return float32): round one layer-direction's
+    inputs, state and weights, and give its outputs and final state the autocast dtype."""
+    @functools.wraps(orig)
+    def wrapper(mode, x, h, c, weights, reverse):
+        low = _mode.active_dtype(_device_type([x])) if _mode.any_enabled() and mode == "LSTM" else None
+        if low is None:  # GRU / RNN: their matmuls are autocast one by one, as PyTorch's decomposed ops
+            return orig(mode, x, h, c, weights, reverse)
+
+        def rnd(t):
+            return None if t is None else _round_then_widen(t, low)
+
+        def cast(t):
+            return t.to(low) if isinstance(t, Tensor) and t.dtype is _dtype.float32 else t
+        out, h, c = orig(mode, rnd(x), rnd(h), rnd(c), tuple(rnd(w) for w in weights), reverse)
+        return cast(out), cast(h), cast(c)
+    wrapper._autocast_wrapped = True
+    return wrapper
 
 
 def _suspend_in_backward():
@@ -186,5 +203,8 @@ def install() -> None:
     _wrap_everywhere(_LOWER_PRECISION_FNS, _lower_precision_fn)
     _wrap_everywhere(_FLOAT32_FNS, _float32_fn)
     _wrap_everywhere(_WIDEN_FNS, _widen_fn)
+    from ..nn.modules import rnn
+    if not getattr(rnn._run_direction, "_autocast_wrapped", False):
+        rnn._run_direction = _rnn_direction_fn(rnn._run_direction)
     _suspend_in_backward()
     _installed = True

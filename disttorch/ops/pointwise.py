@@ -454,6 +454,20 @@ class Atan2Backward0(_Binary):
         return unbroadcast(ns, g * b / d, a.shape), unbroadcast(ns, -g * a / d, b.shape)
 
 
+class HypotBackward0(_Binary):
+    """``sqrt(a**2 + b**2)``; its gradient is ``g * a / out`` and ``g * b / out`` (PyTorch's
+    hypot_backward)."""
+    save_inputs = (0, 1)
+    float_result = True
+
+    def forward(self, a, b):
+        return _xp(a).hypot(a, b)
+
+    def backward(self, g, ns, a, b):
+        r = ns.sqrt(a * a + b * b)
+        return unbroadcast(ns, g * a / r, a.shape), unbroadcast(ns, g * b / r, b.shape)
+
+
 def _xp(a):
     """NumPy for host arrays, else the array's own module (``_backend`` decides: the one CuPy import)."""
     if type(a) is np.ndarray:
@@ -598,6 +612,17 @@ def atan2(input, other):
 
 
 arctan2 = atan2
+
+
+def hypot(input, other):
+    """``sqrt(input**2 + other**2)`` elementwise, broadcast. Like PyTorch it has no integer kernel:
+    integer operands raise instead of promoting to float."""
+    dt = D.result_dtype((input, other))
+    if dt._category < 2:
+        raise NotImplementedError(f"\"hypot_cpu\" not implemented for '{D.LEGACY_NAMES[dt.name]}'")
+    a, b, dt = promote(input, other, float_result=True)
+    check_broadcast_many(a, b)
+    return HypotBackward0.apply(a, b)
 
 
 # ---- unary math ---------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ OPS: tuple = tuple(
         _o("acos", inplace="generic", aliases=("arccos",)),
         _o("atan", inplace="generic", aliases=("arctan",)),
         _o("atan2", inplace="generic", aliases=("arctan2",)),
+        _o("hypot", inplace="generic"),
         _o("sigmoid", inplace="custom", functional=True),
         _o("relu", inplace="custom"),
         _o("sign", inplace="unary:sign"),

@@ -304,9 +304,11 @@ def _read_record(zf, record, dtype, numel, little, name, mmap_path):
     elif mmap_path is not None and info.file_size:
         raw = np.memmap(mmap_path, dtype=np.uint8, mode="c", offset=_data_offset(zf, info), shape=(info.file_size,))
     else:
+        # Read straight from the file, as PyTorch's reader does: no CRC check on storage records (a damaged
+        # tensor is for the per-tensor checksums of disttorch.training.checkpoint to name), and no copy.
         raw = np.empty(info.file_size, dtype=np.uint8)
-        with zf.open(info) as stream:
-            _readinto_exact(stream, raw, repr(record), name)
+        zf.fp.seek(_data_offset(zf, info))
+        _readinto_exact(zf.fp, raw, repr(record), name)
     try:
         return read_storage_array(raw, dtype, numel, little)
     except ValueError as e:
@@ -317,5 +319,7 @@ def _data_offset(zf, info):
     """Where a stored record's bytes start in the file (after its local header)."""
     zf.fp.seek(info.header_offset)
     header = zf.fp.read(_LOCAL_HEADER)
+    if len(header) != _LOCAL_HEADER or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local file header for {info.filename!r}")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     return info.header_offset + _LOCAL_HEADER + name_len + extra_len

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from ._zip_records import damaged_tensor
 from .checksums import CHECKSUM_KEY, ChecksumError, tensor_checksums, verify_checksums
 from .seeding import get_rng_states, set_rng_states
 from .setup import all_gather_object, barrier, broadcast_object, rank_and_world
@@ -51,13 +52,10 @@ def save_checkpoint(state, path):
 def load_checkpoint(path):
     """Rank 0 reads ``path``, checks every tensor's crc32 and broadcasts it; None on every rank
     when the file does not exist. A damaged file raises the same error on every rank."""
-    import disttorch
     state, error = None, None
     if rank_and_world()[0] == 0 and os.path.exists(path):
         try:
-            state = disttorch.load(os.fspath(path), weights_only=True)  # no code runs from the file
-            if isinstance(state, dict):
-                verify_checksums(state, os.fspath(path))
+            state = _load_and_verify(os.fspath(path))
         except ChecksumError as exc:
             state, error = None, str(exc)
     state, error = broadcast_object((state, error), src=0)  # every rank raises, none waits forever
@@ -65,6 +63,23 @@ def load_checkpoint(path):
         raise ChecksumError(error)
     if isinstance(state, dict):
         state.pop(CHECKSUM_KEY, None)
+    return state
+
+
+def _load_and_verify(path):
+    """``disttorch.load`` plus every tensor's crc32; a damaged byte raises ChecksumError naming
+    the tensor, whether the format's own CRC (PyTorch's zip records) or ours catches it."""
+    import disttorch
+    try:
+        state = disttorch.load(path, weights_only=True)  # no code runs from the file
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it names a damaged tensor record
+        tensor = damaged_tensor(path, str(exc))
+        if tensor is None:
+            raise
+        raise ChecksumError(f"checkpoint {path}: tensor {tensor!r} fails its crc32 check (the file's "
+                            f"record of it is damaged: {exc})") from None
+    if isinstance(state, dict):
+        verify_checksums(state, path)
     return state
 
 

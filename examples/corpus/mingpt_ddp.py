@@ -101,11 +101,11 @@ class GPT(nn.Module):
 
 
 class Trainer:
-    def __init__(self, model, dataset, optimizer, batch_size, snapshot_path):
+    def __init__(self, model, dataset, optimizer, batch_size, snapshot_path, seed):
         self.rank = int(os.environ["RANK"])
         self.model = DDP(model)
         self.optimizer = optimizer
-        self.sampler = DistributedSampler(dataset, shuffle=True, seed=0)
+        self.sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, drop_last=True)
         self.snapshot_path = snapshot_path
         self.epochs_run = 0
@@ -132,14 +132,16 @@ class Trainer:
         return losses
 
     def train(self, max_epochs, max_steps):
-        losses = []
+        """The mean loss of each epoch run."""
+        means = []
         for epoch in range(self.epochs_run, max_epochs):
             losses = self._run_epoch(epoch, max_steps)
+            means.append(sum(losses) / len(losses))
             if self.rank == 0:
-                print(f"epoch {epoch}: first loss {losses[0]:.4f}, last loss {losses[-1]:.4f}")
+                print(f"epoch {epoch}: mean loss {means[-1]:.4f}, last loss {losses[-1]:.4f}")
                 torch.save({"MODEL_STATE": self.model.module.state_dict(), "EPOCHS_RUN": epoch + 1},
                            self.snapshot_path)
-        return losses
+        return means
 
 
 def main():
@@ -159,9 +161,11 @@ def main():
     model = GPT(len(dataset.chars), 16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
     batch = args.global_batch // dist.get_world_size()
-    losses = Trainer(model, dataset, optimizer, batch, args.snapshot).train(args.epochs, args.steps)
+    trainer = Trainer(model, dataset, optimizer, batch, args.snapshot, args.seed)
+    means = trainer.train(args.epochs, args.steps)
     if dist.get_rank() == 0:
-        print(f"RESULT first_loss={losses[0]:.4f} last_loss={losses[-1]:.4f} world_size={dist.get_world_size()}")
+        print(f"RESULT first_epoch_loss={means[0]:.4f} last_epoch_loss={means[-1]:.4f} "
+              f"world_size={dist.get_world_size()}")
     dist.destroy_process_group()
 
 

@@ -27,6 +27,9 @@ __all__ = ["apply_pet_defaults", "pytorchjob_manifest", "to_yaml", "print_manife
 _NOT_FROM_ENV = {"help", "training_script", "training_script_args", "print_k8s_manifest", "image",
                  "secret_stdin", "dry_run"}
 
+# torchrun's own spelling where disttorch-run's option has another dest (--run-id is --rdzv-id).
+_ALIASES = {"run_id": ("PET_RDZV_ID",)}
+
 
 def apply_pet_defaults(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> list[str]:
     """Sets each option's default from `PET_<DEST>` when present, converted and checked as the
@@ -35,8 +38,9 @@ def apply_pet_defaults(parser: argparse.ArgumentParser, env: Mapping[str, str]) 
     for action in parser._actions:  # noqa: SLF001 - argparse offers no public iterator
         if not action.option_strings or action.dest in _NOT_FROM_ENV:
             continue
-        name = "PET_" + action.dest.upper()
-        if name not in env:
+        names = ["PET_" + action.dest.upper(), *_ALIASES.get(action.dest, ())]
+        name = next((n for n in names if n in env), None)
+        if name is None:
             continue
         raw = env[name]
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001

@@ -208,6 +208,11 @@ class RayEngine:
 
         self.release()  # the previous attempt's actors and reservation, if any
         job = self.job
+        alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+        if job.nnodes and job.nnodes > alive:
+            # STRICT_SPREAD over more nodes than exist would wait for ever: say so at once.
+            raise RuntimeError(f"--nnodes {job.nnodes}: the Ray cluster has {alive} alive node"
+                               f"{'s' if alive != 1 else ''}")
         per_rank = {"CPU": job.cpus_per_rank, **({"GPU": job.gpus_per_rank} if job.gpus_per_rank else {})}
         if job.nnodes:
             bundles = [{k: v * job.nproc_per_node for k, v in per_rank.items()}] * job.nnodes
@@ -391,6 +396,9 @@ def run_cli(cfg, *, address: str, cpus_per_rank: float, gpus_per_rank: float) ->
     signals = SignalState().install()
     try:
         return run_ray_job(job, address=address, signals=signals).exit_code
+    except ConnectionError as exc:  # --ray auto / ADDRESS with no cluster there
+        output.say(f"--ray {address}: {exc}")
+        return 1
     except RuntimeError as exc:
         output.say(str(exc))
         return 1

@@ -49,6 +49,24 @@ def test_dtypes_and_values_match_torch_cpu_autocast(name):
     np.testing.assert_allclose(d.float().numpy(), t.float().numpy(), rtol=2 ** -7, atol=2e-2)
 
 
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_recurrent_layers_run_in_the_autocast_dtype_as_torch(cls):
+    torch.manual_seed(0)
+    tmod = getattr(torch.nn, cls)(8, 5, num_layers=2)
+    dmod = getattr(dt.nn, cls)(8, 5, num_layers=2)
+    dmod.load_state_dict({k: dt.tensor(v.detach().numpy()) for k, v in tmod.state_dict().items()})
+    seq = rng.standard_normal((6, 3, 8)).astype(np.float32)
+    with dt.autocast("cpu"):
+        d_out, d_h = dmod(dt.tensor(seq))
+    with torch.autocast("cpu"):
+        t_out, t_h = tmod(torch.tensor(seq))
+    # CPU autocast: LSTM runs in bfloat16, GRU stays float32 (not on PyTorch's lists)
+    assert str(d_out.dtype).split(".")[-1] == str(t_out.dtype).split(".")[-1] == \
+        ("bfloat16" if cls == "LSTM" else "float32")
+    # bfloat16 state rounding accumulates over the steps: a few rounding steps apart at most
+    np.testing.assert_allclose(d_out.detach().float().numpy(), t_out.detach().float().numpy(), atol=3e-2)
+
+
 def test_gradients_flow_to_float32_parameters_as_in_torch():
     res = {}
     for lib, Fm in ((dt, F), (torch, torch.nn.functional)):

@@ -40,6 +40,8 @@ CASES = [
     Case("div_floor", lambda M, a, b: M.div(a, b, rounding_mode="floor"), [(S, "frac"), (S, "frac")]),
     Case("div_trunc_scalar", lambda M, a: M.div(a, 0.7, rounding_mode="trunc"), [(S, "frac")]),
     Case("atan2", lambda M, a, b: M.atan2(a, b), [(S, "nonzero"), (S, "nonzero")]),
+    Case("hypot", lambda M, a, b: M.hypot(a, b), [(S, "nonzero"), ((3,), "nonzero")]),
+    Case("hypot_method", lambda M, a, b: a.hypot(b), [(S, "nonzero"), (S, "nonzero")]),
     Case("lerp", lambda M, a, b: M.lerp(a, b, 0.3), [(S, "any"), (S, "any")]),
     Case("where", lambda M, a, b: M.where(a > 0, a, b), [(S, "nonzero"), ((3,), "any")]),
     Case("where_scalar", lambda M, a: M.where(a > 0, a, 0.0), [(S, "nonzero")]),
@@ -174,6 +176,7 @@ FORWARD = [
     ("add_alpha_reflected", lambda M, a, b: M.add(3.0, b, alpha=2), A, B),
     ("lerp_tensor", lambda M, a, b: M.lerp(a, b, 0.25), A, B),
     ("atan2", lambda M, a, b: M.atan2(a, b), A, B),
+    ("hypot", lambda M, a, b: M.hypot(a, b), A, B),
     ("square_int", lambda M, a, b: M.square(a), IA, IB),
     ("reciprocal_int", lambda M, a, b: M.reciprocal(b), IA, IB),
     ("rsub_scalar_int", lambda M, a, b: 1 - a, IA, IB),
@@ -194,6 +197,12 @@ def test_forward_matches_torch(name, fn, a, b):
     assert tuple(got.shape) == tuple(want.shape)
     np.testing.assert_allclose(got.numpy().astype(np.float64), want.numpy().astype(np.float64), rtol=1e-6,
                                atol=1e-7, equal_nan=True)
+
+
+def test_hypot_refuses_integers_as_pytorch():
+    with pytest.raises(NotImplementedError, match="\"hypot_cpu\" not implemented for 'Long'"):
+        disttorch.hypot(disttorch.tensor([3, 4]), disttorch.tensor([4, 3]))
+    np.testing.assert_allclose(disttorch.hypot(disttorch.tensor([3.0, 4.0]), disttorch.tensor([4, 3])).numpy(), [5.0, 5.0])
 
 
 def test_rounding_literals():
@@ -332,6 +341,7 @@ INPLACE = [
     ("lt_", (0.6,), {}), ("ge_", ([0.0, 1.0, 0.0],), {}), ("not_equal_", (0.5,), {}),
     ("lerp_", ([0.0, 1.0, 2.0], 0.5), {}), ("masked_fill_", ("mask", -1.0), {}), ("fill_", (3.0,), {}),
     ("zero_", (), {}), ("copy_", ([7.0, 8.0, 9.0],), {}), ("atan2_", ([1.0, -1.0, 2.0],), {}),
+    ("hypot_", ([3.0, -4.0, 0.5],), {}),
     ("addcmul_", ([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]), {"value": 0.5}),
     ("addcdiv_", ([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]), {"value": 2}),
     ("exp2_", (), {}), ("expm1_", (), {}), ("log2_", (), {}), ("log10_", (), {}), ("tan_", (), {}), ("erf_", (), {}),

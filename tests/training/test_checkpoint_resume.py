@@ -131,3 +131,16 @@ def test_a_step_checkpoint_needs_the_loader_to_resume(tmp_path):
     _job(tmp_path / "s.pt", "r", stop_at=(0, 1))
     with pytest.raises(ValueError, match=r"saved at step 2 of epoch 0; pass the DataLoader"):
         Checkpointer(tmp_path / "s.pt", _Net()).resume()
+
+
+def test_a_tensor_changed_behind_the_formats_back_fails_its_stored_crc32(tmp_path):
+    # Rewritten by a tool that keeps the file well-formed (its own CRCs recomputed): only the
+    # checkpoint's per-tensor crc32 can tell.
+    model = _Net()
+    path = tmp_path / "t.pt"
+    Checkpointer(path, model).save(0)
+    state = torch.load(path, weights_only=True)
+    state["model"]["fc2.bias"][1] += 1.0
+    torch.save(state, path)
+    with pytest.raises(ChecksumError, match=r"tensor 'model\.fc2\.bias' fails its crc32 check \(stored 0x"):
+        Checkpointer(path, _Net()).resume()

@@ -31,6 +31,8 @@ def test_pet_variables_are_option_defaults_as_torchrun_reads_them():
     # the command line wins over the pod's variables
     cfg, _ = _config(["--nproc-per-node", "1", "--max-restarts", "0", "train.py"], env)
     assert (cfg.nproc_per_node, cfg.max_restarts, cfg.max_nodes) == (1, 0, 4)
+    cfg, _ = _config(["train.py"], {"PET_RDZV_ID": "job-17", "PET_NNODES": "2", "PET_MASTER_ADDR": "m"})
+    assert cfg.run_id == "job-17"
     cfg, _ = _config(["train.py"], {"PET_STANDALONE": "true"})
     assert cfg.master_addr == "127.0.0.1" and cfg.max_nodes == 1
 

@@ -22,7 +22,8 @@ PROBE = pathlib.Path(__file__).with_name("_ray_probe.py")
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=80 * 1024 * 1024,
+    # address="local": a new private instance even when another session's Ray runs on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=80 * 1024 * 1024,
              log_to_driver=False, logging_level="WARNING")
     try:
         yield
@@ -98,6 +99,8 @@ def test_bad_arguments_are_refused_at_the_boundary(tmp_path):
         disttorch.ray.run("nope.py", num_workers=1)
     with pytest.raises(ValueError, match="--cpus-per-rank: expected > 0, got 0"):
         run_ray_job(_job(tmp_path, cpus_per_rank=0), address="auto")
+    with pytest.raises(RuntimeError, match="--nnodes 2: the Ray cluster has 1 alive node$"):
+        run_ray_job(_job(tmp_path, nnodes=2), address="auto")
 
 
 def test_disttorch_run_ray_local_is_one_job_and_leaves_no_ray_process(tmp_path, digits_reference):
