@@ -4,7 +4,7 @@ Each function draws from a :class:`disttorch.random.Generator` the words PyTorch
 in the same order, and turns them into values with the same arithmetic, so a seeded program gets
 PyTorch's numbers bit for bit:
 
-- uniform float32 / float16: 24 / 11 low bits of one 32-bit draw times 2**-24 / 2**-11; float64:
+- uniform float32 (and float16, drawn as float32 and rounded): 24 low bits of one 32-bit draw times 2**-24; float64:
   53 low bits of a 64-bit draw (two 32-bit draws, the first high) times 2**-53; scaled as
   ``x * (to - from) + from`` with one rounding (PyTorch's build contracts it to a fused multiply-add).
 - normal, 16 elements or more (contiguous): every element first gets a uniform, then each block of 16
@@ -17,6 +17,9 @@ PyTorch's numbers bit for bit:
 - randperm: Fisher-Yates from the front with ``random() % (n - i)`` (``random64() % (i + 1)``,
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
+- exponential: ``-1 / lambda * log1p(-u)`` with a float64 uniform (the C library's log1p).
+- geometric: ``ceil(log(u) / log1p(-p))`` with a float64 uniform.
+- multinomial without replacement (or one sample): exponential(1) noise q, then the largest w / q.
 - multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
   divided by the total, then per sample a float64 uniform placed by binary search (the first bin
   whose cumulative value is not below it).
@@ -66,11 +69,9 @@ def fma32(a, b, c):
 
 # ---- uniform -------------------------------------------------------------------------------------
 def unit_uniform(gen, n: int, np_dtype) -> np.ndarray:
-    """``n`` uniforms on [0, 1) in ``np_dtype`` (float16, float32 or float64), PyTorch's way."""
+    """``n`` uniforms on [0, 1), PyTorch's way: float64 from 53 bits, anything narrower from float32's 24."""
     if np_dtype == _F64:
         return (gen.random64(n) & np.uint64((1 << 53) - 1)).astype(_F64) * _F64(2.0 ** -53)
-    if np_dtype == np.float16:
-        return ((gen.random(n) & np.uint64((1 << 11) - 1)).astype(_F32) * _F32(2.0 ** -11))
     return (gen.random(n) & np.uint64((1 << 24) - 1)).astype(_F32) * _F32(2.0 ** -24)
 
 
@@ -83,11 +84,9 @@ def uniform(gen, shape, np_dtype, low=0.0, high=1.0) -> np.ndarray:
         lo, hi = _F64(low), _F64(high)
         out = x if (lo, hi) == (0.0, 1.0) else fma64(x, hi - lo, lo)
     else:
-        # float32 and float16 compute in float32 (PyTorch's accumulate type for both)
+        # float16 draws exactly float32's values (bounds included), rounded at the end
         x = unit_uniform(gen, n, np_dtype)
         lo, hi = _F32(low), _F32(high)
-        if np_dtype == np.float16:
-            lo, hi = _F32(np.float16(low)), _F32(np.float16(high))
         out = x if (lo, hi) == (0.0, 1.0) else fma32(x, hi - lo, lo)
     return out.astype(np_dtype, copy=False).reshape(shape)
 
@@ -231,17 +230,43 @@ def full_range_random(gen, shape, np_dtype) -> np.ndarray:
     return (draws % np.uint64(bound)).astype(dt).reshape(shape)
 
 
+def _apply_swaps(perm, targets):
+    """Runs ``perm[i], perm[targets[i]] = perm[targets[i]], perm[i]`` for i = 0, 1, ... in order, a run
+    of steps at a time: steps whose positions no earlier step of the run touches commute, so a run
+    without such a conflict is two fancy-indexing assignments. A run ends before the first step m whose
+    position m is an earlier step's target or whose target repeats one (targets never point backwards)."""
+    steps = targets.size
+    i = 0
+    while i < steps:
+        width = min(steps - i, max(1, int(math.sqrt(steps - i)) // 2))
+        idx = np.arange(i, i + width)
+        tgt = targets[i:i + width]
+        end = i + width
+        ahead = (tgt > idx) & (tgt < end)  # an earlier step's target is a later step's own position
+        if ahead.any():
+            end = min(end, int(tgt[ahead].min()))
+        order = np.argsort(tgt, kind="stable")
+        repeats = order[1:][tgt[order[1:]] == tgt[order[:-1]]]  # later occurrences of a repeated target
+        if repeats.size:
+            end = min(end, i + int(repeats.min()))
+        end = max(end, i + 1)
+        sel, dst = idx[:end - i], tgt[:end - i]
+        moved = perm[sel].copy()
+        perm[sel] = perm[dst]
+        perm[dst] = moved
+        i = end
+
+
 def randperm(gen, n: int, np_dtype) -> np.ndarray:
     """A random permutation of range(n), PyTorch's CPU algorithm."""
     if n < 0xFFFFFFFF // 20:
-        perm = list(range(n))
+        perm = np.arange(n, dtype=np.int64)
         if n > 1:
-            # the draws are independent of the swaps, so they come in one call; the swaps are sequential
-            picks = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).tolist()
-            for i, z in enumerate(picks):
-                j = z + i
-                perm[i], perm[j] = perm[j], perm[i]
-        return np.array(perm, dtype=np_dtype)
+            # step i swaps positions i and i + (random() % (n - i)); the draws do not depend on the swaps
+            targets = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).astype(np.int64)
+            targets += np.arange(n - 1, dtype=np.int64)
+            _apply_swaps(perm, targets)
+        return perm.astype(np_dtype)
     perm = np.empty(n, dtype=np.int64)
     picks = gen.random64(n) % np.arange(1, n + 1, dtype=np.uint64)
     for i in range(n):  # inside-out Fisher-Yates (beyond any size a test can allocate quickly)
@@ -274,3 +299,34 @@ def multinomial_with_replacement(gen, rows: np.ndarray, num_samples: int) -> np.
         cumulative = cumulative / cumulative[-1]
         out[i] = np.searchsorted(cumulative, unit_uniform(gen, num_samples, _F64), side="left")
     return np.minimum(out, rows.shape[1] - 1)
+
+
+# ---- exponential -----------------------------------------------------------------------------------
+_libm_log1p = np.frompyfunc(math.log1p, 1, 1)
+
+
+def exponential(gen, shape, np_dtype, lambd=1.0) -> np.ndarray:
+    """Exp(lambd) samples of ``shape``: ``exponential_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    values = (-1.0 / lambd) * _libm_log1p(-u).astype(_F64)
+    return values.astype(np_dtype).reshape(shape)
+
+
+def geometric(gen, shape, np_dtype, p: float) -> np.ndarray:
+    """Geometric(p) samples of ``shape`` (trials up to the first success): ``geometric_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    with np.errstate(divide="ignore"):
+        values = np.ceil(_libm_log(u).astype(_F64) / math.log1p(-p))
+    return values.astype(np_dtype).reshape(shape)
+
+
+def multinomial_without_replacement(gen, rows: np.ndarray, num_samples: int) -> np.ndarray:
+    """(rows, num_samples) distinct category indices: the top ``num_samples`` of ``w / q`` per row with
+    q ~ Exp(1) drawn for every weight (the exponential race PyTorch runs)."""
+    work = rows.dtype if rows.dtype in (np.float16, _F32, _F64) else _F32
+    weights = rows.astype(work, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = weights / exponential(gen, weights.shape, work)
+    if num_samples == 1:
+        return np.argmax(keys, axis=1)[:, None]
+    return np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]

@@ -19,7 +19,9 @@ A join without a MAC, with a wrong one, or replayed from another connection (who
 nonce differs) is answered with a `reject` naming the reason, and logged by node 0.
 
 After the handshake node 0 sends `start` / `stop` / `finish` and `ping`; nodes send `done` and
-`ping`. Every message is one JSON object on one line of at most MAX_MESSAGE bytes.
+`ping`. `dump` goes both ways: a node whose launcher got SIGUSR1 sends it to node 0, which sends
+it to every node, whose launcher then has its workers print their stacks. Every message is one
+JSON object on one line of at most MAX_MESSAGE bytes.
 """
 from __future__ import annotations
 

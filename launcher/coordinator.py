@@ -92,6 +92,7 @@ class Coordinator:
         self._losses: list[NodeLoss] = []
         self._stopped: list[str] = []
         self._early_exits: list[str] = []
+        self._stacks: list[str] = []
         self._membership_change = False
         self._created = time.monotonic()
         self.report_period = report_period()
@@ -297,7 +298,7 @@ class Coordinator:
         self._round = members
         self._pending = []
         self._failures, self._losses, self._stopped = [], [], []
-        self._early_exits = []
+        self._early_exits, self._stacks = [], []
         self._membership_change = False
         self._stop_deadline = None
         self._last_call_deadline = None
@@ -331,6 +332,7 @@ class Coordinator:
                 pass
         self._stopped += [str(s) for s in message.get("stopped") or []]
         self._early_exits += [str(s) for s in message.get("early_exits") or []]
+        self._stacks += [str(s) for s in message.get("stacks") or []]
         status = message.get("status")
         if m.leaving:
             sig = message.get("signal")
@@ -396,7 +398,8 @@ class Coordinator:
             max_restarts=self.max_restarts, started_at=self._started_at,
             failures=self._failures, losses=self._losses,
             stopped=sorted(self._stopped, key=_rank_of),
-            early_exits=sorted(self._early_exits, key=_rank_of))
+            early_exits=sorted(self._early_exits, key=_rank_of),
+            stacks=sorted(self._stacks, key=_rank_of))
         self._finish(1, report, summary=f"the job failed: {first.summary()}")
 
     def _finish(self, code: int, report: str | None, *, summary: str) -> None:

@@ -32,7 +32,7 @@ from .net import free_port
 from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
                       signal_group, signal_name)
 from .report import (WorkerFailure, early_exit_description, first_event, format_report,
-                     read_error_file)
+                     last_stack_dump, read_error_file)
 from .signals import SignalState
 
 __all__ = ["WorkerPlan", "AttemptResult", "WorkerGroup", "RunFiles", "plan_workers",
@@ -74,6 +74,7 @@ class AttemptResult:
     stopped: list[str] = field(default_factory=list)
     stop_reason: str | None = None
     early_exits: list[str] = field(default_factory=list)  # clean exits while others still ran
+    stacks: list[str] = field(default_factory=list)  # stopped ranks' last stack dumps (SIGUSR1)
 
 
 _SCRATCH = re.compile(r"^disttorch-.+-p(\d+)-[A-Za-z0-9_]{8}$")
@@ -321,7 +322,7 @@ class WorkerGroup:
         self._finish()
 
         failures = [self._failure(w) for w in failed]
-        stopped = []
+        stopped, stacks = [], []
         for index in to_stop:
             w = self.workers[index]
             record = read_error_file(w.plan.error_file)
@@ -342,8 +343,11 @@ class WorkerGroup:
             else:
                 how = _short_status(w.returncode)
             stopped.append(f"rank {w.plan.rank} ({how})")
+            dump = last_stack_dump([line.decode("utf-8", "replace") for line in w.tail])
+            if dump:
+                stacks.append(f"rank {w.plan.rank} (host {self.host}, pid {w.proc.pid}):\n{dump}")
         if failures:
-            return AttemptResult("failed", failures, stopped, early_exits=early)
+            return AttemptResult("failed", failures, stopped, early_exits=early, stacks=stacks)
         if stop is not None:
             return AttemptResult("stopped", [], stopped, stop_reason=stop[0])
         return AttemptResult("succeeded")
@@ -494,7 +498,7 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
             write_report(format_report(
                 entrypoint=cfg.entrypoint, run_id=run_id, restart_count=restart_count,
                 max_restarts=cfg.max_restarts, started_at=started_at, failures=result.failures,
-                stopped=result.stopped, early_exits=result.early_exits))
+                stopped=result.stopped, early_exits=result.early_exits, stacks=result.stacks))
             return 1
     finally:
         files.cleanup()

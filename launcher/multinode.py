@@ -331,7 +331,7 @@ class _NodeAgent:
         self.client.send({
             "type": "done", "attempt": attempt, "status": result.status,
             "failures": [f.to_json() for f in result.failures], "stopped": result.stopped,
-            "early_exits": result.early_exits,
+            "early_exits": result.early_exits, "stacks": result.stacks,
             "reason": result.stop_reason, "leaving": leaving,
             "signal": signal_name(self.signals.received) if leaving else None})
         if self.client.lost_reason is not None:

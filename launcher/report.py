@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from .process import describe_status
 
 __all__ = ["WorkerFailure", "NodeLoss", "read_error_file", "format_report", "first_event",
-           "early_exit_description"]
+           "early_exit_description", "last_stack_dump"]
 
 _RULE = "=" * 78
 _THIN = "-" * 78
@@ -136,6 +136,24 @@ def early_exit_description(rank: int, host: str, pid: int, when: float, started_
             f"({when - started_at:.2f} s after start)")
 
 
+def last_stack_dump(tail: list[str]) -> str | None:
+    """The last faulthandler dump in a worker's stderr tail (its main thread's stack, which
+    faulthandler prints last), or None. Workers print one on SIGUSR1: when a collective times
+    out, the stuck ranks' dumps tell where they were when the launcher stopped them."""
+    starts = [i for i, line in enumerate(tail)
+              if line.startswith(("Current thread 0x", "Thread 0x", "Stack (most recent call first)"))]
+    if not starts:
+        return None
+    current = [i for i in starts if tail[i].startswith("Current thread")]
+    begin = current[-1] if current else starts[-1]
+    frames = []
+    for line in tail[begin:]:
+        if not line.startswith(("Current thread", "Thread 0x", "Stack (", "  File ")):
+            break
+        frames.append(line.rstrip("\n"))
+    return "\n".join(frames) if len(frames) > 1 else None
+
+
 def _indent(text: str, pad: str) -> list[str]:
     return [pad + line for line in text.rstrip("\n").splitlines()]
 
@@ -151,12 +169,14 @@ def format_report(
     losses: list[NodeLoss] = (),
     stopped: list[str] = (),
     early_exits: list[str] = (),
+    stacks: list[str] = (),
 ) -> str:
     """The job's failure report: the first failure by time in full, then everything else.
 
     `stopped` holds one description per worker the launcher stopped ('rank 0 (SIGTERM)');
     `early_exits` one per worker that exited with code 0 while the others still ran (often the
-    reason the others then failed waiting for it).
+    reason the others then failed waiting for it); `stacks` the last stack dump of each rank
+    the launcher stopped, when it printed one (a timed-out collective asks every rank for one).
     """
     losses = list(losses)
     lines = [_RULE, f"disttorch-run: job failed: {entrypoint} (run id {run_id}, "
@@ -198,5 +218,11 @@ def format_report(
         lines += [f"  {e}" for e in early_exits]
     if stopped:
         lines.append("stopped by the launcher: " + ", ".join(stopped))
+    if stacks:
+        lines.append("where the stopped ranks were (their last Python stack dump):")
+        for text in stacks:
+            head, _, dump = text.partition("\n")
+            lines.append(f"  {head}")
+            lines += _indent(dump, "    ")
     lines.append(_RULE)
     return "\n".join(lines)

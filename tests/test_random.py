@@ -52,6 +52,11 @@ def test_float_draws_match_pytorch(n, dtype):
     assert_bitwise(lambda T: T.normal(1.5, column(T, n, dtype, 0.5, 2)))
 
 
+def test_float16_uniform_draws_match_pytorch():
+    assert_bitwise(lambda T: T.rand(1000, dtype=T.float16))
+    assert_bitwise(lambda T: T.empty(1000, dtype=T.float16).uniform_(-2.1, 3.3))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_bernoulli_and_dropout_match_pytorch(n, dtype):
@@ -79,6 +84,18 @@ def test_multinomial_with_replacement_matches_pytorch(dtype):
     weights[1, 10:20] = 0  # empty bins are never drawn
     assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), 500, replacement=True))
     assert_bitwise(lambda T: T.multinomial(T.tensor(weights[0], dtype=getattr(T, dtype)), 7, replacement=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exponential_and_multinomial_without_replacement_match_pytorch(dtype):
+    weights = np.random.default_rng(3).random((3, 50))
+    weights[1, 10:20] = 0
+    for n, replacement in ((1, True), (1, False), (10, False), (40, False)):  # the exponential race
+        assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), n, replacement=replacement))
+    for n in (7, 1000):
+        assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).exponential_(2.5))
+        assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).geometric_(0.3))
+    assert_bitwise(lambda T: T.empty(100, dtype=T.int64).geometric_(0.05))
 
 
 def test_interleaved_calls_share_the_scalar_normal_cache():

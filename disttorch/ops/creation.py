@@ -376,16 +376,15 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         src = np.asarray(_backend.to_host(input._data))
         out = recipes.multinomial_with_replacement(generator_or_default(generator), src.reshape(rows.shape), num_samples)
         return Tensor._wrap(_backend.like(out.reshape(w.shape[:-1] + (num_samples,)), input._data))
-    g = rng(generator)
-    out = np.empty((rows.shape[0], num_samples), np.int64)
-    for i, r in enumerate(rows):
-        total = r.sum()
-        if total <= 0:
+    for r in rows:
+        if r.sum() <= 0:
             raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
         if not replacement and num_samples > (r > 0).sum():
             raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
-        out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / total)
-    return Tensor._wrap(_backend.like(out.reshape(w.shape[:-1] + (num_samples,)), input._data))
+    # PyTorch's CPU recipe: an exponential race (the largest w / q, q ~ Exp(1))
+    src = np.asarray(_backend.to_host(input._data))
+    out = recipes.multinomial_without_replacement(generator_or_default(generator), src.reshape(rows.shape), num_samples)
+    return Tensor._wrap(_backend.like(out.astype(np.int64).reshape(w.shape[:-1] + (num_samples,)), input._data))
 
 
 def poisson(input, generator=None):

@@ -33,6 +33,17 @@ def _wait_for_starts(proc, count: int, timeout: float = 30.0) -> list[str]:
     return lines
 
 
+def _read_until(proc, marker: str, timeout: float) -> list[str]:
+    """Reads the job's output until a line contains `marker` (at most `timeout` seconds)."""
+    lines, deadline = [], time.monotonic() + timeout
+    while not any(marker in line for line in lines):
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s:\n" + "".join(lines)
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    return lines
+
+
 def _pid_of(output: str, rank: str) -> str:
     return re.search(rf"START rank={rank} host=\S+ pid=(\d+)", output).group(1)
 
@@ -93,7 +104,9 @@ def test_cut_link_restored_resumes_with_max_restarts_and_ends_as_an_unbroken_run
     head = "".join(_wait_for_starts(proc, 4))
     time.sleep(1.0)
     rig.set_link("testhost2", False)
-    time.sleep(8.0)  # long enough for the collective to fail, short of ssh's 15 s keepalive
+    # the link comes back once a survivor has failed its collective, well inside the 15 s after
+    # which ssh (and sshd) give the connection up
+    head += "".join(_read_until(proc, "[rank0]: disttorch.distributed.errors.", timeout=14.0))
     rig.set_link("testhost2", True)
     done = jobs.finish(proc, timeout=90)
     out = head + done.output

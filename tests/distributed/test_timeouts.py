@@ -6,8 +6,11 @@ import pytest
 
 import disttorch.distributed as dist
 from disttorch.distributed import api
-from disttorch.distributed.config import (collective_timeout_s, join_timeout_s,
-                                          report_period_s)
+from disttorch.distributed.config import (
+    collective_timeout_s,
+    join_timeout_s,
+    report_period_s,
+)
 from disttorch.training.setup import setup_distributed
 
 pytestmark = pytest.mark.timeout(60)

@@ -99,6 +99,10 @@ def test_waiting_rank_reports_then_timeout_shows_every_stack(job, transport):
     stack1 = d.lines("[rank1]: ")
     assert any(line.strip().endswith("in stuck_here") and "stuck.py" in line for line in stack1), d.stderr
     assert any("Current thread" in line for line in stack1)
+    report = d.stderr[d.stderr.index("disttorch-run: job failed"):]
+    where = report[report.index("where the stopped ranks were (their last Python stack dump):"):]
+    assert where.splitlines()[1].startswith("  rank 1 (host ")
+    assert "Current thread" in where.splitlines()[2] and "in stuck_here" in where
     assert "never reached" not in d.stdout
     assert job.leftovers() == []
 
