@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from launcher import settings
+
 _cupy = None
 _cupy_checked = False
 _thread_state = threading.local()  # CUDA's current device is per thread, so is its first-use default
@@ -97,7 +99,7 @@ def _choose_default_device(cp) -> None:
     """First CUDA use on this thread: GPU ``DISTTORCH_DEVICE_INDEX`` (set by disttorch-run), else
     ``LOCAL_RANK`` (torchrun's variable), becomes current, so each local rank works on its own GPU."""
     n = device_count()
-    raw = os.environ.get("DISTTORCH_DEVICE_INDEX", "").strip()
+    raw = settings.SETTINGS["DISTTORCH_DEVICE_INDEX"].raw() or ""  # parsed here: the error names the GPU count
     if raw:
         try:
             index = int(raw)

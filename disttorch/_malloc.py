@@ -14,8 +14,9 @@ touched; elsewhere this does nothing.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
+
+from launcher import settings
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -28,7 +29,7 @@ applied = False
 def tune_allocator() -> bool:
     """Applies the settings once per process; returns whether they are in effect."""
     global applied
-    if applied or os.environ.get("DISTTORCH_MALLOC_TUNING", "1") == "0":
+    if applied or not settings.get("DISTTORCH_MALLOC_TUNING"):
         return applied
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -18,6 +18,7 @@ PyTorch's numbers bit for bit:
   inside-out, for n beyond 2**32 / 20).
 - bernoulli: ``uniform < p`` with a float64 uniform for a scalar p, one of p's dtype for a tensor p.
 - exponential: ``-1 / lambda * log1p(-u)`` with a float64 uniform (the C library's log1p).
+- geometric: ``ceil(log(u) / log1p(-p))`` with a float64 uniform.
 - multinomial without replacement (or one sample): exponential(1) noise q, then the largest w / q.
 - multinomial with replacement (more than one sample): per row, the cumulative sum in the weights' dtype
   divided by the total, then per sample a float64 uniform placed by binary search (the first bin
@@ -229,17 +230,43 @@ def full_range_random(gen, shape, np_dtype) -> np.ndarray:
     return (draws % np.uint64(bound)).astype(dt).reshape(shape)
 
 
+def _apply_swaps(perm, targets):
+    """Runs ``perm[i], perm[targets[i]] = perm[targets[i]], perm[i]`` for i = 0, 1, ... in order, a run
+    of steps at a time: steps whose positions no earlier step of the run touches commute, so a run
+    without such a conflict is two fancy-indexing assignments. A run ends before the first step m whose
+    position m is an earlier step's target or whose target repeats one (targets never point backwards)."""
+    steps = targets.size
+    i = 0
+    while i < steps:
+        width = min(steps - i, max(1, int(math.sqrt(steps - i)) // 2))
+        idx = np.arange(i, i + width)
+        tgt = targets[i:i + width]
+        end = i + width
+        ahead = (tgt > idx) & (tgt < end)  # an earlier step's target is a later step's own position
+        if ahead.any():
+            end = min(end, int(tgt[ahead].min()))
+        order = np.argsort(tgt, kind="stable")
+        repeats = order[1:][tgt[order[1:]] == tgt[order[:-1]]]  # later occurrences of a repeated target
+        if repeats.size:
+            end = min(end, i + int(repeats.min()))
+        end = max(end, i + 1)
+        sel, dst = idx[:end - i], tgt[:end - i]
+        moved = perm[sel].copy()
+        perm[sel] = perm[dst]
+        perm[dst] = moved
+        i = end
+
+
 def randperm(gen, n: int, np_dtype) -> np.ndarray:
     """A random permutation of range(n), PyTorch's CPU algorithm."""
     if n < 0xFFFFFFFF // 20:
-        perm = list(range(n))
+        perm = np.arange(n, dtype=np.int64)
         if n > 1:
-            # the draws are independent of the swaps, so they come in one call; the swaps are sequential
-            picks = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).tolist()
-            for i, z in enumerate(picks):
-                j = z + i
-                perm[i], perm[j] = perm[j], perm[i]
-        return np.array(perm, dtype=np_dtype)
+            # step i swaps positions i and i + (random() % (n - i)); the draws do not depend on the swaps
+            targets = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).astype(np.int64)
+            targets += np.arange(n - 1, dtype=np.int64)
+            _apply_swaps(perm, targets)
+        return perm.astype(np_dtype)
     perm = np.empty(n, dtype=np.int64)
     picks = gen.random64(n) % np.arange(1, n + 1, dtype=np.uint64)
     for i in range(n):  # inside-out Fisher-Yates (beyond any size a test can allocate quickly)
@@ -282,6 +309,14 @@ def exponential(gen, shape, np_dtype, lambd=1.0) -> np.ndarray:
     """Exp(lambd) samples of ``shape``: ``exponential_``."""
     u = unit_uniform(gen, math.prod(shape), _F64)
     values = (-1.0 / lambd) * _libm_log1p(-u).astype(_F64)
+    return values.astype(np_dtype).reshape(shape)
+
+
+def geometric(gen, shape, np_dtype, p: float) -> np.ndarray:
+    """Geometric(p) samples of ``shape`` (trials up to the first success): ``geometric_``."""
+    u = unit_uniform(gen, math.prod(shape), _F64)
+    with np.errstate(divide="ignore"):
+        values = np.ceil(_libm_log(u).astype(_F64) / math.log1p(-p))
     return values.astype(np_dtype).reshape(shape)
 
 

@@ -324,8 +324,11 @@ def random_(self, from_=0, to=None, *, generator=None):
 
 
 def geometric_(self, p, *, generator=None):
-    from .random import rng
-    _fill(self, rng(generator).geometric(p, self._data.shape))
+    from . import _random_recipes as recipes
+    from .random import generator_or_default
+    if not 0 < p < 1:
+        raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p}")
+    _fill(self, recipes.geometric(generator_or_default(generator), self._data.shape, self._data.dtype, p))
     self._vc[0] += 1
     return self
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Callable
 
-from . import output, simulate
+from . import output, settings, simulate
 from .config import (LaunchConfig, export_timeouts, parse_nnodes, parse_nproc, parse_ranks_filter,
                      parse_stream_spec)
 from .net import DEFAULT_MASTER_PORT
@@ -241,7 +241,7 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
     if max_nodes > 1 and hosts is None and master_port is None:
         master_port = DEFAULT_MASTER_PORT
 
-    secret = env.get("DISTTORCH_SECRET") or None
+    secret = settings.get("DISTTORCH_SECRET", env)
     cfg = LaunchConfig(
         entrypoint=args.training_script,
         entrypoint_args=list(args.training_script_args),

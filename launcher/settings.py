@@ -38,11 +38,12 @@ class Setting:
     doc_default: str | None = None  # the default as the README shows it, when ``default`` says less
 
     def raw(self, environ=None) -> str | None:
-        """The variable's text, stripped; None when unset or empty."""
+        """The variable's text; None when unset or empty. Surrounding blanks are dropped except
+        from ``str`` values, which are taken as given (a secret is compared byte for byte)."""
         value = (os.environ if environ is None else environ).get(self.name)
         if value is None or not value.strip():
             return None
-        return value.strip()
+        return value if self.kind == "str" else value.strip()
 
     def get(self, environ=None):
         """The typed value (``default`` when unset); ``ValueError`` naming the variable on bad text."""

@@ -94,6 +94,8 @@ def test_exponential_and_multinomial_without_replacement_match_pytorch(dtype):
         assert_bitwise(lambda T: T.multinomial(T.tensor(weights, dtype=getattr(T, dtype)), n, replacement=replacement))
     for n in (7, 1000):
         assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).exponential_(2.5))
+        assert_bitwise(lambda T: T.empty(n, dtype=getattr(T, dtype)).geometric_(0.3))
+    assert_bitwise(lambda T: T.empty(100, dtype=T.int64).geometric_(0.05))
 
 
 def test_interleaved_calls_share_the_scalar_normal_cache():

@@ -16,7 +16,6 @@ from ..tensor import Tensor
 from . import autocast_mode as _mode
 
 _installed = False
-_LOW = ("bfloat16", "float16")
 
 
 def _device_type(tensors):
@@ -26,26 +25,34 @@ def _device_type(tensors):
     return None
 
 
+def _cast(t, dtype):
+    """``t.to(dtype)`` without Tensor.to's argument parsing (autocast casts several times per op)."""
+    from ..ops.pointwise import cast
+    return cast(t, dtype)
+
+
 def _round_then_widen(t, low):
     """``t`` rounded to ``low`` precision, held as float32 so NumPy's float32 kernels can run on it
     (float64 is left alone, as PyTorch's autocast leaves it)."""
     if not isinstance(t, Tensor) or not t.dtype.is_floating_point or t.dtype is _dtype.float64:
         return t
     if t.dtype is not low:
-        t = t.to(low)
-    return t.to(_dtype.float32)
+        t = _cast(t, low)
+    return _cast(t, _dtype.float32)
 
 
 def _lower_precision_apply(orig):
     def apply(*tensors, **params):
-        if not _mode.any_enabled():
+        if not _mode._active or not _mode.any_enabled():
             return orig(*tensors, **params)
         low = _mode.active_dtype(_device_type(tensors))
         if low is None:
             return orig(*tensors, **params)
-        out = orig(*[_round_then_widen(t, low) for t in tensors],
-                   **{k: _round_then_widen(v, low) for k, v in params.items()})
-        return out.to(low) if isinstance(out, Tensor) and out.dtype is _dtype.float32 else out
+        args = [_round_then_widen(t, low) for t in tensors]
+        kwargs = {k: _round_then_widen(v, low) for k, v in params.items()}
+        with _mode.suspended():  # the ops inside run on the rounded operands as they are
+            out = orig(*args, **kwargs)
+        return _cast(out, low) if isinstance(out, Tensor) and out.dtype is _dtype.float32 else out
     return apply
 
 
@@ -57,6 +64,8 @@ def _lower_precision_fn(orig):
 
     @functools.wraps(orig)
     def wrapper(*args, **kwargs):
+        if not _mode._active:
+            return orig(*args, **kwargs)
         if _mode.any_enabled() and args and isinstance(args[0], str):  # einsum(equation, *operands)
             ops = args[1:]
             if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
@@ -68,13 +77,18 @@ def _lower_precision_fn(orig):
 
 
 def _is_low(t):
-    return isinstance(t, Tensor) and t._data.dtype.name in _LOW
+    """float16 or bfloat16 data. (NumPy's ``dtype.name`` is a slow Python property; kind and itemsize
+    are plain attributes, and bfloat16 is NumPy's only 2-byte kind "V" type a tensor can hold.)"""
+    if not isinstance(t, Tensor):
+        return False
+    d = t._data.dtype
+    return d.itemsize == 2 and (d.kind == "f" or d.kind == "V")
 
 
 def _float32_fn(orig):
     @functools.wraps(orig)
     def wrapper(*args, **kwargs):
-        if _mode.any_enabled() and _mode.active_dtype(_device_type(args)) is not None:
+        if _mode._active and _mode.any_enabled() and _mode.active_dtype(_device_type(args)) is not None:
             args = [a.to(_dtype.float32) if _is_low(a) else a for a in args]
             kwargs = {k: v.to(_dtype.float32) if _is_low(v) else v for k, v in kwargs.items()}
         return orig(*args, **kwargs)

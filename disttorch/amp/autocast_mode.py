@@ -36,6 +36,10 @@ class _State(threading.local):
 
 
 _state = _State()
+# Autocast blocks entered with enabled=True, over all threads: the op wrappers read this one global
+# first, so that with autocast unused they cost a module attribute read, not a thread-local lookup.
+_active = 0
+_active_lock = threading.Lock()
 
 
 def is_autocast_available(device_type: str) -> bool:
@@ -51,7 +55,10 @@ def is_autocast_enabled(device_type: str | None = None) -> bool:
 def set_autocast_enabled(device_type, enabled=None) -> None:
     if enabled is None:  # the one-argument legacy form sets cuda
         device_type, enabled = "cuda", device_type
+    was = _state.enabled.get(device_type, False)
     _state.enabled[device_type] = bool(enabled)
+    if bool(enabled) != was:
+        _count(+1 if enabled else -1)
 
 
 def get_autocast_dtype(device_type: str):
@@ -70,7 +77,11 @@ def active_dtype(device_type: str):
 
 
 def any_enabled() -> bool:
-    return _state.enabled["cpu"] or _state.enabled["cuda"]
+    """True when this thread has autocast on for some device type."""
+    if not _active:
+        return False
+    enabled = _state.enabled
+    return enabled["cpu"] or enabled["cuda"]
 
 
 class autocast:
@@ -96,7 +107,7 @@ class autocast:
         if self._enabled and base == "cuda":
             from .. import cuda
             if not cuda.is_available():
-                warnings.warn("User provided device_type of 'cuda', but CUDA is not available. Disabling", stacklevel=2)
+                warnings.warn("CUDA is not available or torch_xla is imported. Disabling autocast.", stacklevel=2)
                 self._enabled = False
         if self._enabled and self.fast_dtype not in _SUPPORTED[base]:
             if base == "cpu":
@@ -116,12 +127,15 @@ class autocast:
         _state.enabled[self.device] = self._enabled
         if self._enabled:
             _state.dtype[self.device] = self.fast_dtype
+            _count(+1)
         _state.nesting += 1
         return self
 
     def __exit__(self, exc_type, exc, tb):
         _state.enabled[self.device], _state.dtype[self.device] = self._prev
         _state.nesting -= 1
+        if self._enabled:
+            _count(-1)
         return False
 
     def __call__(self, func):
@@ -131,6 +145,12 @@ class autocast:
                           cache_enabled=self._cache_enabled):
                 return func(*args, **kwargs)
         return decorate_autocast
+
+
+def _count(delta):
+    global _active
+    with _active_lock:
+        _active += delta
 
 
 def suspended():

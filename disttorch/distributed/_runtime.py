@@ -13,6 +13,8 @@ import time
 
 import zmq
 
+from launcher import settings
+
 from .errors import DistError, DistStoreError
 from . import security
 from .security import Credentials, ZapAuthenticator
@@ -24,19 +26,12 @@ _owner_pid: int | None = None
 _key_files: list[tuple[str, bytes]] = []
 
 
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
 def context(credentials: Credentials | None = None) -> zmq.Context:
     """The process's context (created on first use, with its ZAP handler)."""
     global _context, _auth, _owner_pid
     with _lock:
         if _context is None or _owner_pid != os.getpid():
-            _context = zmq.Context(io_threads=max(1, int(os.environ.get("DISTTORCH_IO_THREADS", "2"))))
+            _context = zmq.Context(io_threads=max(1, settings.get("DISTTORCH_IO_THREADS")))
             _context.setsockopt(zmq.LINGER, 0)
             _auth = ZapAuthenticator(_context, credentials)
             _owner_pid = os.getpid()
@@ -55,13 +50,9 @@ def curve_wanted(master_addr: str) -> bool:
     """Whether this job's sockets use CURVE: ``DISTTORCH_CURVE`` when set (``0`` opts out on a
     trusted fabric), else on exactly when MASTER_ADDR is not a loopback address, i.e. when the
     job may span hosts. Every rank sees the same MASTER_ADDR, so every rank decides alike."""
-    value = os.environ.get("DISTTORCH_CURVE", "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value:
-        raise ValueError(f"DISTTORCH_CURVE={value!r}: expected 1 (encrypt) or 0 (plain)")
+    wanted = settings.get("DISTTORCH_CURVE")  # None: unset
+    if wanted is not None:
+        return wanted
     return not security.is_loopback_address(master_addr)
 
 
@@ -73,7 +64,7 @@ def job_credentials(master_addr: str, master_port: int, is_master: bool, timeout
     stale file from an earlier job on the same port. A multi-host job without a secret is refused.
     """
     curve = curve_wanted(master_addr)
-    secret = os.environ.get("DISTTORCH_SECRET")
+    secret = settings.get("DISTTORCH_SECRET")
     if secret:
         return Credentials(secret.encode(), curve), None
     if not security.is_local_address(master_addr):
@@ -131,7 +122,7 @@ def host_id() -> str:
     and the very ``/dev/shm`` mount (its device number), not just the host name: containers or
     namespaces with one kernel and a private ``/dev/shm`` each are different hosts even when
     their host names are equal."""
-    override = os.environ.get("DISTTORCH_HOST_ID")
+    override = settings.get("DISTTORCH_HOST_ID")
     if override:
         return override
     try:
@@ -148,7 +139,7 @@ def host_id() -> str:
 
 def routable_address(master_addr: str) -> str:
     """The local IP address this host uses to reach ``master_addr`` (no packet is sent)."""
-    override = os.environ.get("DISTTORCH_BIND_ADDR")
+    override = settings.get("DISTTORCH_BIND_ADDR")
     if override:
         return override
     try:

@@ -3,22 +3,9 @@
 Every rank adopts rank 0's settings (they travel in the peer table), so ranks never disagree on
 chunk sizes or algorithm switch points even when their environments differ.
 
-| variable | default | meaning |
-| --- | --- | --- |
-| DISTTORCH_TRANSPORT | auto | ``auto``: shared memory + ipc:// on one host, tcp:// between hosts; ``ipc``: no shared memory; ``tcp``: tcp:// only |
-| DISTTORCH_CHUNK_BYTES | 4 MiB | largest message payload (libzmq slows down on huge frames; 4 MiB measured best of 1 / 4 MiB) |
-| DISTTORCH_ALLREDUCE_SWITCH | 2 MiB | all-reduces smaller than this use recursive doubling, larger ones the ring (sockets path; measured below) |
-| DISTTORCH_SHM_SLOT_BYTES | 4 MiB | per-rank shared-memory slot (two per rank); one round moves at most this much per rank |
-| DISTTORCH_SHM_CHUNK_BYTES | 1 MiB; the slot size when ranks outnumber cores | data per shared-memory round (at most the slot size) |
-| DISTTORCH_DEBUG | off | ``detail``: every collective first exchanges fingerprints (PyTorch's DETAIL mode) |
-| DISTTORCH_NAN_CHECK | 0 | 1: reductions raise on NaN input |
-| DISTTORCH_HEARTBEAT_TIMEOUT | 5 | seconds without a heartbeat answer before a peer counts as lost |
-| DISTTORCH_MAX_UNEXPECTED_BYTES | 1 GiB | bytes that may arrive before they are wanted |
-| DISTTORCH_IO_THREADS | 2 | libzmq I/O threads per process (2: sending and receiving proceed in parallel) |
-| DISTTORCH_TIMEOUT | 1800 | seconds a collective may wait before it raises (``init_process_group(timeout=)`` wins; ``disttorch-run --timeout``) |
-| DISTTORCH_JOIN_TIMEOUT | the collective timeout | seconds the ranks' rendezvous may take (``disttorch-run --join-timeout``) |
-| DISTTORCH_REPORT_PERIOD | 30 | seconds between "waiting for rank N" reports while a collective or the rendezvous waits |
-| DISTTORCH_CURVE | on when MASTER_ADDR is not a loopback address | ``1``: encrypt tcp links with CURVE; ``0``: plain (trusted fabrics) |
+The variables (``DISTTORCH_TRANSPORT``, ``DISTTORCH_CHUNK_BYTES``, ``DISTTORCH_TIMEOUT``, ...) with
+their types, defaults and meanings are declared in ``launcher/settings.py``; the README's Settings
+table is generated from it.
 
 The all-reduce switch point, measured over tcp on a 2-core machine (median ms of 2 runs, forcing
 each algorithm; 4 ranks share the 2 cores):
@@ -37,20 +24,9 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
+from launcher import settings
+
 MiB = 1024 * 1024
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        out = int(float(value))
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number") from None
-    if out <= 0:
-        raise ValueError(f"{name}={value!r} must be positive")
-    return out
 
 
 def env_seconds(name: str, default: float | None, environ=None) -> float | None:
@@ -101,22 +77,22 @@ class Config:
 
     @staticmethod
     def from_env() -> "Config":
-        transport = os.environ.get("DISTTORCH_TRANSPORT", "auto").strip().lower() or "auto"
-        if transport not in ("auto", "shm", "ipc", "tcp"):
-            raise ValueError(f"DISTTORCH_TRANSPORT={transport!r}: expected auto, ipc or tcp")
-        debug = (os.environ.get("DISTTORCH_DEBUG") or os.environ.get("TORCH_DISTRIBUTED_DEBUG") or "off").lower()
-        if debug not in ("off", "info", "detail"):
-            raise ValueError(f"DISTTORCH_DEBUG={debug!r}: expected off, info or detail")
+        transport = settings.get("DISTTORCH_TRANSPORT")
+        debug_setting = settings.SETTINGS["DISTTORCH_DEBUG"]
+        if debug_setting.raw() is not None:
+            debug = debug_setting.get()
+        else:  # PyTorch's variable, when disttorch's is unset
+            debug = debug_setting.parse(os.environ.get("TORCH_DISTRIBUTED_DEBUG") or "off")
         return Config(
             transport="auto" if transport == "shm" else transport,
-            chunk_bytes=_env_int("DISTTORCH_CHUNK_BYTES", Config.chunk_bytes),
-            allreduce_switch_bytes=_env_int("DISTTORCH_ALLREDUCE_SWITCH", Config.allreduce_switch_bytes),
-            shm_slot_bytes=_env_int("DISTTORCH_SHM_SLOT_BYTES", Config.shm_slot_bytes),
-            shm_chunk_bytes=_env_int("DISTTORCH_SHM_CHUNK_BYTES", 0) if os.environ.get("DISTTORCH_SHM_CHUNK_BYTES") else 0,
+            chunk_bytes=settings.get("DISTTORCH_CHUNK_BYTES"),
+            allreduce_switch_bytes=settings.get("DISTTORCH_ALLREDUCE_SWITCH"),
+            shm_slot_bytes=settings.get("DISTTORCH_SHM_SLOT_BYTES"),
+            shm_chunk_bytes=settings.get("DISTTORCH_SHM_CHUNK_BYTES") or 0,
             debug=debug,
-            nan_check=os.environ.get("DISTTORCH_NAN_CHECK", "0").lower() in ("1", "true", "yes", "on"),
-            heartbeat_timeout_s=float(os.environ.get("DISTTORCH_HEARTBEAT_TIMEOUT", Config.heartbeat_timeout_s)),
-            max_unexpected_bytes=_env_int("DISTTORCH_MAX_UNEXPECTED_BYTES", Config.max_unexpected_bytes),
+            nan_check=settings.get("DISTTORCH_NAN_CHECK"),
+            heartbeat_timeout_s=settings.get("DISTTORCH_HEARTBEAT_TIMEOUT"),
+            max_unexpected_bytes=settings.get("DISTTORCH_MAX_UNEXPECTED_BYTES"),
         )
 
     def to_json(self) -> dict:

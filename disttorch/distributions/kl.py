@@ -11,6 +11,7 @@ from .bernoulli import Bernoulli
 from .beta import Beta
 from .categorical import Categorical
 from .gamma import Gamma
+from .independent import Independent, _sum_rightmost
 from .multivariate_normal import MultivariateNormal
 from .normal import Normal
 from .uniform import Uniform
@@ -117,6 +118,13 @@ def _kl_mvn_mvn(p, q):
     maha = (solve_lower_triangular(Lq, diff) ** 2).sum((-2, -1))
     kl = half_logdet_q - half_logdet_p + 0.5 * (trace + maha - d)
     return kl.expand(*p.batch_shape) if len(p.batch_shape) else kl
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p, q):
+    if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+        raise NotImplementedError
+    return _sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)
 
 
 @register_kl(Normal, Gamma)

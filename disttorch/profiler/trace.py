@@ -25,6 +25,8 @@ import signal
 import threading
 import time
 
+from launcher import settings
+
 #: True while this process records spans. Read it before building span arguments in hot code.
 ACTIVE = False
 
@@ -161,7 +163,7 @@ def enable(directory: str, rank: int = 0, attempt: int = 0) -> bool:
 
 def enable_from_env() -> bool:
     """``DISTTORCH_TRACE_DIR`` set: record, as rank ``RANK``, attempt ``DISTTORCH_RESTART_COUNT``."""
-    directory = os.environ.get(ENV_DIR, "").strip()
+    directory = (settings.get(ENV_DIR) or "").strip()
     if not directory:
         return False
     return enable(directory, _env_int("RANK"), _env_int("DISTTORCH_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"))

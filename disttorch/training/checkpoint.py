@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import warnings
 
+from launcher import settings
+
 from ._zip_records import damaged_tensor
 from .checksums import CHECKSUM_KEY, ChecksumError, tensor_checksums, verify_checksums
 from .seeding import get_rng_states, set_rng_states
@@ -30,7 +32,7 @@ __all__ = ["Checkpointer", "ChecksumError", "current_run_id", "load_checkpoint",
 
 def current_run_id():
     """The launcher's run id (the same for every attempt of one ``disttorch-run``), or None."""
-    return os.environ.get("DISTTORCH_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID") or None
+    return settings.get("DISTTORCH_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID") or None
 
 
 def save_checkpoint(state, path):

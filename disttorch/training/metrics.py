@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from launcher import settings
+
 from .setup import is_distributed, rank_and_world
 
 
@@ -37,8 +39,8 @@ def progress(iterable, desc="", total=None, rank=None):
     Under ``disttorch-run`` stderr is a pipe to the launcher, which sets ``DISTTORCH_PROGRESS=1``
     and ``COLUMNS`` when its own console is a terminal and shows the bar's redraws live."""
     rank = rank_and_world()[0] if rank is None else rank
-    want = os.environ.get("DISTTORCH_PROGRESS")
-    if rank != 0 or want == "0":
+    want = settings.get("DISTTORCH_PROGRESS")  # None: unset
+    if rank != 0 or want is False:
         return iterable
     try:
         from tqdm import tqdm
@@ -46,7 +48,7 @@ def progress(iterable, desc="", total=None, rank=None):
         return iterable
     import sys
     tty = sys.stderr.isatty()
-    if want != "1" and not tty:
+    if want is not True and not tty:
         return iterable
     if tty:
         return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)

@@ -1,7 +1,6 @@
 """A DCGAN in the manner of PyTorch's DCGAN example (Radford et al.): transposed-conv generator,
 strided-conv discriminator, batch norm, LeakyReLU, BCE, Adam with beta1 = 0.5, weights drawn
 from N(0, 0.02). The "dataset" is 16x16 images of random bright discs on a dark background."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 
 import torch

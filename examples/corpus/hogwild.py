@@ -1,7 +1,6 @@
 """Hogwild training in the manner of PyTorch's mnist_hogwild example (Recht et al., 2011): the
 model's parameters are put in shared memory, several torch.multiprocessing processes each run
 SGD on them without locks, and the parent tests the result. Data: scikit-learn's 8x8 digits."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 
 import torch

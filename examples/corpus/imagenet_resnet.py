@@ -2,7 +2,6 @@
 torchvision ResNet, FakeData images through torchvision transforms, SGD with momentum and weight
 decay, a step learning-rate schedule, top-1/top-5 accuracy meters, and a checkpoint saved with
 torch.save and read back with torch.load. Small images and few classes keep it to seconds."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 import os
 import tempfile

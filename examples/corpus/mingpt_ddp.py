@@ -6,7 +6,6 @@ the Trainer saves a snapshot (model.module's state_dict) that a restarted job re
 Run alone it forms a group of one. Each rank's batch is the global batch divided by the world
 size, so 2 ranks follow the same trajectory as 1 (the union of the ranks' batches is the same
 samples, and DDP averages the gradients)."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 import math
 import os

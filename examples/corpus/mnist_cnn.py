@@ -1,7 +1,6 @@
 """A convolutional classifier for handwritten digits, in the manner of PyTorch's MNIST example:
 two convs, dropout, log-softmax with NLL loss, Adadelta with a step decay of the learning rate.
 The 8x8 digits of scikit-learn (1797 images, bundled with it) stand in for MNIST's 28x28."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 
 import torch

@@ -2,7 +2,6 @@
 policy network, actions sampled from torch.distributions.Categorical, discounted returns
 normalised per episode, Adam. The environment is a cart-pole written here (the classic
 equations of Barto, Sutton and Anderson, Euler steps of 20 ms), so no gym is needed."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 import math
 import random

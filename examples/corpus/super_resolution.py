@@ -2,7 +2,6 @@
 (Shi et al., 2016): convs on the low-resolution image, then nn.PixelShuffle rearranges channels
 into an upscale_factor times larger image. The low-resolution inputs are scikit-learn's 8x8
 digits average-pooled to 4x4; the targets are the 8x8 originals."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 import math
 

@@ -1,7 +1,6 @@
 """The word language model of word_lm_lstm.py with a Transformer encoder instead of the LSTM, in
 the manner of PyTorch's word_language_model example with --model Transformer: sinusoidal
 positional encoding, a causal mask, nn.TransformerEncoder, Adam, log-softmax with NLL loss."""
-# ruff: noqa: PLR0402 -- `import torch.nn as nn` is how the public examples import it
 import argparse
 import math
 

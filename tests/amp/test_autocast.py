@@ -140,3 +140,21 @@ def test_bfloat16_tensor_basics_match_torch():
     assert repr(d) == repr(t)
     assert dt.promote_types(dt.bfloat16, dt.float16) == dt.float32
     assert (d + dt.ones(6)).dtype == dt.float32
+
+
+def test_state_is_per_thread_and_set_autocast_enabled_works():
+    import threading
+    x, w = dt.tensor(X), dt.tensor(W)
+    seen = {}
+    with dt.autocast("cpu"):
+        t = threading.Thread(target=lambda: seen.setdefault("other", F.linear(x, w).dtype))
+        t.start()
+        t.join()
+        seen["main"] = F.linear(x, w).dtype
+    assert seen == {"other": dt.float32, "main": dt.bfloat16}
+    dt.set_autocast_enabled("cpu", True)
+    try:
+        assert F.linear(x, w).dtype == dt.bfloat16
+    finally:
+        dt.set_autocast_enabled("cpu", False)
+    assert F.linear(x, w).dtype == dt.float32

@@ -13,7 +13,7 @@ PATHS = ["activation", "linear", "conv", "loss", "container", "module", "batchno
 
 @pytest.mark.parametrize("path", PATHS)
 def test_module_path_exports_torchs_class_names(path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     tmod = importlib.import_module(f"torch.nn.modules.{path}")
     dmod = importlib.import_module(f"disttorch.nn.modules.{path}")
     names = [n for n, v in vars(tmod).items() if inspect.isclass(v) and v.__module__ == tmod.__name__

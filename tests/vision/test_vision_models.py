@@ -97,14 +97,19 @@ def test_eval_forward_matches_torchvision_with_its_weights(name, tmp_path):
     torch.manual_seed(0)
     reference = getattr(tv.models, name)(num_classes=10).eval()
     randomise_norm_statistics(reference)
-    # The weights travel three ways: a safetensors file, a disttorch checkpoint, a state_dict.
+    # The weights travel four ways: a safetensors file, PyTorch's own checkpoint format
+    # (torch.save), a disttorch checkpoint, an in-memory state_dict.
     if name in ("resnet18", "mobilenet_v3_small"):
         from safetensors.torch import save_file
 
         path = tmp_path / "weights.safetensors"
         save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
         weights = str(path)
-    elif name in ("squeezenet1_1", "densenet121"):
+    elif name in ("squeezenet1_1", "resnet50"):
+        path = tmp_path / "weights.pth"
+        torch.save(reference.state_dict(), path)
+        weights = str(path)
+    elif name == "densenet121":
         path = tmp_path / "weights.pt"
         disttorch.save(to_disttorch(reference.state_dict()), path)
         weights = path

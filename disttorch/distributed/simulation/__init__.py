@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 
+from launcher import settings
 from ...profiler import trace
 from ..process_group import set_collective_hook, set_transport_wrapper
 from .faults import FaultInjector
@@ -126,7 +127,7 @@ def _env_int(*names: str) -> int:
 
 def _act_as_separate_host(rank: int) -> None:
     """Shared memory off, and a host identity per rank (see the module docstring)."""
-    if os.environ.get("DISTTORCH_TRANSPORT", "auto").strip().lower() in ("", "auto", "shm"):
+    if settings.get("DISTTORCH_TRANSPORT") in ("auto", "shm"):
         os.environ["DISTTORCH_TRANSPORT"] = "tcp"
     os.environ.setdefault("DISTTORCH_HOST_ID", f"{socket.gethostname()}/simulated-host-{rank}")
 
@@ -137,7 +138,7 @@ def install_from_env(rank: int, world_size: int) -> Simulation | None:
     network = _read(ENV_NETWORK, parse_network)
     specs = _read(ENV_FAULTS, parse_faults) or []
     seed = _read(ENV_SEED, lambda t: parse_seed(t, ENV_SEED)) or 0
-    checksum = os.environ.get(ENV_CHECKSUM, "").strip().lower() in ("1", "true", "yes", "on")
+    checksum = settings.get(ENV_CHECKSUM)
     if network is None and not specs and not checksum and not trace.ACTIVE:
         uninstall()
         return None

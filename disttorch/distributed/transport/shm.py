@@ -34,6 +34,8 @@ import mmap  # noqa: I001
 
 import numpy as np
 
+from launcher import settings
+
 CTRL_BYTES = 1024
 FP_OFFSET = 128
 FP_WORDS = 16
@@ -51,7 +53,7 @@ SPIN_S = 5e-6
 #: the rank it waits for arrives and rings it. Sleeping and being woken is what keeps the barrier
 #: quick when ranks outnumber cores or other jobs load the machine: the scheduler runs a woken
 #: sleeper at once, while a task that merely yields waits for its next turn.
-YIELD_S = float(os.environ.get("DISTTORCH_SHM_YIELD_S", "50e-6"))  # the variable is for experiments
+YIELD_S = settings.get("DISTTORCH_SHM_YIELD_S")  # the variable is for experiments
 #: a doorbell wait never lasts longer than this, so a lost wake-up costs at most this much
 DOORBELL_TIMEOUT_S = 0.002
 

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from launcher import settings
+
 from ..._threads import get_num_threads
 
 
@@ -101,13 +103,11 @@ def prefers_overlap(world: int) -> bool:
     step, and the early bucket still finished when backward did). ``auto`` therefore overlaps
     only when this host has a spare core per rank.
     """
-    mode = os.environ.get(OVERLAP_ENV, "auto").strip().lower()
+    mode = settings.get(OVERLAP_ENV)
     if mode in ("on", "1", "true"):
         return True
     if mode in ("off", "0", "false"):
         return False
-    if mode != "auto":
-        raise ValueError(f"{OVERLAP_ENV}={mode!r}: expected on, off or auto")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     return cores >= local_ranks * (get_num_threads() + 1)
@@ -121,9 +121,7 @@ def wants_direct(params, gradient_as_bucket_view: bool, find_unused_parameters: 
     (``distributed/direct_reduce.py``): host parameters, gradients not living in buckets, no
     unused-parameter bookkeeping. ``DISTTORCH_DDP_DIRECT=off`` declines (for comparisons). Whether
     the group actually runs on shared memory is settled when the areas are created."""
-    mode = os.environ.get(DIRECT_ENV, "on").strip().lower()
-    if mode not in ("on", "off", "1", "0", "true", "false"):
-        raise ValueError(f"{DIRECT_ENV}={mode!r}: expected on or off")
+    mode = settings.get(DIRECT_ENV)
     if mode in ("off", "0", "false") or gradient_as_bucket_view or find_unused_parameters:
         return False
     return all(type(p._data) is np.ndarray for p in params)

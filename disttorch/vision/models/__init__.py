@@ -12,11 +12,11 @@ from . import mobilenetv3 as _mobilenetv3_mod
 from . import resnet as _resnet_mod
 from . import squeezenet as _squeezenet_mod
 from . import vgg as _vgg_mod
-from .alexnet import *
-from .densenet import *
-from .mobilenetv2 import *
-from .mobilenetv3 import *
-from .resnet import *
+from .alexnet import *  # noqa: F403
+from .densenet import *  # noqa: F403
+from .mobilenetv2 import *  # noqa: F403
+from .mobilenetv3 import *  # noqa: F403
+from .resnet import *  # noqa: F403
 from .resnet import (  # noqa: F401
     ResNet18_Weights,
     ResNet34_Weights,
@@ -29,8 +29,8 @@ from .resnet import (  # noqa: F401
     Wide_ResNet50_2_Weights,
     Wide_ResNet101_2_Weights,
 )
-from .squeezenet import *
-from .vgg import *
+from .squeezenet import *  # noqa: F403
+from .vgg import *  # noqa: F403
 from .vgg import (  # noqa: F401
     VGG11_BN_Weights,
     VGG11_Weights,

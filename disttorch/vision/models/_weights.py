@@ -95,9 +95,14 @@ def resolve_weights(weights, arch, pretrained=None):
                     f"got {type(weights).__name__}")
 
 
-def build(model, weights, arch, pretrained=None, remap=None):
-    """Loads ``weights`` (see :func:`resolve_weights`) into ``model`` and returns it."""
+def build(make_model, weights, arch, pretrained=None, remap=None):
+    """``make_model()`` with ``weights`` (see :func:`resolve_weights`) loaded into it.
+
+    The weights are resolved first, so a request that cannot be met fails before seconds are
+    spent initialising a large model.
+    """
     state_dict = resolve_weights(weights, arch, pretrained)
+    model = make_model()
     if state_dict is not None:
         if remap is not None:
             state_dict = remap(state_dict)

@@ -36,4 +36,4 @@ AlexNet_Weights = weights_enum("AlexNet_Weights", ["IMAGENET1K_V1"])
 def alexnet(*, weights=None, progress=True, **kwargs):
     """AlexNet. ``weights``: None, a local checkpoint path or a state_dict."""
     pretrained = kwargs.pop("pretrained", None)
-    return build(AlexNet(**kwargs), weights, "alexnet", pretrained)
+    return build(lambda: AlexNet(**kwargs), weights, "alexnet", pretrained)

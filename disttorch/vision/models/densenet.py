@@ -131,8 +131,8 @@ def _rename_old_keys(state_dict):
 
 def _densenet(arch, growth_rate, block_config, num_init_features, weights, kwargs):
     pretrained = kwargs.pop("pretrained", None)
-    model = DenseNet(growth_rate, block_config, num_init_features, **kwargs)
-    return build(model, weights, arch, pretrained, remap=_rename_old_keys)
+    return build(lambda: DenseNet(growth_rate, block_config, num_init_features, **kwargs),
+                 weights, arch, pretrained, remap=_rename_old_keys)
 
 
 DenseNet121_Weights = weights_enum("DenseNet121_Weights", ["IMAGENET1K_V1"])

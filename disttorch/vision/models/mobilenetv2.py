@@ -82,4 +82,4 @@ MobileNet_V2_Weights = weights_enum("MobileNet_V2_Weights", ["IMAGENET1K_V1", "I
 def mobilenet_v2(*, weights=None, progress=True, **kwargs):
     """MobileNetV2. ``weights``: None, a local checkpoint path or a state_dict."""
     pretrained = kwargs.pop("pretrained", None)
-    return build(MobileNetV2(**kwargs), weights, "mobilenet_v2", pretrained)
+    return build(lambda: MobileNetV2(**kwargs), weights, "mobilenet_v2", pretrained)

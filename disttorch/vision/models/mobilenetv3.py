@@ -157,7 +157,7 @@ def _mobilenet_v3(arch, weights, kwargs):
     config_args = {k: kwargs.pop(k) for k in ("width_mult", "reduced_tail", "dilated")
                    if k in kwargs}
     setting, last_channel = mobilenet_v3_config(arch, **config_args)
-    return build(MobileNetV3(setting, last_channel, **kwargs), weights, arch, pretrained)
+    return build(lambda: MobileNetV3(setting, last_channel, **kwargs), weights, arch, pretrained)
 
 
 MobileNet_V3_Large_Weights = weights_enum("MobileNet_V3_Large_Weights",

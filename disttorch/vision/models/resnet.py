@@ -158,7 +158,7 @@ class ResNet(nn.Module):
 
 def _resnet(arch, block, layers, weights, progress, kwargs):
     pretrained = kwargs.pop("pretrained", None)
-    return build(ResNet(block, layers, **kwargs), weights, arch, pretrained)
+    return build(lambda: ResNet(block, layers, **kwargs), weights, arch, pretrained)
 
 
 ResNet18_Weights = weights_enum("ResNet18_Weights", ["IMAGENET1K_V1"])

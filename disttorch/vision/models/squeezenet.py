@@ -38,7 +38,10 @@ class SqueezeNet(nn.Module):
     def __init__(self, version="1_0", num_classes=1000, dropout=0.5):
         super().__init__()
         self.num_classes = num_classes
-        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
+        def pool():
+            return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
         if version == "1_0":
             self.features = nn.Sequential(
                 nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(inplace=True), pool(),
@@ -78,10 +81,10 @@ SqueezeNet1_1_Weights = weights_enum("SqueezeNet1_1_Weights", ["IMAGENET1K_V1"])
 def squeezenet1_0(*, weights=None, progress=True, **kwargs):
     """SqueezeNet 1.0. ``weights``: None, a local checkpoint path or a state_dict."""
     pretrained = kwargs.pop("pretrained", None)
-    return build(SqueezeNet("1_0", **kwargs), weights, "squeezenet1_0", pretrained)
+    return build(lambda: SqueezeNet("1_0", **kwargs), weights, "squeezenet1_0", pretrained)
 
 
 def squeezenet1_1(*, weights=None, progress=True, **kwargs):
     """SqueezeNet 1.1 (2.4x less computation than 1.0, same accuracy)."""
     pretrained = kwargs.pop("pretrained", None)
-    return build(SqueezeNet("1_1", **kwargs), weights, "squeezenet1_1", pretrained)
+    return build(lambda: SqueezeNet("1_1", **kwargs), weights, "squeezenet1_1", pretrained)

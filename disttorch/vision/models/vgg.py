@@ -56,8 +56,8 @@ def _vgg(arch, config, batch_norm, weights, kwargs):
     pretrained = kwargs.pop("pretrained", None)
     if weights is not None or pretrained:
         kwargs["init_weights"] = False  # the loaded weights overwrite it anyway
-    model = VGG(make_layers(CONFIGS[config], batch_norm=batch_norm), **kwargs)
-    return build(model, weights, arch, pretrained)
+    return build(lambda: VGG(make_layers(CONFIGS[config], batch_norm=batch_norm), **kwargs),
+                 weights, arch, pretrained)
 
 
 VGG11_Weights = weights_enum("VGG11_Weights", ["IMAGENET1K_V1"])
