@@ -252,6 +252,42 @@ class HardtanhBackward0(Op):
         return (ns.where(inside, g, g * 0),)
 
 
+class HardsigmoidBackward0(Op):
+    """``relu6(x + 3) / 6``; gradient ``g / 6`` strictly inside (-3, 3), else 0.
+
+    PyTorch's kernel multiplies by the float32 constant 1/6 in every dtype, so float64 gradients
+    carry that rounding too; it is kept here so the numbers match PyTorch's to the last bit.
+    """
+
+    save_inputs = (0,)
+
+    def forward(self, x):
+        xp = array_module(x)
+        return xp.clip(x + 3, 0, 6) / x.dtype.type(6)
+
+    def backward(self, g, ns, x):
+        inside = (x > -3) & (x < 3)
+        return (ns.where(inside, g * _ONE_SIXTH_FLOAT32, g * 0),)
+
+
+class HardswishBackward0(Op):
+    """``x * relu6(x + 3) / 6`` (multiplied, then divided, as PyTorch rounds); gradient 0 below -3,
+    ``g * (x / 3 + 1/2)`` up to 3 inclusive, ``g`` above."""
+
+    save_inputs = (0,)
+
+    def forward(self, x):
+        xp = array_module(x)
+        return x * xp.clip(x + 3, 0, 6) / x.dtype.type(6)
+
+    def backward(self, g, ns, x):
+        ramp = ns.where(x <= 3, g * (x / 3 + 0.5), g)
+        return (ns.where(x < -3, g * 0, ramp),)
+
+
+_ONE_SIXTH_FLOAT32 = float(np.float32(1.0) / np.float32(6.0))
+
+
 class PreluKernelBackward0(Op):
     """``x if x > 0 else weight * x``; ``weight`` (C,) is broadcast along dim 1 (or is one value)."""
 
