@@ -1,6 +1,5 @@
 """Building blocks shared by several torchvision architectures (torchvision.ops.misc's role)."""
 from ... import nn
-from ...nn import functional as F
 
 
 def make_divisible(value, divisor, min_value=None):
