@@ -170,7 +170,8 @@ def celu(input, alpha=1.0, inplace=False):
         raise RuntimeError("ZeroDivisionError")
     if inplace:
         return _inplace(input, celu, alpha=alpha)
-    return apply_float(EluBackward0, input, "celu", alpha=float(alpha), input_scale=1.0 / alpha)
+    return apply_float(EluBackward0, input, "celu", alpha=float(alpha), input_scale=1.0 / alpha,
+                       celu_grad_scale=1.0 / float(np.float32(alpha)))
 
 
 def _threshold(input, threshold, value):

@@ -152,15 +152,22 @@ class EluBackward0(Op):
     save_inputs = (0,)
     saves_output = True
 
-    def forward(self, x, alpha=1.0, scale=1.0, input_scale=1.0):
+    def forward(self, x, alpha=1.0, scale=1.0, input_scale=1.0, celu_grad_scale=None):
         xp = array_module(x)
         self.alpha, self.scale, self.input_scale = alpha, scale, input_scale
+        # CELU's gradient in PyTorch uses 1 / float32(alpha) and recomputes exp from x (not from
+        # the output); the forward uses 1 / alpha in double. Kept so gradients match to the bit.
+        self.celu_grad_scale = celu_grad_scale
         neg = xp.expm1(xp.minimum(x, 0) * input_scale)  # minimum: no overflow on the unused branch
         neg *= alpha * scale
         return xp.where(x > 0, x * scale, neg)
 
     def backward(self, g, ns, x):
         # for x <= 0: d/dx = input_scale * (out + scale * alpha)
+        if self.celu_grad_scale is not None:
+            c = self.celu_grad_scale
+            neg = g * c * (self.alpha * self.scale) * ns.exp(ns.minimum(x, x * 0) * c)
+            return (ns.where(x > 0, g * self.scale, neg),)
         out = ns.out(self)
         neg = g * ((out + self.scale * self.alpha) * self.input_scale)
         return (ns.where(x > 0, g * self.scale, neg),)

@@ -10,7 +10,7 @@ import disttorch
 
 # (module name, constructor args, constructor kwargs); inputs avoid the kinks (|x| in {0, lambd, 3}).
 MODULES = [
-    ("Hardswish", (), {}), ("Hardsigmoid", (), {}), ("Threshold", (0.1, -2.0), {}), ("CELU", (), {"alpha": 0.5}),
+    ("Hardswish", (), {}), ("Hardsigmoid", (), {}), ("Threshold", (0.1, -2.0), {}), ("CELU", (), {"alpha": 0.7}),
     ("GLU", (), {"dim": 1}), ("Hardshrink", (), {"lambd": 0.6}), ("Softshrink", (0.4,), {}), ("Tanhshrink", (), {}),
     ("Softsign", (), {}), ("LogSigmoid", (), {}), ("Softmin", (), {"dim": 1}), ("Softmax2d", (), {}),
     ("RReLU", (0.1, 0.3), {}), ("Hardtanh", (-0.5, 0.7), {}), ("ReLU6", (), {}), ("SiLU", (), {}), ("Mish", (), {}),
@@ -103,3 +103,11 @@ def test_errors_match_pytorch():
         disttorch.nn.Softmax2d()(disttorch.ones(2, 2))
     with pytest.raises(RuntimeError, match="Halving dimension must be even, but dimension 1 is size 3"):
         disttorch.nn.GLU(1)(disttorch.ones(2, 3))
+
+
+@pytest.mark.parametrize("fn", ["hardswish", "hardsigmoid", "hardshrink", "softshrink", "tanhshrink", "celu"])
+def test_finite_difference_gradients_and_second_order(fn):
+    from disttorch.autograd import gradcheck, gradgradcheck
+    x = disttorch.tensor(_input()[0, 0], requires_grad=True)
+    f = getattr(disttorch.nn.functional, fn)
+    assert gradcheck(f, (x,)) and gradgradcheck(f, (x,))
