@@ -27,10 +27,17 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
-    """One time step given the input projection ``gx`` (N, gates*H): returns (h', c')."""
-    gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
+    """One time step given the input projection ``gx`` (N, gates*H): returns (h', c').
+
+    For RNN and LSTM a caller may pass ``b_hh=None`` with ``b_hh`` already folded into ``gx``:
+    the pre-activation is then one addmm node per step instead of a matmul and an add."""
+    if mode != "GRU" and b_hh is None:
+        pre = _T.addmm(gx, h, w_hh.t())
+    else:
+        gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
+        pre = None if mode == "GRU" else gx + gh
     if mode == "LSTM":
-        i, f, g, o = (gx + gh).chunk(4, 1)
+        i, f, g, o = pre.chunk(4, 1)
         c = _T.sigmoid(f) * c + _T.sigmoid(i) * _T.tanh(g)
         h = _T.sigmoid(o) * _T.tanh(c)
         if w_hr is not None:
@@ -43,7 +50,6 @@ def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
         z = _T.sigmoid(xz + hz)
         n = _T.tanh(xn + r * hn)  # b_hn sits inside the reset gate's product, as in PyTorch
         return (1 - z) * n + z * h, None
-    pre = gx + gh
     return (_T.tanh(pre) if mode == "RNN_TANH" else _T.relu(pre)), None
 
 
@@ -58,6 +64,8 @@ def _input_projection(x, w_ih, b_ih):
 def _run_direction(mode, x, h, c, weights, reverse):
     """Runs one layer in one direction over x (L, N, H_in): returns (outputs (L, N, H_out), h_n, c_n)."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    if mode != "GRU" and b_hh is not None:  # GRU's b_hn sits inside the reset gate: it cannot fold
+        b_ih, b_hh = b_ih + b_hh, None  # both biases added once per sequence, not once per step
     gx_all = _input_projection(x, w_ih, b_ih)
     length = x.shape[0]
     outs = [None] * length
