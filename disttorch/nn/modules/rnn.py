@@ -19,6 +19,7 @@ from ... import _torch_api as _T
 from .. import functional as NF
 from .. import init
 from ..parameter import Parameter
+from ._lstm_cell_op import LstmCellBackward0
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -37,9 +38,9 @@ def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
         gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
         pre = None if mode == "GRU" else gx + gh
     if mode == "LSTM":
-        i, f, g, o = pre.chunk(4, 1)
-        c = _T.sigmoid(f) * c + _T.sigmoid(i) * _T.tanh(g)
-        h = _T.sigmoid(o) * _T.tanh(c)
+        hc = LstmCellBackward0.apply(pre, c)  # one node for the gates, c' and h'
+        hidden = hc.shape[1] // 2
+        h, c = hc[:, :hidden], hc[:, hidden:]
         if w_hr is not None:
             h = _T.matmul(h, w_hr.t())
         return h, c
