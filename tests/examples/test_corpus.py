@@ -40,8 +40,11 @@ FLOOR = 0.01
 # digit for dcgan and word_lm_transformer). imagenet_resnet's FakeData images, labels and initial
 # ResNet weights now equal torchvision's, but its first forward differs from PyTorch's in float32's
 # last bits (loss 1e-7 relative, gradients 1e-6: conv/batch-norm summation order), and 8 SGD steps
-# at lr 0.05 on noise amplify that, so it stays spread-checked.
-IDENTICAL = {"mingpt_ddp", "mnist_cnn", "reinforce", "super_resolution", "vae", "word_lm_lstm"}
+# at lr 0.05 on noise amplify that, so it stays spread-checked. mnist_cnn printed PyTorch's figures
+# while convolution ran one GEMM per sample; since it runs one GEMM per chunk of samples (ResNet-18
+# 1.9x faster) its float32 sums differ from PyTorch's in the last bits and 3 epochs amplify that
+# to the 3rd digit (test loss 0.27423 vs 0.27512), so it too is spread-checked.
+IDENTICAL = {"mingpt_ddp", "reinforce", "super_resolution", "vae", "word_lm_lstm"}
 
 
 def torch_available():
