@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds between SIGTERM and SIGKILL when stopping workers (10)")
     g.add_argument(*_flag("--start-method"), default=None,
-                   help="accepted for torchrun compatibility; workers are always fresh processes")
+                   help="forkserver (default on Linux; also 'fork'): fork workers from a "
+                        "pre-imported template; spawn: start each as a fresh interpreter")
     g = p.add_argument_group("output")
     g.add_argument(*_flag("--log-dir"), default=None,
                    help="write each rank's stdout/stderr/error file under DIR/RUN_ID/attempt_K/rankR")
@@ -171,6 +172,9 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
 
     if args.max_restarts < 0:
         raise ValueError(f"--max-restarts: expected >= 0, got {args.max_restarts}")
+    if args.start_method is not None and args.start_method not in ("forkserver", "fork", "spawn"):
+        raise ValueError(f"--start-method: expected forkserver, fork or spawn, got "
+                         f"{args.start_method!r}")
     if args.monitor_interval <= 0:
         raise ValueError(f"--monitor-interval: expected > 0 seconds, got {args.monitor_interval}")
     if args.grace_period < 0:
@@ -272,6 +276,7 @@ def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]
         last_call=conf.get("last_call_timeout", 5.0),
         node_timeout=args.node_timeout,
         isolate_gpus=args.isolate_gpus,
+        start_method=args.start_method,
         secret=secret,
         secret_from_stdin=args.secret_stdin,
         scheduler=scheduler,

@@ -100,6 +100,7 @@ class LaunchConfig:
     simulation: SimulationConfig | None = None  # --simulate-network / --inject-fault / --trace-dir
     collective_timeout: float | None = None  # --timeout: the workers' DISTTORCH_TIMEOUT
     worker_join_timeout: float | None = None  # --join-timeout given: the workers' rendezvous too
+    start_method: str | None = None  # --start-method: None (fork server where safe), or spawn
 
     @property
     def multi_node(self) -> bool:
