@@ -118,6 +118,22 @@ def _reseed() -> None:
         dt_random.default_generator.seed()
 
 
+def _size_thread_pools(env: dict) -> None:
+    """The template loaded BLAS single-threaded; give this worker the pool its environment asks
+    for, as a fresh interpreter would have read it at import."""
+    value = env.get("OPENBLAS_NUM_THREADS") or env.get("OMP_NUM_THREADS") or ""
+    threads_module = sys.modules.get("disttorch._threads")
+    try:
+        wanted = int(value) if value else (os.cpu_count() or 1)
+    except ValueError:
+        return
+    if threads_module is not None and wanted > 1:
+        try:
+            threads_module.set_num_threads(wanted)
+        except Exception as exc:  # noqa: BLE001 - a slower worker is better than none
+            sys.stderr.write(f"disttorch fork server: cannot set {wanted} BLAS threads: {exc}\n")
+
+
 def _exit_code(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
@@ -177,6 +193,7 @@ def _become_worker(request: dict, fds: list, sock: socket.socket) -> None:
         os.chdir(request["cwd"])
         _fresh_stdio(env)
         _reseed()
+        _size_thread_pools(env)
         sys.argv = [_BOOTSTRAP_PATH, *request["args"]]
     except BaseException:  # noqa: BLE001 - never fall back into the template's loop
         try:

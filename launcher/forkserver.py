@@ -32,9 +32,11 @@ _HEADER = struct.Struct("!I")
 _READY_TIMEOUT = 120.0  # seconds the template may take to import the stack on a loaded machine
 _REPLY_TIMEOUT = 60.0
 # Variables the template's imports read: a worker whose value differs must not be forked from it.
-_IMPORT_TIME_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "OMP_NUM_THREADS",
-                     "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DISTTORCH_DEVICE",
+_IMPORT_TIME_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "DISTTORCH_DEVICE",
                      "CUDA_VISIBLE_DEVICES")
+# The template loads BLAS with one thread (a BLAS pool is threads, which a fork would not copy);
+# each worker then sizes its pool from its own OMP_NUM_THREADS.
+_SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class ForkServerError(RuntimeError):
@@ -199,6 +201,7 @@ def fork_server_for(python: str, env: dict[str, str]) -> ForkServer:
                 base.pop(name, None)
             else:
                 base[name] = env[name]
+        base.update(_SINGLE_THREADED)
         _server = ForkServer(python, base)
         atexit.register(shutdown_fork_server)  # every path out of the launcher stops it
     return _server
