@@ -32,8 +32,8 @@ from . import forkserver
 from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, thread_env, visible_gpus,
                      worker_env)
 from .net import free_port
-from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
-                      signal_group, signal_name)
+from .process import (become_subreaper, descendants, kill_pids, own_children, raise_open_file_limit,
+                      reap, signal_group, signal_name)
 from .report import (WorkerFailure, early_exit_description, first_event, format_report,
                      last_stack_dump, read_error_file)
 from .signals import SignalState
@@ -241,6 +241,9 @@ class WorkerGroup:
         self.started_at = time.time()
         # Orphans of the workers then come to us, and `_sweep_orphans` can stop them.
         self._subreaper = become_subreaper()
+        # Two pipes per worker here; in each worker a socket or two per peer: 128 ranks outgrow
+        # the common default of 1024 open files.
+        raise_open_file_limit(4096 + 8 * len(self.plans))
         server = self._fork_server()
         self._preexisting = own_children() | ({server.pid} if server else set())
         cwd = os.getcwd()
