@@ -107,7 +107,7 @@ class autocast:
         if self._enabled and base == "cuda":
             from .. import cuda
             if not cuda.is_available():
-                warnings.warn("User provided device_type of 'cuda', but CUDA is not available. Disabling", stacklevel=2)
+                warnings.warn("CUDA is not available or torch_xla is imported. Disabling autocast.", stacklevel=2)
                 self._enabled = False
         if self._enabled and self.fast_dtype not in _SUPPORTED[base]:
             if base == "cpu":

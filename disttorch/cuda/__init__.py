@@ -205,3 +205,12 @@ class device_of(device):
 def _reset_for_testing() -> None:
     """Forgets the sampled peaks (tests install and remove CuPy stand-ins)."""
     _peak["allocated"] = _peak["reserved"] = 0
+
+
+def __getattr__(name):
+    # torch.cuda.amp on first use: importing disttorch.amp installs its op wrappers, which every
+    # program that never asks for mixed precision should not pay for.
+    if name == "amp":
+        import importlib
+        return importlib.import_module(".amp", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

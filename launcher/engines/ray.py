@@ -376,7 +376,8 @@ def bootstrap_argv(entrypoint: str, args: list[str], *, module: bool = False,
 
 
 def run_cli(cfg, *, address: str, cpus_per_rank: float, gpus_per_rank: float) -> int:
-    """`disttorch-run --ray ADDRESS ...`: the launcher's exit status."""
+    """`disttorch-run --ray ADDRESS ...`: ends the process with the launcher's exit status
+    (os._exit, see below), so call it only as the command's last step."""
     from ..remote import _forwarded_env
     from ..signals import SignalState
 
@@ -395,12 +396,21 @@ def run_cli(cfg, *, address: str, cpus_per_rank: float, gpus_per_rank: float) ->
         return 2
     signals = SignalState().install()
     try:
-        return run_ray_job(job, address=address, signals=signals).exit_code
+        code = run_ray_job(job, address=address, signals=signals).exit_code
     except ConnectionError as exc:  # --ray auto / ADDRESS with no cluster there
         output.say(f"--ray {address}: {exc}")
-        return 1
+        code = 1
     except RuntimeError as exc:
         output.say(str(exc))
-        return 1
+        code = 1
     finally:
         signals.restore()
+    # Ray's native threads can crash the interpreter's finalization after ray.shutdown() (a
+    # SIGSEGV at exit would replace the job's status): the job is over and reported, so the
+    # launcher leaves without finalizing.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

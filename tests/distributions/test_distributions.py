@@ -258,13 +258,13 @@ def test_independent_normal_matches_torch():
     loc, scale, value = real(4, 3), pos(4, 3), real(4, 3)
     res = {}
     for lib, mod in ((dt, D), (torch, TD)):
-        l, s = lib.tensor(loc, requires_grad=True), lib.tensor(scale, requires_grad=True)
-        d = mod.Independent(mod.Normal(l, s), 1)
+        lo, s = lib.tensor(loc, requires_grad=True), lib.tensor(scale, requires_grad=True)
+        d = mod.Independent(mod.Normal(lo, s), 1)
         q = mod.Independent(mod.Normal(lib.zeros(4, 3, dtype=lib.float64), lib.ones(4, 3, dtype=lib.float64)), 1)
         lp, ent, kl = d.log_prob(lib.tensor(value)), d.entropy(), mod.kl_divergence(d, q)
         (lp.sum() + ent.sum() + kl.sum()).backward()
         res[lib] = (tuple(d.batch_shape), tuple(d.event_shape), lp.detach().numpy(), ent.detach().numpy(),
-                    kl.detach().numpy(), l.grad.numpy(), s.grad.numpy(), tuple(d.rsample((2,)).shape),
+                    kl.detach().numpy(), lo.grad.numpy(), s.grad.numpy(), tuple(d.rsample((2,)).shape),
                     repr(d).replace("disttorch.Size", "torch.Size"))
     for a, b in zip(res[dt], res[torch]):
         if isinstance(a, np.ndarray):

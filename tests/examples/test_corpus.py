@@ -34,11 +34,11 @@ SPREAD = json.loads((pathlib.Path(__file__).with_name("corpus_pytorch_spread.jso
 
 # An absolute floor on each band, for figures whose PyTorch spread happens to be tiny.
 FLOOR = 0.01
-# Programs whose every random draw (initial weights, dropout masks) now comes from streams that
-# equal PyTorch's: they must print PyTorch's figures for the same seed. The others shuffle
-# through DataLoader / DistributedSampler, whose orders are drawn from NumPy generators (see
-# disttorch/utils/data/sampler.py), or sample Categorical actions, so only the spread compares.
-IDENTICAL = {"word_lm_lstm"}
+# Programs whose every random draw (initial weights, dropout masks, Categorical actions) now
+# comes from streams that equal PyTorch's: they must print PyTorch's figures for the same seed.
+# The others shuffle through DataLoader / DistributedSampler, whose orders are drawn from NumPy
+# generators (see disttorch/utils/data/sampler.py), so only the spread compares.
+IDENTICAL = {"word_lm_lstm", "reinforce"}
 
 
 def torch_available():

@@ -50,6 +50,21 @@ def draw_seed(generator=None) -> int:
     return int(disttorch.empty((), dtype=disttorch.int64).random_(generator=generator).item())
 
 
+def randperm(n: int, generator=None) -> np.ndarray:
+    """``torch.randperm(n, generator=generator)`` as an int64 array (PyTorch's permutation)."""
+    return array_of(disttorch.randperm(n, generator=generator))
+
+
+def randint(high: int, size: int, generator=None) -> np.ndarray:
+    """``torch.randint(high=high, size=(size,), dtype=torch.int64, generator=generator)``."""
+    return array_of(disttorch.randint(high=high, size=(size,), dtype=disttorch.int64, generator=generator))
+
+
+def multinomial(weights, num_samples: int, replacement: bool, generator=None) -> np.ndarray:
+    """``torch.multinomial(weights, num_samples, replacement, generator=generator)`` as an array."""
+    return array_of(disttorch.multinomial(weights, num_samples, replacement, generator=generator))
+
+
 def new_generator(seed: int):
     """A new disttorch.Generator seeded with ``seed``."""
     gen = disttorch.Generator()

@@ -62,8 +62,7 @@ class DistributedSampler(Sampler):
         n = len(self.dataset)
         if self.shuffle:
             # A private generator seeded identically on every rank: same permutation everywhere.
-            rng = _arrays.numpy_rng(_arrays.new_generator(self.seed + self.epoch))
-            return rng.permutation(n).tolist()
+            return _arrays.randperm(n, _arrays.new_generator(self.seed + self.epoch)).tolist()
         return list(range(n))
 
     def _pass_list(self, origin: int, world: int) -> list:

@@ -1,8 +1,9 @@
 """Samplers: iterables of dataset indices (or, for ``BatchSampler``, of lists of indices).
 
 Random samplers draw from a disttorch.Generator (the default one when None), so
-``disttorch.manual_seed`` reproduces an epoch's order. The draws are PyTorch's algorithms on
-disttorch's own random stream; the orders are not torch's numbers.
+``disttorch.manual_seed`` reproduces an epoch's order. They make PyTorch's draws (randperm,
+randint, multinomial) on a stream that is PyTorch's own, so after the same ``manual_seed`` a
+shuffled epoch visits the samples in PyTorch's order.
 """
 from __future__ import annotations
 
@@ -70,18 +71,16 @@ class RandomSampler(Sampler):
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.data_source)
-        if self.generator is None:
-            rng = _arrays.numpy_rng(_arrays.new_generator(_arrays.draw_seed()))
-        else:
-            rng = _arrays.numpy_rng(self.generator)
+        # As PyTorch: without a generator, a private one seeded by one draw from the default.
+        generator = self.generator if self.generator is not None else _arrays.new_generator(_arrays.draw_seed())
         if self.replacement:
             for _ in range(self.num_samples // _CHUNK):
-                yield from rng.integers(0, n, size=_CHUNK).tolist()
-            yield from rng.integers(0, n, size=self.num_samples % _CHUNK).tolist()
+                yield from _arrays.randint(n, _CHUNK, generator).tolist()
+            yield from _arrays.randint(n, self.num_samples % _CHUNK, generator).tolist()
         else:
             for _ in range(self.num_samples // n):
-                yield from rng.permutation(n).tolist()
-            yield from rng.permutation(n).tolist()[: self.num_samples % n]
+                yield from _arrays.randperm(n, generator).tolist()
+            yield from _arrays.randperm(n, generator).tolist()[: self.num_samples % n]
 
     def __len__(self) -> int:
         return self.num_samples
@@ -95,7 +94,7 @@ class SubsetRandomSampler(Sampler):
         self.generator = generator
 
     def __iter__(self) -> Iterator[int]:
-        for i in _arrays.numpy_rng(self.generator).permutation(len(self.indices)).tolist():
+        for i in _arrays.randperm(len(self.indices), self.generator).tolist():
             yield self.indices[i]
 
     def __len__(self) -> int:
@@ -132,8 +131,7 @@ class WeightedRandomSampler(Sampler):
         if not self.replacement and self.num_samples > np.count_nonzero(weights):
             raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement "
                                f"(num_samples={self.num_samples}, non-zero weights={np.count_nonzero(weights)})")
-        rng = _arrays.numpy_rng(self.generator)
-        drawn = rng.choice(len(weights), size=self.num_samples, replace=self.replacement, p=weights / total)
+        drawn = _arrays.multinomial(self.weights, self.num_samples, self.replacement, self.generator)
         yield from drawn.tolist()
 
     def __len__(self) -> int:

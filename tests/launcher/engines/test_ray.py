@@ -1,8 +1,13 @@
-"""The Ray engine on a local Ray instance (one per module): placement, training, failures."""
+"""The Ray engine on a local Ray instance (one per module): placement, training, failures.
+
+The scenarios run in a child process (`_ray_scenarios.py local`): the pytest process never hosts
+a Ray driver, whose native threads can crash an interpreter's exit. These tests check what it
+recorded.
+"""
 from __future__ import annotations
 
+import json
 import os
-import pathlib
 import subprocess
 import sys
 import time
@@ -12,95 +17,80 @@ import pytest
 from _digits import SCRIPT, assert_same_weights, child_env, digits_args, load_weights
 from _ray_helpers import processes_with_env, read_ranks
 
-ray = pytest.importorskip("ray", reason="the Ray engine needs ray: pip install 'disttorch[ray]'")
+pytest.importorskip("ray", reason="the Ray engine needs ray: pip install 'disttorch[ray]'")
 
-import disttorch.ray  # noqa: E402
-from launcher.engines.ray import RayJob, bootstrap_argv, run_ray_job  # noqa: E402
-
-PROBE = pathlib.Path(__file__).with_name("_ray_probe.py")
+SCENARIOS = os.path.join(os.path.dirname(__file__), "_ray_scenarios.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    # address="local": a new private instance even when another session's Ray runs on this machine
-    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=80 * 1024 * 1024,
-             log_to_driver=False, logging_level="WARNING")
-    try:
-        yield
-    finally:
-        ray.shutdown()
+def run_scenarios(which: str, out) -> dict:
+    """Runs _ray_scenarios.py WHICH in a child process; {scenario: its record}."""
+    done = subprocess.run([sys.executable, SCENARIOS, which, str(out)], env=child_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads((out / "results.json").read_text())
 
 
-def _job(out_dir, *flags, nproc=2, **kw) -> RayJob:
-    return RayJob(argv=bootstrap_argv(str(PROBE), [str(out_dir), *flags]), nproc_per_node=nproc,
-                  env={"PYTHONPATH": child_env()["PYTHONPATH"]}, grace_period=3.0, **kw)
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray-local")
+    return out, run_scenarios("local", out)
 
 
-def _assert_no_rank_left(run_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while processes_with_env(f"DISTTORCH_RUN_ID={run_id}") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_with_env(f"DISTTORCH_RUN_ID={run_id}") == []
+def _scenario(scenarios, name):
+    out, results = scenarios
+    record = results[name]
+    assert record["ok"], record.get("error")
+    return out / name, record
 
 
-def test_train_digits_under_ray_equals_disttorch_run(tmp_path, digits_reference):
-    statuses = disttorch.ray.run(str(SCRIPT), digits_args(tmp_path, "ray"), num_workers=2,
-                                 cpus_per_worker=1, env={"PYTHONPATH": child_env()["PYTHONPATH"]})
-    assert statuses == [0, 0]
-    assert_same_weights(load_weights(tmp_path / "ray.npz"), digits_reference)
+def test_train_digits_under_ray_equals_disttorch_run(scenarios, digits_reference):
+    d, record = _scenario(scenarios, "train_digits")
+    assert record["statuses"] == [0, 0]
+    assert_same_weights(load_weights(d / "ray.npz"), digits_reference)
 
 
-def test_ranks_get_torchrun_variables_threads_from_the_bundle_and_no_leftovers(tmp_path):
-    job = _job(tmp_path, cpus_per_rank=2)
-    outcome = run_ray_job(job, address="auto")
-    assert outcome.statuses == [0, 0] and outcome.exit_code == 0
-    ranks = read_ranks(tmp_path, 2)
+def test_ranks_get_torchrun_variables_threads_from_the_bundle_and_no_leftovers(scenarios):
+    d, record = _scenario(scenarios, "variables")
+    assert record["statuses"] == [0, 0] and record["exit_code"] == 0
+    ranks = read_ranks(d, 2)
     for r, got in enumerate(ranks):
         assert (got["RANK"], got["LOCAL_RANK"], got["WORLD_SIZE"], got["LOCAL_WORLD_SIZE"],
                 got["NODE_RANK"], got["MASTER_ADDR"]) == (str(r), str(r), "2", "2", "0", "127.0.0.1")
         assert got["OMP_NUM_THREADS"] == "2" and got["sum"] == 3.0 and got["secret_in_env"]
     assert ranks[0]["actor_pid"] != ranks[1]["actor_pid"]  # one actor per rank
-    _assert_no_rank_left(job.run_id)
-    # the placement group is gone: all 4 CPUs are free again
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU", 0) < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("CPU", 0) == 4
+    assert record["leftovers"] == []
+    assert record["cpus_free"] == 4  # the placement group is gone
 
 
-def test_a_killed_actor_is_reported_with_its_rank_and_stops_the_others(tmp_path, capfd):
-    job = _job(tmp_path, "--kill-actor-rank", "1")
-    outcome = run_ray_job(job, address="auto")
-    assert outcome.exit_code == 1
-    failure = outcome.first_failure
-    assert (failure.rank, failure.node_rank, failure.returncode) == (1, 0, None)
-    assert "Ray actor was lost" in failure.cause
-    assert outcome.statuses[1] is None and outcome.statuses[0] is not None  # rank 0 was stopped
-    err = capfd.readouterr().err
+def test_a_killed_actor_is_reported_with_its_rank_and_stops_the_others(scenarios):
+    d, record = _scenario(scenarios, "killed_actor")
+    assert record["exit_code"] == 1
+    failure = record["failure"]
+    assert (failure["rank"], failure["node_rank"], failure["returncode"]) == (1, 0, None)
+    assert "Ray actor was lost" in failure["cause"]
+    assert record["statuses"][1] is None and record["statuses"][0] is not None  # rank 0 was stopped
+    err = (d / "stderr.txt").read_text()
     assert "first failure: rank 1 (node 0, host" in err and "lost: its Ray actor was lost" in err
-    _assert_no_rank_left(job.run_id)
+    assert record["leftovers"] == []
 
 
-def test_max_restarts_restarts_the_group_after_a_failure(tmp_path, capfd):
-    job = _job(tmp_path, "--fail-first-attempt", max_restarts=1)
-    outcome = run_ray_job(job, address="auto")
-    assert (outcome.exit_code, outcome.statuses, outcome.restarts) == (0, [0, 0], 1)
-    assert [r["TORCHELASTIC_RESTART_COUNT"] for r in read_ranks(tmp_path, 2)] == ["1", "1"]
-    assert "attempt failed: rank 0 (node 0" in capfd.readouterr().err and "exit code 3" in "".join(
-        [failure for failure in [outcome.first_failure.summary()]])
+def test_max_restarts_restarts_the_group_after_a_failure(scenarios):
+    d, record = _scenario(scenarios, "restarts")
+    assert (record["exit_code"], record["statuses"], record["restarts"]) == (0, [0, 0], 1)
+    assert [r["TORCHELASTIC_RESTART_COUNT"] for r in read_ranks(d, 2)] == ["1", "1"]
+    err = (d / "stderr.txt").read_text()
+    assert "attempt failed: rank 0 (node 0" in err and "exit code 3" in err
 
 
-def test_bad_arguments_are_refused_at_the_boundary(tmp_path):
-    with pytest.raises(ValueError, match="num_nodes=3 does not divide num_workers=4"):
-        disttorch.ray.run(str(PROBE), num_workers=4, num_nodes=3)
-    with pytest.raises(ValueError, match="num_workers: expected an int >= 1, got 0"):
-        disttorch.ray.run(str(PROBE), num_workers=0)
-    with pytest.raises(FileNotFoundError, match="nope.py"):
-        disttorch.ray.run("nope.py", num_workers=1)
-    with pytest.raises(ValueError, match="--cpus-per-rank: expected > 0, got 0"):
-        run_ray_job(_job(tmp_path, cpus_per_rank=0), address="auto")
-    with pytest.raises(RuntimeError, match="--nnodes 2: the Ray cluster has 1 alive node$"):
-        run_ray_job(_job(tmp_path, nnodes=2), address="auto")
+def test_bad_arguments_are_refused_at_the_boundary(scenarios):
+    _, record = _scenario(scenarios, "bad_arguments")
+    assert record["errors"] == [
+        ["ValueError", "num_nodes=3 does not divide num_workers=4"],
+        ["ValueError", "num_workers: expected an int >= 1, got 0"],
+        ["FileNotFoundError", f"script 'nope.py' not found (cwd {os.getcwd()})"],
+        ["ValueError", "--cpus-per-rank: expected > 0, got 0"],
+        ["RuntimeError", "--nnodes 2: the Ray cluster has 1 alive node"],
+    ]
 
 
 def test_disttorch_run_ray_local_is_one_job_and_leaves_no_ray_process(tmp_path, digits_reference):
