@@ -134,6 +134,15 @@ def _size_thread_pools(env: dict) -> None:
             sys.stderr.write(f"disttorch fork server: cannot set {wanted} BLAS threads: {exc}\n")
 
 
+def _replay_import_hooks() -> None:
+    """What `import disttorch` does with the worker's environment, which the template imported
+    without: start tracing when DISTTORCH_TRACE_DIR is set. Runs where the user's own import
+    would, after the bootstrap set up its signal handlers."""
+    profiler = sys.modules.get("disttorch.profiler")
+    if profiler is not None:
+        profiler._start_from_env()  # noqa: SLF001
+
+
 def _exit_code(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
@@ -267,7 +276,7 @@ if __name__ == "__main__":
     _worker_bootstrap = main()
     if _worker_bootstrap is not None:  # a forked worker: run as `python _bootstrap.py ...` would
         try:
-            _worker_bootstrap.main()
+            _worker_bootstrap.main(before_user_code=_replay_import_hooks)
             _code = 0
         except SystemExit as _exc:
             _code = _exit_code(_exc)

@@ -32,8 +32,7 @@ _HEADER = struct.Struct("!I")
 _READY_TIMEOUT = 120.0  # seconds the template may take to import the stack on a loaded machine
 _REPLY_TIMEOUT = 60.0
 # Variables the template's imports read: a worker whose value differs must not be forked from it.
-_IMPORT_TIME_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "DISTTORCH_DEVICE",
-                     "CUDA_VISIBLE_DEVICES")
+_IMPORT_TIME_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "CUDA_VISIBLE_DEVICES")
 # The template loads BLAS with one thread (a BLAS pool is threads, which a fork would not copy);
 # each worker then sizes its pool from its own OMP_NUM_THREADS.
 _SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
