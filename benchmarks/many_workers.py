@@ -91,7 +91,10 @@ def _run(label: str, argv: list[str], n: int, torch_name: str, timeout: float) -
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if proc.returncode != 0 or len(records) != n:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        first = [line.strip() for line in lines  # the report's first failure, else the last lines
+                 if line.startswith(("  rank      :", "  exit      :", "  error     :"))][:3]
+        tail = first or lines[-3:]
         return {"label": label, "n": n, "error": f"exit {proc.returncode}, {len(records)}/{n} "
                                                    f"ranks reported: {' | '.join(tail)}"}
     agree = all(r["params"] == records[0]["params"] for r in records)
