@@ -1,21 +1,20 @@
-"""`disttorch-run` / `python -m launcher`: parse the options, resolve them, start the job.
+"""`disttorch-run` / `python -m launcher`: parse the options and dispatch to the mode that runs
+the job.
 
 torchrun's options are accepted with both spellings (`--nproc-per-node` / `--nproc_per_node`).
-Resolution order for where this node sits: explicit options, then `--hosts` / `--hostfile`,
-then a scheduler that started this launcher (srun / mpirun, one task per node), then defaults.
+Turning the options into a `LaunchConfig` (where this node sits: explicit options, then
+`--hosts` / `--hostfile`, then a scheduler that started this launcher, then defaults) is
+`config.config_from_args`; running each mode is its module's job (see `_MODES`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-import threading
 from typing import Callable
 
-from . import output, settings, simulate
-from .config import (LaunchConfig, export_timeouts, parse_nnodes, parse_nproc, parse_ranks_filter,
-                     parse_stream_spec)
+from . import output, simulate
+from .config import LaunchConfig, config_from_args, export_timeouts
 from .net import DEFAULT_MASTER_PORT
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -144,186 +143,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _rdzv_conf(text: str) -> dict[str, float]:
-    conf: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, sep, value = item.partition("=")
-        try:
-            conf[key.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--rdzv-conf: expected KEY=SECONDS, got {item!r}") from None
-        if not sep:
-            raise ValueError(f"--rdzv-conf: expected KEY=SECONDS, got {item!r}")
-    unknown = set(conf) - {"timeout", "join_timeout", "last_call_timeout", "read_timeout"}
-    if unknown:
-        raise ValueError(f"--rdzv-conf: unknown key(s) {', '.join(sorted(unknown))}")
-    return conf
+class _UsageError(Exception):
+    """A mode found the options inconsistent: reported like a parse error (exit status 2)."""
 
 
-def _check_port(value: int | None, option: str) -> None:
-    if value is not None and not 1 <= value <= 65535:
-        raise ValueError(f"{option}: expected a port in 1..65535, got {value}")
+def _print_manifest(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    from .engines.k8s import print_manifest
 
-
-def config_from_args(args: argparse.Namespace, env) -> tuple[LaunchConfig, bool]:
-    """A LaunchConfig from parsed options and the environment; also whether the master
-    address was given (as opposed to defaulted). Raises ValueError naming the bad value."""
-    from .schedulers import launcher_placement
-
-    if args.max_restarts < 0:
-        raise ValueError(f"--max-restarts: expected >= 0, got {args.max_restarts}")
-    if args.start_method is not None and args.start_method not in ("forkserver", "fork", "spawn"):
-        raise ValueError(f"--start-method: expected forkserver, fork or spawn, got "
-                         f"{args.start_method!r}")
-    if args.monitor_interval <= 0:
-        raise ValueError(f"--monitor-interval: expected > 0 seconds, got {args.monitor_interval}")
-    if args.grace_period < 0:
-        raise ValueError(f"--grace-period: expected >= 0 seconds, got {args.grace_period}")
-    if args.node_timeout <= 0:
-        raise ValueError(f"--node-timeout: expected > 0 seconds, got {args.node_timeout}")
-    _check_port(args.master_port, "--master-port")
-    _check_port(args.control_port, "--control-port")
-    if args.module and args.no_python:
-        raise ValueError("--module and --no-python exclude each other")
-
-    conf = _rdzv_conf(args.rdzv_conf)
-    master_addr, master_port = args.master_addr, args.master_port
-    if args.rdzv_endpoint:
-        host, sep, port = args.rdzv_endpoint.rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = args.rdzv_endpoint, ""
-        master_addr = master_addr or host
-        if port and master_port is None:
-            master_port = int(port)
-            _check_port(master_port, "--rdzv-endpoint")
-
-    hosts = None
-    if args.hosts and args.hostfile:
-        raise ValueError("--hosts and --hostfile exclude each other")
-    if args.hosts or args.hostfile:
-        from .remote import parse_hostfile, parse_hosts  # only multi-host jobs pay for ssh code
-
-        hosts = parse_hosts(args.hosts) if args.hosts else parse_hostfile(args.hostfile)
-
-    min_nodes, max_nodes = parse_nnodes(args.nnodes) if args.nnodes else (1, 1)
-    node_rank = args.node_rank
-    run_id = args.run_id
-    scheduler = None
-    if hosts is not None:
-        if args.nnodes and (min_nodes, max_nodes) != (len(hosts), len(hosts)):
-            raise ValueError(f"--nnodes {args.nnodes} differs from the {len(hosts)} hosts given")
-        if node_rank not in (None, 0):
-            raise ValueError("--node-rank makes no sense with --hosts/--hostfile (this machine "
-                             "starts every node)")
-        min_nodes = max_nodes = len(hosts)
-    elif args.scheduler == "auto" and node_rank is None and not args.standalone:
-        placement = launcher_placement(env)
-        if placement is not None:
-            if args.nnodes and (min_nodes, max_nodes) != (placement.nnodes, placement.nnodes):
-                raise ValueError(f"--nnodes {args.nnodes} differs from the {placement.nnodes} "
-                                 f"nodes {placement.scheduler} started")
-            min_nodes = max_nodes = placement.nnodes
-            node_rank = placement.node_rank
-            scheduler = placement.scheduler
-            if placement.nnodes > 1:
-                master_addr = master_addr or env.get("MASTER_ADDR") or placement.master_addr
-                if master_addr is None:
-                    raise ValueError(f"under {placement.scheduler} with {placement.nnodes} "
-                                     f"nodes, pass --master-addr (the host of node 0)")
-                if master_port is None and placement.master_port is not None:
-                    master_port = placement.master_port
-            run_id = run_id or placement.run_id
-    node_rank = node_rank or 0
-    if args.standalone:
-        if max_nodes != 1 or hosts is not None:
-            raise ValueError("--standalone runs one node; drop --nnodes/--hosts or --standalone")
-        master_addr = "127.0.0.1"
-        master_port = None
-    if not 0 <= node_rank < max_nodes:
-        raise ValueError(f"--node-rank: expected 0..{max_nodes - 1} for {max_nodes} node"
-                         f"{'s' if max_nodes > 1 else ''}, got {node_rank}")
-    if max_nodes > 1 and hosts is None and master_port is None:
-        master_port = DEFAULT_MASTER_PORT
-
-    secret = settings.get("DISTTORCH_SECRET", env)
-    cfg = LaunchConfig(
-        entrypoint=args.training_script,
-        entrypoint_args=list(args.training_script_args),
-        run_module=args.module,
-        no_python=args.no_python,
-        nproc_per_node=parse_nproc(args.nproc_per_node, env),
-        min_nodes=min_nodes,
-        max_nodes=max_nodes,
-        node_rank=node_rank,
-        master_addr=master_addr or "127.0.0.1",
-        master_port=master_port,
-        control_port=args.control_port,
-        max_restarts=args.max_restarts,
-        monitor_interval=args.monitor_interval,
-        grace_period=args.grace_period,
-        run_id=run_id,
-        log_dir=args.log_dir,
-        redirects=parse_stream_spec(args.redirects, "--redirects"),
-        tee=parse_stream_spec(args.tee, "--tee"),
-        local_ranks_filter=(parse_ranks_filter(args.local_ranks_filter)
-                            if args.local_ranks_filter else None),
-        role=args.role,
-        hosts=hosts,
-        ssh_command=shlex.split(args.ssh_command) or ["ssh"],
-        dry_run=args.dry_run,
-        join_timeout=args.join_timeout if args.join_timeout is not None else conf.get(
-            "join_timeout", conf.get("timeout", 900.0)),
-        last_call=conf.get("last_call_timeout", 5.0),
-        node_timeout=args.node_timeout,
-        isolate_gpus=args.isolate_gpus,
-        start_method=args.start_method,
-        secret=secret,
-        secret_from_stdin=args.secret_stdin,
-        scheduler=scheduler,
-    )
-    cfg.simulation = simulate.from_args(args, _world_size(cfg))
-    if cfg.join_timeout <= 0:
-        raise ValueError(f"--join-timeout: expected > 0 seconds, got {cfg.join_timeout}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise ValueError(f"--timeout: expected > 0 seconds, got {args.timeout}")
-    cfg.collective_timeout = args.timeout
-    cfg.worker_join_timeout = args.join_timeout
-    return cfg, master_addr is not None
-
-
-def _world_size(cfg: LaunchConfig) -> int | None:
-    """The job's worker count when it is fixed (to check fault ranks), else None."""
-    if cfg.hosts is not None:
-        return sum(n or cfg.nproc_per_node for _, n in cfg.hosts)
-    return cfg.nproc_per_node * cfg.max_nodes if not cfg.elastic else None
-
-
-def _read_secret_from_stdin() -> str:
-    """The first stdin line is the job secret (sent by the ssh driver, see remote.py).
-
-    Read with os.read, byte by byte up to the newline: a buffered reader would swallow input
-    past the line, and a daemon thread blocked inside one aborts interpreter shutdown.
-    """
-    data = b""
-    while not data.endswith(b"\n") and len(data) < 4096:
-        chunk = os.read(0, 1)
-        if not chunk:
-            break
-        data += chunk
-    secret = data.strip().decode("ascii", "replace")
-    if not secret:
-        raise ValueError("--secret-stdin: no secret on stdin")
-    return secret
-
-
-def _watch_stdin(event: threading.Event) -> None:
-    # The driver keeps our stdin open for as long as it runs; its end means it is gone.
     try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    event.set()
+        text = print_manifest(cfg, args, default_port=DEFAULT_MASTER_PORT)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    output.print_text(text.rstrip("\n"))
+    return 0
+
+
+def _run_ray(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    from .engines.ray import run_cli
+
+    return run_cli(cfg, address=args.ray, cpus_per_rank=args.cpus_per_rank,
+                   gpus_per_rank=args.gpus_per_rank)
+
+
+def _run_hosts(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    from .engines.ssh import run_hosts
+
+    return run_hosts(cfg, master_given=master_given)
+
+
+def _dry_run(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    from .dryrun import describe_node
+
+    port = cfg.master_port or ("<free port>" if not cfg.multi_node else DEFAULT_MASTER_PORT)
+    output.print_text(describe_node(cfg, run_id=cfg.run_id or "<random>", master_port=port))
+    return 0
+
+
+def _run_node(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    from .multinode import run_node
+
+    return run_node(cfg, secret=cfg.secret, run_id=cfg.run_id, external_stop=external_stop)
+
+
+def _run_single_node(cfg: LaunchConfig, args, master_given: bool, external_stop) -> int:
+    import secrets
+
+    from .local import run_single_node
+
+    return run_single_node(cfg, secret=cfg.secret or secrets.token_hex(32),
+                           run_id=cfg.run_id or secrets.token_hex(4))
+
+
+# The dispatch table: the first mode whose test holds runs the job. Each runner takes
+# (cfg, args, master_given, external_stop) and returns the exit status; `needs_script` modes
+# start the entry point here, so it must exist (exit status 2 otherwise, like python).
+_MODES: list[tuple[str, Callable[[LaunchConfig, argparse.Namespace], bool], bool, Callable[..., int]]] = [
+    ("k8s manifest", lambda cfg, args: args.print_k8s_manifest, False, _print_manifest),
+    ("ray", lambda cfg, args: bool(args.ray), False, _run_ray),
+    ("ssh hosts", lambda cfg, args: cfg.hosts is not None, False, _run_hosts),
+    ("dry run", lambda cfg, args: cfg.dry_run, False, _dry_run),
+    ("multi-node", lambda cfg, args: cfg.multi_node, True, _run_node),
+    ("single node", lambda cfg, args: True, True, _run_single_node),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,56 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     export_timeouts(cfg, os.environ)
     external_stop: Callable[[], str | None] | None = None
-    if cfg.secret_from_stdin:
-        try:
-            cfg.secret = _read_secret_from_stdin()
-        except ValueError as exc:
-            parser.error(str(exc))
-        hung_up = threading.Event()
-        threading.Thread(target=_watch_stdin, args=(hung_up,), daemon=True,
-                         name="disttorch-stdin-watch").start()
-
-        def driver_gone() -> str | None:
-            return "the driver's connection (ssh stdin) closed" if hung_up.is_set() else None
-
-        external_stop = driver_gone
-
-    if args.print_k8s_manifest:
-        from .engines.k8s import print_manifest
+    if cfg.secret_from_stdin:  # a node started by the ssh engine: the secret is stdin's first line
+        from .multinode import read_secret_from_stdin, stop_when_stdin_closes
 
         try:
-            output.print_text(print_manifest(cfg, args, default_port=DEFAULT_MASTER_PORT).rstrip("\n"))
+            cfg.secret = read_secret_from_stdin()
         except ValueError as exc:
             parser.error(str(exc))
-        return 0
-    if args.ray:
-        from .engines.ray import run_cli
+        external_stop = stop_when_stdin_closes()
 
-        return run_cli(cfg, address=args.ray, cpus_per_rank=args.cpus_per_rank,
-                       gpus_per_rank=args.gpus_per_rank)
-    if cfg.hosts is not None:
-        from .remote import run_hosts
-
-        return run_hosts(cfg, master_given=master_given)
-    if cfg.dry_run:
-        from .dryrun import describe_node
-
-        port = cfg.master_port or ("<free port>" if not cfg.multi_node else DEFAULT_MASTER_PORT)
-        output.print_text(describe_node(cfg, run_id=cfg.run_id or "<random>", master_port=port))
-        return 0
-    if not (cfg.run_module or cfg.no_python) and not os.path.exists(cfg.entrypoint):
+    _, _, needs_script, run = next(mode for mode in _MODES if mode[1](cfg, args))
+    if needs_script and not (cfg.run_module or cfg.no_python) and not os.path.exists(cfg.entrypoint):
         output.say(f"script {cfg.entrypoint!r} not found (cwd {os.getcwd()})")
         return 2
-    if cfg.multi_node:
-        from .multinode import run_node
-
-        return run_node(cfg, secret=cfg.secret, run_id=cfg.run_id, external_stop=external_stop)
-    import secrets
-
-    from .local import run_single_node
-
-    return run_single_node(cfg, secret=cfg.secret or secrets.token_hex(32),
-                           run_id=cfg.run_id or secrets.token_hex(4))
+    try:
+        return run(cfg, args, master_given, external_stop)
+    except _UsageError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The launch configuration, its value parsers, and the environment each worker gets.
 
-Value parsers raise ValueError with the option and the bad value in the message; `cli.py` turns
-those into usage errors. Nothing here starts processes.
+Value parsers (and `config_from_args`, which builds the config from the options) raise ValueError
+with the option and the bad value in the message; `cli.py` turns those into usage errors.
+Nothing here starts processes.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ __all__ = [
     "thread_env",
     "worker_env",
     "THREAD_VARS",
+    "config_from_args",
 ]
 
 # BLAS / OpenMP thread pools each worker would otherwise size to the whole machine: N workers x
@@ -311,3 +313,164 @@ def worker_env(
 def python_executable() -> str:
     """The interpreter the workers run under: the launcher's own."""
     return sys.executable or "python3"
+
+
+# --- building the configuration from disttorch-run's options -------------------------------
+
+def _rdzv_conf(text: str) -> dict[str, float]:
+    conf: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            conf[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--rdzv-conf: expected KEY=SECONDS, got {item!r}") from None
+        if not sep:
+            raise ValueError(f"--rdzv-conf: expected KEY=SECONDS, got {item!r}")
+    unknown = set(conf) - {"timeout", "join_timeout", "last_call_timeout", "read_timeout"}
+    if unknown:
+        raise ValueError(f"--rdzv-conf: unknown key(s) {', '.join(sorted(unknown))}")
+    return conf
+
+
+def _check_port(value: int | None, option: str) -> None:
+    if value is not None and not 1 <= value <= 65535:
+        raise ValueError(f"{option}: expected a port in 1..65535, got {value}")
+
+
+def config_from_args(args, env) -> tuple[LaunchConfig, bool]:
+    """A LaunchConfig from `disttorch-run`'s parsed options (an argparse Namespace of
+    `cli.build_parser()`) and the environment; also whether the master address was given (as
+    opposed to defaulted). Raises ValueError naming the bad value."""
+    import shlex
+
+    from . import settings, simulate
+    from .net import DEFAULT_MASTER_PORT
+    from .schedulers import launcher_placement
+
+    if args.max_restarts < 0:
+        raise ValueError(f"--max-restarts: expected >= 0, got {args.max_restarts}")
+    if args.start_method is not None and args.start_method not in ("forkserver", "fork", "spawn"):
+        raise ValueError(f"--start-method: expected forkserver, fork or spawn, got "
+                         f"{args.start_method!r}")
+    if args.monitor_interval <= 0:
+        raise ValueError(f"--monitor-interval: expected > 0 seconds, got {args.monitor_interval}")
+    if args.grace_period < 0:
+        raise ValueError(f"--grace-period: expected >= 0 seconds, got {args.grace_period}")
+    if args.node_timeout <= 0:
+        raise ValueError(f"--node-timeout: expected > 0 seconds, got {args.node_timeout}")
+    _check_port(args.master_port, "--master-port")
+    _check_port(args.control_port, "--control-port")
+    if args.module and args.no_python:
+        raise ValueError("--module and --no-python exclude each other")
+
+    conf = _rdzv_conf(args.rdzv_conf)
+    master_addr, master_port = args.master_addr, args.master_port
+    if args.rdzv_endpoint:
+        host, sep, port = args.rdzv_endpoint.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = args.rdzv_endpoint, ""
+        master_addr = master_addr or host
+        if port and master_port is None:
+            master_port = int(port)
+            _check_port(master_port, "--rdzv-endpoint")
+
+    hosts = None
+    if args.hosts and args.hostfile:
+        raise ValueError("--hosts and --hostfile exclude each other")
+    if args.hosts or args.hostfile:
+        from .remote import parse_hostfile, parse_hosts
+
+        hosts = parse_hosts(args.hosts) if args.hosts else parse_hostfile(args.hostfile)
+
+    min_nodes, max_nodes = parse_nnodes(args.nnodes) if args.nnodes else (1, 1)
+    node_rank = args.node_rank
+    run_id = args.run_id
+    scheduler = None
+    if hosts is not None:
+        if args.nnodes and (min_nodes, max_nodes) != (len(hosts), len(hosts)):
+            raise ValueError(f"--nnodes {args.nnodes} differs from the {len(hosts)} hosts given")
+        if node_rank not in (None, 0):
+            raise ValueError("--node-rank makes no sense with --hosts/--hostfile (this machine "
+                             "starts every node)")
+        min_nodes = max_nodes = len(hosts)
+    elif args.scheduler == "auto" and node_rank is None and not args.standalone:
+        placement = launcher_placement(env)
+        if placement is not None:
+            if args.nnodes and (min_nodes, max_nodes) != (placement.nnodes, placement.nnodes):
+                raise ValueError(f"--nnodes {args.nnodes} differs from the {placement.nnodes} "
+                                 f"nodes {placement.scheduler} started")
+            min_nodes = max_nodes = placement.nnodes
+            node_rank = placement.node_rank
+            scheduler = placement.scheduler
+            if placement.nnodes > 1:
+                master_addr = master_addr or env.get("MASTER_ADDR") or placement.master_addr
+                if master_addr is None:
+                    raise ValueError(f"under {placement.scheduler} with {placement.nnodes} "
+                                     f"nodes, pass --master-addr (the host of node 0)")
+                if master_port is None and placement.master_port is not None:
+                    master_port = placement.master_port
+            run_id = run_id or placement.run_id
+    node_rank = node_rank or 0
+    if args.standalone:
+        if max_nodes != 1 or hosts is not None:
+            raise ValueError("--standalone runs one node; drop --nnodes/--hosts or --standalone")
+        master_addr = "127.0.0.1"
+        master_port = None
+    if not 0 <= node_rank < max_nodes:
+        raise ValueError(f"--node-rank: expected 0..{max_nodes - 1} for {max_nodes} node"
+                         f"{'s' if max_nodes > 1 else ''}, got {node_rank}")
+    if max_nodes > 1 and hosts is None and master_port is None:
+        master_port = DEFAULT_MASTER_PORT
+
+    secret = settings.get("DISTTORCH_SECRET", env)
+    cfg = LaunchConfig(
+        entrypoint=args.training_script,
+        entrypoint_args=list(args.training_script_args),
+        run_module=args.module,
+        no_python=args.no_python,
+        nproc_per_node=parse_nproc(args.nproc_per_node, env),
+        min_nodes=min_nodes,
+        max_nodes=max_nodes,
+        node_rank=node_rank,
+        master_addr=master_addr or "127.0.0.1",
+        master_port=master_port,
+        control_port=args.control_port,
+        max_restarts=args.max_restarts,
+        monitor_interval=args.monitor_interval,
+        grace_period=args.grace_period,
+        run_id=run_id,
+        log_dir=args.log_dir,
+        redirects=parse_stream_spec(args.redirects, "--redirects"),
+        tee=parse_stream_spec(args.tee, "--tee"),
+        local_ranks_filter=(parse_ranks_filter(args.local_ranks_filter)
+                            if args.local_ranks_filter else None),
+        role=args.role,
+        hosts=hosts,
+        ssh_command=shlex.split(args.ssh_command) or ["ssh"],
+        dry_run=args.dry_run,
+        join_timeout=args.join_timeout if args.join_timeout is not None else conf.get(
+            "join_timeout", conf.get("timeout", 900.0)),
+        last_call=conf.get("last_call_timeout", 5.0),
+        node_timeout=args.node_timeout,
+        isolate_gpus=args.isolate_gpus,
+        start_method=args.start_method,
+        secret=secret,
+        secret_from_stdin=args.secret_stdin,
+        scheduler=scheduler,
+    )
+    cfg.simulation = simulate.from_args(args, _world_size(cfg))
+    if cfg.join_timeout <= 0:
+        raise ValueError(f"--join-timeout: expected > 0 seconds, got {cfg.join_timeout}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout: expected > 0 seconds, got {args.timeout}")
+    cfg.collective_timeout = args.timeout
+    cfg.worker_join_timeout = args.join_timeout
+    return cfg, master_addr is not None
+
+
+def _world_size(cfg: LaunchConfig) -> int | None:
+    """The job's worker count when it is fixed (to check fault ranks), else None."""
+    if cfg.hosts is not None:
+        return sum(n or cfg.nproc_per_node for _, n in cfg.hosts)
+    return cfg.nproc_per_node * cfg.max_nodes if not cfg.elastic else None

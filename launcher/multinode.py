@@ -26,6 +26,7 @@ from .report import WorkerFailure
 from .signals import SignalState, dump_local_workers
 
 __all__ = ["ControlClient", "run_node", "make_coordinator", "control_port_of",
+           "read_secret_from_stdin", "stop_when_stdin_closes",
            "MISSING_SECRET"]
 
 _CONNECT_RETRY = 0.2
@@ -152,6 +153,47 @@ class ControlClient:
         self._finished = True
         if self._conn is not None:
             self._conn.close()
+
+
+def read_secret_from_stdin() -> str:
+    """The first stdin line is the job secret (sent by the ssh engine, engines/ssh.py).
+
+    Read with os.read, byte by byte up to the newline: a buffered reader would swallow input
+    past the line, and a daemon thread blocked inside one aborts interpreter shutdown.
+    """
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 4096:
+        chunk = os.read(0, 1)
+        if not chunk:
+            break
+        data += chunk
+    secret = data.strip().decode("ascii", "replace")
+    if not secret:
+        raise ValueError("--secret-stdin: no secret on stdin")
+    return secret
+
+
+def _watch_stdin(event: threading.Event) -> None:
+    # The driver keeps our stdin open for as long as it runs; its end means it is gone.
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    event.set()
+
+
+def stop_when_stdin_closes() -> Callable[[], str | None]:
+    """An `external_stop` for `run_node`: once the ssh driver's end of our stdin closes, it
+    returns why, and the node stops its workers."""
+    hung_up = threading.Event()
+    threading.Thread(target=_watch_stdin, args=(hung_up,), daemon=True,
+                     name="disttorch-stdin-watch").start()
+
+    def driver_gone() -> str | None:
+        return "the driver's connection (ssh stdin) closed" if hung_up.is_set() else None
+
+    return driver_gone
 
 
 def make_coordinator(cfg: LaunchConfig, *, master_port: int, secret: str, run_id: str,

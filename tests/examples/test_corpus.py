@@ -7,10 +7,9 @@ disttorch figure must lie within the band mean +- (4 std + floor). Where PyTorch
 the program also runs with it (seed 1), and its figures must lie in the same band: that checks
 the recorded spread still describes the installed PyTorch.
 
-disttorch's seeded streams now equal PyTorch's (initial weights, dropout), but DataLoader's
-shuffling order does not, so most programs see other batches and their figures are compared as
-draws from one distribution; the programs in IDENTICAL draw nothing else and must print
-PyTorch's figures exactly. Figures that do not depend on the stream (``restored_equal``,
+disttorch's seeded streams now equal PyTorch's (initial weights, dropout, sampling, DataLoader
+order), so the programs in IDENTICAL must print PyTorch's figures exactly; the others are
+compared as draws from one distribution. Figures that do not depend on the stream (``restored_equal``,
 ``world_size``...) have zero spread and must be equal.
 """
 import importlib.util
@@ -34,11 +33,12 @@ SPREAD = json.loads((pathlib.Path(__file__).with_name("corpus_pytorch_spread.jso
 
 # An absolute floor on each band, for figures whose PyTorch spread happens to be tiny.
 FLOOR = 0.01
-# Programs whose every random draw (initial weights, dropout masks, Categorical actions) now
-# comes from streams that equal PyTorch's: they must print PyTorch's figures for the same seed.
-# The others shuffle through DataLoader / DistributedSampler, whose orders are drawn from NumPy
-# generators (see disttorch/utils/data/sampler.py), so only the spread compares.
-IDENTICAL = {"word_lm_lstm", "reinforce"}
+# Programs that print PyTorch's figures for the same seed: their random draws (initial weights,
+# dropout masks, Categorical actions, DataLoader / DistributedSampler orders) come from streams
+# that equal PyTorch's. The others are compared by spread only: hogwild's two processes race,
+# and dcgan, imagenet_resnet and word_lm_transformer drift from PyTorch's figures (in the 3rd-4th
+# digit for dcgan and word_lm_transformer) for a cause not yet traced.
+IDENTICAL = {"mingpt_ddp", "mnist_cnn", "reinforce", "super_resolution", "vae", "word_lm_lstm"}
 
 
 def torch_available():
