@@ -19,6 +19,7 @@ from ._dtype import (  # noqa: F401
     bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32, float64, get_default_dtype,
     half, int, int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8)
 from ._dtype import bfloat16  # noqa: F401
+from ._type_info import finfo, iinfo  # noqa: F401
 from ._device import device  # noqa: F401
 from ._size import Size  # noqa: F401
 from .tensor import Tensor  # noqa: F401

@@ -5,9 +5,13 @@
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     work = dist.all_reduce(bucket, async_op=True); ...; work.wait()
 
-Layout: ``api.py`` (the functions), ``object_collectives.py``, ``work.py`` (async handles),
-``reduce_op.py`` (ReduceOp and its kernels), ``process_group.py`` (execution, fingerprints,
-failure handling), ``algorithms.py`` (pure schedules), ``collectives_zmq.py`` /
+Layout: ``api.py`` (the functions; ``resolve_group`` gives layers above a group's engine),
+``object_collectives.py``, ``work.py`` (async handles), ``reduce_op.py`` (ReduceOp and its
+kernels), ``backend.py`` (the interface both engines implement), ``process_group.py`` (the
+ZeroMQ / shared-memory engine: engine choice per collective, watchdog and wait reports,
+point-to-point), ``executor.py`` (call order, sequence numbers, deadlines, abort),
+``fingerprints.py`` (the same-collective check), ``shm_setup.py`` (a host's shared segment),
+``stacks.py`` (stack dumps on timeout), ``algorithms.py`` (pure schedules), ``collectives_zmq.py`` /
 ``collectives_shm.py`` (the schedules over each engine), ``direct_reduce.py`` (DDP's shared-memory
 gradient sum), ``nccl.py`` (the CUDA backend), ``transport/`` (ZeroMQ, shared memory),
 ``mailbox.py`` (message matching), ``wire.py`` (the message header), ``store.py`` +

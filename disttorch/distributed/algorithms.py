@@ -158,8 +158,10 @@ def dissemination_barrier(rank: int, world: int) -> list[tuple[int, int]]:
 def choose_all_reduce(nbytes: int, world: int, switch_bytes: int) -> str:
     """"doubling" below ``switch_bytes`` (latency-bound), "ring" from there (bandwidth-bound).
 
-    The switch point (``DISTTORCH_ALLREDUCE_SWITCH``, 2 MiB) is measured: the table is in
-    ``distributed/config.py``'s docstring; ``benchmarks/allreduce.py`` remeasures it.
+    The switch point (``DISTTORCH_ALLREDUCE_SWITCH``, 2 MiB, declared in ``launcher/settings.py``)
+    was measured per algorithm over tcp; the table closes ``distributed/config.py``'s docstring.
+    ``benchmarks/allreduce.py`` measures the chosen algorithm against gloo, not the two against
+    each other: remeasure the switch with ``--sizes`` around it and the variable set each way.
     """
     return "doubling" if nbytes < switch_bytes or world == 1 else "ring"
 

@@ -22,6 +22,7 @@ from . import env as _env
 from . import _runtime, security
 from . import simulation as _simulation
 from ._arrays import Staged, commit_all
+from .backend import CollectiveBackend
 from .config import Config, collective_timeout_s, join_timeout_s
 from .errors import DistError, RendezvousError
 from .process_group import ProcessGroup, wrap_transport
@@ -259,7 +260,7 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None, use_local
               group_desc: str | None = None, device_id=None):
     """A group of ``ranks`` (global ranks, sorted). Every rank of the job must call it, in the same
     order as the other ``new_group`` calls; non-members get ``GroupMember.NON_GROUP_MEMBER``."""
-    world = _world()
+    world = _world().host()  # the peer table, config and job id live in the host engine (also under nccl)
     with _state.lock:
         gid = _state.next_group_id
         _state.next_group_id += 1
@@ -333,17 +334,23 @@ def destroy_process_group(group=None) -> None:
 
 def _on_gpu(pg) -> bool:
     """True for an NCCL group: CUDA tensors go to it as they are (no staging through the host)."""
-    return getattr(pg, "device_arrays", False)
+    return pg.device_arrays
 
 
-def _group(group) -> ProcessGroup | None:
+def resolve_group(group=None) -> CollectiveBackend | None:
+    """The engine behind a ``group`` argument (None or ``group.WORLD``: the default group), None
+    on a rank that is not a member. What DDP and other layers above use to reach a group's
+    engine (``backend.CollectiveBackend``) without going through the tensor-level functions."""
     if group is None or group is GroupMember.WORLD:
         return _world()
     if group is GroupMember.NON_GROUP_MEMBER:
         return None
-    if not isinstance(group, ProcessGroup) and not getattr(group, "device_arrays", False):
+    if not isinstance(group, CollectiveBackend):
         raise TypeError(f"group must be a ProcessGroup from new_group(), got {type(group).__name__}")
     return group
+
+
+_group = resolve_group  # this module's and object_collectives.py's short name
 
 
 def get_rank(group=None) -> int:

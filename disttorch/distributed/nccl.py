@@ -1,6 +1,7 @@
 """The ``nccl`` backend: collectives of CUDA tensors through NCCL, driven by CuPy (``cupy.cuda.nccl``).
 
-``NcclProcessGroup`` offers the flat-array collective methods of ``ProcessGroup`` (``all_reduce(buf,
+``NcclProcessGroup`` implements ``backend.CollectiveBackend``, as ``ProcessGroup`` does: the flat-array
+collective methods (``all_reduce(buf,
 op, async_op, after)``, ``broadcast``, ``reduce``, ``all_gather``, ``gather``, ``scatter``,
 ``reduce_scatter``, ``all_to_all``, ``barrier``, ``send``, ``recv``) on CuPy arrays. Everything else
 (object collectives, host tensors, the group's bookkeeping) belongs to the ZeroMQ group it wraps,
@@ -27,6 +28,8 @@ import threading
 import numpy as np
 
 from .. import _backend
+from .backend import CollectiveBackend
+from .config import collective_timeout_s
 from .reduce_op import ReduceOp, as_reduce_op, check_op_dtype, finalize
 from .work import Work
 
@@ -62,7 +65,7 @@ def decode_unique_id(raw) -> tuple:
     return tuple(vals)
 
 
-class NcclProcessGroup:
+class NcclProcessGroup(CollectiveBackend):
     """A process group whose CUDA arrays travel through NCCL.
 
     Args:
@@ -78,6 +81,7 @@ class NcclProcessGroup:
     def __init__(self, host_group=None, store=None, *, rank: int | None = None, world_size: int | None = None,
                  key: str = "nccl/0", device_index: int | None = None):
         self.host_group = host_group
+        self._key = key
         self._rank = host_group.rank() if rank is None else int(rank)
         self._size = host_group.size() if world_size is None else int(world_size)
         if not 0 <= self._rank < self._size:
@@ -108,11 +112,25 @@ class NcclProcessGroup:
     def backend(self) -> str:
         return "nccl"
 
-    def __getattr__(self, name):
-        host = self.__dict__.get("host_group")
-        if host is None:
-            raise AttributeError(f"NcclProcessGroup has no attribute {name!r} (and no host group)")
-        return getattr(host, name)
+    # the group's identity comes from its host group, which the rest of the API knows by it;
+    # an NCCL-only group (tests, no host group) names itself
+    @property
+    def name(self) -> str:
+        return self.host_group.name if self.host_group is not None else self._key
+
+    @property
+    def global_ranks(self) -> list[int]:
+        return list(self.host_group.global_ranks) if self.host_group is not None else list(range(self._size))
+
+    @property
+    def timeout(self) -> float:
+        return self.host_group.timeout if self.host_group is not None else collective_timeout_s()
+
+    def describe_rank(self, g: int) -> str:
+        return self.host_group.describe_rank(g) if self.host_group is not None else f"rank {g}"
+
+    def host(self):
+        return self.host_group
 
     def __repr__(self):
         return f"<NcclProcessGroup rank {self._rank} of {self._size} on cuda:{self.device_index}>"

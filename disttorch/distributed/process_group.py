@@ -1,7 +1,8 @@
 """ProcessGroup: a set of ranks that run collectives together, and everything that keeps them safe.
 
 A group owns one ZeroMQ transport (its own sockets), a mailbox, and, for ranks that share a host,
-a shared-memory segment. It decides per collective which engine runs it:
+a shared-memory segment (set up by ``shm_setup.py``). It implements ``backend.CollectiveBackend``
+and decides per collective which engine runs it:
 
 - every member on this host (and ``DISTTORCH_TRANSPORT=auto``): shared memory;
 - members on several hosts: all-reduce is hierarchical (shared-memory reduce to each host's
@@ -9,27 +10,26 @@ a shared-memory segment. It decides per collective which engine runs it:
   collectives run over the transport;
 - otherwise (``ipc`` / ``tcp``): the transport.
 
-Collectives run in the order they were called. A synchronous call runs in the caller's thread when
-nothing is queued; ``async_op=True`` queues it for the group's worker thread and returns a Work.
-Point-to-point operations run in the caller's thread and do not wait for the queue (as in gloo).
+Collectives run in the order they were called (``executor.py``: sequence numbers, deadlines, the
+worker thread for ``async_op=True``). Point-to-point operations run in the caller's thread and do
+not wait for the queue (as in gloo).
 
 Safety: every collective gets a sequence number and a deadline (the group's timeout). Its
-fingerprint (op, dtype, shape, root, reduce op) is checked against the peers' (in shared memory
-by every rank at the first barrier; over the transport in each message header, or by an explicit
-all-to-all exchange with ``DISTTORCH_DEBUG=detail``). While waiting, the watchdog reports a peer
-whose process is gone (same host: /proc) or whose connection lost its heartbeat (any host). The
-first failure aborts the group: peers are told (an ABORT message and a shared-memory flag, with
-the reason), and every later call raises at once instead of hanging.
+fingerprint (op, dtype, shape, root, reduce op) is checked against the peers' (``fingerprints.py``:
+in shared memory by every rank at the first barrier; over the transport in each message header, or
+by an explicit all-to-all exchange with ``DISTTORCH_DEBUG=detail``). While waiting, the watchdog
+here reports a peer whose process is gone (same host: /proc) or whose connection lost its
+heartbeat (any host), and every reporting period names the ranks still awaited. The first failure
+aborts the group: the executor refuses every later call at once, and this module tells the peers
+(an ABORT message and a shared-memory flag, with the reason).
 """
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import sys
 import threading
 import time
-import zlib
 from typing import Callable
 
 import numpy as np
@@ -37,16 +37,20 @@ import numpy as np
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
+from .backend import CollectiveBackend
 from .config import Config, report_period_s
+from .shm_setup import setup_shared_memory
 from .stacks import request_stack_dump
 from .errors import (CollectiveMismatchError, DistBackendError, DistError, DistTimeoutError, PeerFailureError,
                      ProcessGroupAbortedError)
+from .executor import Executor
+from .fingerprints import FingerprintCheck
 from .liveness import process_state
 from .mailbox import Fingerprint, Mailbox, Watchdog
 from .reduce_op import ReduceOp, finalize
 from .transport import shm as shm_mod
 from .transport.base import Transport
-from .wire import Kind, Op, dtype_code, pack
+from .wire import Kind, Op, dtype_code, message
 from .work import Work
 
 log = logging.getLogger("disttorch.distributed")
@@ -80,17 +84,18 @@ def set_collective_hook(hook: Callable | None) -> None:
     _collective_hook = hook
 
 
-class ProcessGroup(Watchdog):
+class ProcessGroup(Watchdog, CollectiveBackend):
     """torch.distributed.ProcessGroup: ``rank()``, ``size()``, plus the collectives on flat arrays."""
 
     def __init__(self, *, name: str, group_id: int, global_ranks: list[int], group_rank: int, peers: list[dict],
                  job_id: int, transport, store, timeout_s: float, config: Config, host_id: str, backend: str):
-        self.name, self.group_id, self.backend = name, group_id, backend
+        self.name, self.group_id, self._backend = name, group_id, backend
         self.global_ranks = list(global_ranks)
         self._rank, self._size = group_rank, len(global_ranks)
         self.peers, self.job_id, self.store = peers, job_id, store
         self.transport = transport
-        self.timeout = timeout_s
+        self.executor = Executor(name, timeout_s, begin=self._begin_run, end=self._end_run,
+                                 tell_peers=self._tell_peers)
         if hasattr(transport, "send_timeout_s"):
             transport.send_timeout_s = timeout_s
         self.config = config
@@ -100,21 +105,27 @@ class ProcessGroup(Watchdog):
         self.hosts, self.leaders = alg.host_layout([p["host_id"] for p in peers])
         self.shm: shm_mod.ShmComm | None = None
         self.shm_all = False
-        self._seq = 0
-        self._fp_cache: dict = {}
+        self.fingerprints = FingerprintCheck(name, global_ranks)
         self._p2p_lock = threading.Lock()
         self._p2p_send: dict = collections.defaultdict(int)
         self._p2p_recv: dict = collections.defaultdict(int)
-        self._failed: BaseException | None = None
         self._dead_seen: dict[int, float] = {}
         self._tls = threading.local()
-        self._cv = threading.Condition()
-        self._queue: collections.deque = collections.deque()
-        self._busy = False
-        self._closed = False
-        self._worker: threading.Thread | None = None
         self.report_period = report_period_s()
-        self.last_finished = 0  # the last collective this rank finished (for peers' reports)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each collective may take (its deadline is set when it starts)."""
+        return self.executor.timeout_s
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self.executor.timeout_s = seconds
+
+    @property
+    def last_finished(self) -> int:
+        """The last collective this rank finished (for peers' reports)."""
+        return self.executor.last_finished
 
     # -- torch.distributed.ProcessGroup --------------------------------------------------------
     def rank(self) -> int:
@@ -123,68 +134,28 @@ class ProcessGroup(Watchdog):
     def size(self) -> int:
         return self._size
 
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    def host(self) -> "ProcessGroup":
+        return self
+
     def __repr__(self):
         return f"<ProcessGroup {self.name}: rank {self._rank} of {self._size}, ranks {self.global_ranks}>"
 
     # -- shared memory -------------------------------------------------------------------------
     def setup_shm(self, prefix: str, deadline: float) -> None:
         """Creates / attaches the segment and the doorbells of this host's members (a collective
-        among them, coordinated through the store). Any failure leaves the group on sockets, and
-        every local member agrees on that."""
-        local = self.local_members
-        if len(local) < 2 or self.config.transport != "auto" or not shm_mod.supported():
-            return
-        me = local.index(self._rank)
-        leader = self.global_ranks[local[0]]
-        key = f"{prefix}/shm/{leader}"
-        slot = self.config.shm_slot_bytes
-        store = self.store
-        seg = bell = None
-        remaining = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
-        if me == 0:
-            name = f"dt{self.job_id & 0xffffffff:08x}g{self.group_id}r{leader}p{os.getpid()}"
-            try:
-                seg = shm_mod.ShmSegment(name, shm_mod.segment_size(len(local), slot), create=True)
-                bell = _doorbell(name, 0)
-            except OSError as e:
-                log.warning("disttorch: no shared memory for group %s (%s); using sockets", self.name, e)
-                name = ""
-            store.set(key, name)
-            if seg is not None:
-                keys = [f"{key}/attached/{self.global_ranks[g]}" for g in local[1:]]
-                store.wait(keys, remaining())
-                ok = all(store.get(k) == b"ok" for k in keys)
-                seg.unlink()  # everyone has it mapped: nothing can leak from here on
-                # the leader decides whether ranks outnumber cores: the round size depends on it,
-                # and every rank must cut the same rounds
-                store.set(f"{key}/ready", (b"1o" if len(local) > _cores() else b"1") if ok else b"0")
-        else:
-            name = store.get(key).decode()
-            if name:
-                try:
-                    seg = shm_mod.ShmSegment(name)
-                    bell = _doorbell(name, me)
-                    status = b"ok"
-                except OSError as e:
-                    log.warning("disttorch: could not attach shared memory %s (%s)", name, e)
-                    status = b"fail"
-                store.set(f"{key}/attached/{self.global_ranks[self._rank]}", status)
-        verdict = store.get(f"{key}/ready") if name else b"0"
-        ready = verdict.startswith(b"1")
-        if ready:
-            # every doorbell exists now; open the others', then unlink our path once all have ours
-            bell.open_peers({k: _doorbell_path(name, k) for k in range(len(local)) if k != me})
-            store.set(f"{key}/bells/{self.global_ranks[self._rank]}", b"1")
-            store.wait([f"{key}/bells/{self.global_ranks[g]}" for g in local], remaining())
-            bell.unlink()
-        else:
-            for res in (bell, seg):
-                if res is not None:
-                    res.close()
-            return
-        self.shm = shm_mod.ShmComm(seg, len(local), me, slot, oversubscribed=verdict == b"1o", doorbell=bell)
-        self.shm.stall_hook = self._shm_stalled
-        self.shm_all = len(local) == self._size
+        among them, coordinated through the store; ``shm_setup.py``). Any failure leaves the group
+        on sockets, and every local member agrees on that."""
+        self.shm = setup_shared_memory(group_name=self.name, group_id=self.group_id, job_id=self.job_id,
+                                       global_ranks=self.global_ranks, rank=self._rank,
+                                       local_members=self.local_members, store=self.store, config=self.config,
+                                       prefix=prefix, deadline=deadline)
+        if self.shm is not None:
+            self.shm.stall_hook = self._shm_stalled
+            self.shm_all = len(self.local_members) == self._size
 
     def _shm_cap(self) -> int:
         # Measured (benchmarks/allreduce.py, medians of 3 runs): with a core per rank, 1 MiB rounds
@@ -318,18 +289,13 @@ class ProcessGroup(Watchdog):
 
     # -- failure -------------------------------------------------------------------------------
     def _ensure_usable(self, label: str) -> None:
-        if self._closed:
-            raise DistError(f"{label}: process group {self.name} was destroyed")
-        if self._failed is not None:
-            raise ProcessGroupAbortedError(f"{label}: process group {self.name} is unusable after an earlier "
-                                           f"failure: {self._failed}")
+        self.executor.ensure_usable(label)
 
     def _fail(self, exc: BaseException) -> None:
-        if self._failed is not None:
-            return
-        self._failed = exc
-        if isinstance(exc, ProcessGroupAbortedError):
-            return  # somebody else aborted; telling everyone again helps nobody
+        self.executor.fail(exc)
+
+    def _tell_peers(self, exc: BaseException) -> None:
+        """The abort broadcast: the shared-memory flag and an ABORT message to every peer, with the reason."""
         reason = f"{type(exc).__name__}\0{exc}"
         if self.shm is not None:
             self.shm.set_abort(str(exc))
@@ -337,140 +303,41 @@ class ProcessGroup(Watchdog):
         for g in range(self._size):
             if g != self._rank:
                 try:
-                    hdr = pack(Kind.ABORT, 2, self.job_id, self.group_id, self._rank, 0, 0, 0, 0, -1, 0, 0, 0,
-                               0, payload.nbytes, ())
+                    hdr = message(Kind.ABORT, job_id=self.job_id, group=self.group_id, src=self._rank,
+                                  nbytes=payload.nbytes)
                     self.transport.send(g, hdr, payload, copy=True)
                 except Exception:  # a closed or broken socket: nothing more to tell
                     pass
 
-    # -- execution -----------------------------------------------------------------------------
+    # -- execution (executor.py runs the queue) ---------------------------------------------------
     def _submit(self, label: str, body: Callable[[int, float], None], async_op: bool,
                 after: Callable[[], None] | None = None, result=None) -> Work | None:
         """Runs ``body(seq, deadline)`` in call order, inline or on the worker thread."""
         self._ensure_usable(label)
         if _collective_hook is not None:
             body = _collective_hook(self, label, body)
-        with self._cv:
-            self._seq += 1
-            seq = self._seq
-            inline = not async_op and not self._busy and not self._queue
-            if inline:
-                self._busy = True
-            else:
-                work = Work(f"{label} #{seq} on group {self.name}", result=result)
-                self._queue.append((seq, label, body, after, work))
-                self._start_worker()
-                self._cv.notify_all()
-        if inline:
-            try:
-                self._run(seq, label, body, after)
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self._cv.notify_all()
-            return None
-        if async_op:
-            return work
-        work.wait()
-        return None
+        return self.executor.submit(label, body, async_op, after, result)
 
-    def _run(self, seq: int, label: str, body, after) -> None:
+    def _begin_run(self, seq: int, label: str) -> None:
         self._tls.what = f"{label} #{seq} on group {self.name}"
         self._tls.scope = None
         self._begin_wait(label, seq)
         if self.config.debug != "off":
             log.debug("disttorch: %s starts %s", self.describe_rank(self._rank), self._tls.what)
-        try:
-            self._ensure_usable(label)
-            body(seq, time.monotonic() + self.timeout)
-            self.last_finished = seq
-            if after is not None:
-                after()
-        except BaseException as e:
-            # the peers are somewhere inside this collective: tell them, and refuse further calls
-            self._fail(e)
-            raise
-        finally:
-            self._tls.what = None
-            self._end_wait()
 
-    def _start_worker(self) -> None:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work_loop, name=f"disttorch-pg-{self.name}", daemon=True)
-            self._worker.start()
-
-    def _work_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (self._busy or not self._queue):
-                    self._cv.wait()
-                if self._closed and not self._queue:
-                    return
-                seq, label, body, after, work = self._queue.popleft()
-                self._busy = True
-            try:
-                self._run(seq, label, body, after)
-                work._finish(None, None)  # noqa: SLF001
-            except BaseException as e:  # noqa: BLE001 - handed to the waiter
-                work._finish(None, e)  # noqa: SLF001
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self._cv.notify_all()
+    def _end_run(self) -> None:
+        self._tls.what = None
+        self._end_wait()
 
     # -- the two engines -----------------------------------------------------------------------
-    def _fp_words(self, seq: int, fp: Fingerprint, aux: int) -> list[int]:
-        rest = self._fp_cache.get(fp)
-        if rest is None:
-            shape = fp.shape
-            if shape is None:
-                ndim, numel, h = -1, 0, 0
-            else:
-                ndim, numel = len(shape), int(np.prod(shape, dtype=np.int64)) if shape else 1
-                h = zlib.crc32(repr(tuple(shape)).encode())
-            dims = list(shape or ())[: shm_mod.FP_WORDS - cs.FP_DIMS]
-            rest = ([int(fp.op), int(fp.rop), int(fp.dtype), int(fp.root), ndim, numel, h], dims)
-            if len(self._fp_cache) > 256:
-                self._fp_cache.clear()
-            self._fp_cache[fp] = rest
-        return [seq] + rest[0] + [aux] + rest[1]
-
     def _check_shm_fingerprints(self, seq: int, rows: np.ndarray) -> None:
-        compared = rows[:, : cs.FP_COMPARED].tolist()
-        mine = compared[self.shm.me]
-        if all(r == mine for r in compared):
-            return
-        entries = {self.local_members[k]: _decode_fp(rows[k]) for k in range(len(rows))}
-        raise CollectiveMismatchError(self._mismatch_message(entries))
-
-    def _mismatch_message(self, entries: dict) -> str:
-        """``entries``: group rank -> (seq, Fingerprint). Groups ranks that agree."""
-        by: dict = {}
-        for g in sorted(entries):
-            by.setdefault(entries[g], []).append(g)
-        parts = []
-        for (seq, fp), ranks in by.items():
-            who = ", ".join(str(self.global_ranks[g]) for g in ranks)
-            parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {who} called {fp.describe()} as "
-                         f"collective #{seq}")
-        return f"collective mismatch on group {self.name}: " + "; ".join(parts)
+        self.fingerprints.compare_rows(rows, self.shm.me, self.local_members)
 
     def _detail_check(self, seq: int, fp: Fingerprint, deadline: float, members: list[int]) -> None:
         """DETAIL mode: every member sends its fingerprint to every other before the collective."""
-        shape = fp.shape if fp.shape is not None else ()
-        for g in members:
-            if g != self._rank:
-                hdr = pack(Kind.FINGERPRINT, fp.dtype, self.job_id, self.group_id, self._rank, seq, fp.op, fp.rop,
-                           0, fp.root, 0, 0, 0, 0, 0, shape)
-                self.transport.send(g, hdr, None)
-        entries = {self._rank: (seq, fp)}
-        for g in members:
-            if g != self._rank:
-                h = self.mailbox.take((Kind.FINGERPRINT, g, seq), deadline).header
-                other = Fingerprint(h.op, h.rop, h.dtype, h.root, None if fp.shape is None else tuple(h.shape))
-                entries[g] = (h.seq, other)
-        if len(set(entries.values())) > 1:
-            raise CollectiveMismatchError(self._mismatch_message(entries))
+        self.fingerprints.exchange(seq, fp, deadline, members, me=self._rank, job_id=self.job_id,
+                                   group_id=self.group_id, send=lambda g, hdr: self.transport.send(g, hdr, None),
+                                   take=self.mailbox.take)
 
     def _exchange(self, seq: int, fp: Fingerprint, deadline: float, itemsize: int,
                   members: list[int] | None = None) -> cz.Exchange:
@@ -485,7 +352,7 @@ class ProcessGroup(Watchdog):
             if pre is not None:
                 pre()
             if self.shm_all and shm_fn is not None:
-                self.shm.publish_fingerprint(seq, self._fp_words(seq, fp, aux))
+                self.shm.publish_fingerprint(seq, self.fingerprints.words(seq, fp, aux))
                 op = cs.ShmOp(self.shm, seq, deadline, lambda rows: self._check_shm_fingerprints(seq, rows),
                               self._shm_cap())
                 shm_fn(op)
@@ -540,7 +407,7 @@ class ProcessGroup(Watchdog):
         partial = ReduceOp.SUM if op is ReduceOp.AVG else op
         o = None
         if self.shm is not None:
-            self.shm.publish_fingerprint(seq, self._fp_words(seq, fp, 0))
+            self.shm.publish_fingerprint(seq, self.fingerprints.words(seq, fp, 0))
             o = cs.ShmOp(self.shm, seq, deadline, lambda rows: self._check_shm_fingerprints(seq, rows),
                          self._shm_cap())
             cs.reduce(o, flat, partial, 0)
@@ -618,8 +485,9 @@ class ProcessGroup(Watchdog):
             code = dtype_code(buf.dtype)
             chunk = max(1, self.config.chunk_bytes // max(1, buf.itemsize))
             for i, (a, b) in enumerate(alg.chunk_ranges(0, flat.size, chunk)):
-                hdr = pack(Kind.P2P, code, self.job_id, self.group_id, self._rank, n, Op.SEND, 0, 0, -1, i, tag,
-                           a, flat.size, (b - a) * buf.itemsize, tuple(buf.shape))
+                hdr = message(Kind.P2P, job_id=self.job_id, group=self.group_id, src=self._rank, dtype=code,
+                              seq=n, op=Op.SEND, step=i, tag=tag, offset=a, numel=flat.size,
+                              nbytes=(b - a) * buf.itemsize, shape=tuple(buf.shape))
                 self.transport.send(dst, hdr, flat[a:b])
 
         def flushed(limit=None) -> None:
@@ -710,42 +578,9 @@ class ProcessGroup(Watchdog):
 
     # -- teardown ------------------------------------------------------------------------------
     def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(5)
+        self.executor.close()
         self.transport.close()
         if self.shm is not None:
             self.shm.close()
             self.shm = None
 
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _doorbell_path(segment_name: str, local_rank: int) -> str:
-    from .security import runtime_dir
-
-    return os.path.join(runtime_dir(), f"{segment_name}-{local_rank}.bell")
-
-
-def _doorbell(segment_name: str, local_rank: int) -> shm_mod.Doorbell:
-    return shm_mod.Doorbell(_doorbell_path(segment_name, local_rank))
-
-
-def _decode_fp(row) -> tuple:
-    seq, op, rop, dtype, root, ndim, numel, _h, _aux = (int(v) for v in row[: cs.FP_DIMS])
-    if ndim < 0:
-        shape = None
-    else:
-        dims = [int(v) for v in row[cs.FP_DIMS: cs.FP_DIMS + min(ndim, len(row) - cs.FP_DIMS)]]
-        shape = tuple(dims) if len(dims) == ndim else tuple(dims) + (...,)
-    try:
-        return seq, Fingerprint(Op(op), rop, dtype, root, shape)
-    except ValueError:
-        return seq, Fingerprint(Op.BARRIER, rop, dtype, root, shape)

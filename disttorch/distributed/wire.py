@@ -169,3 +169,12 @@ def pack(kind: int, dtype: int, job_id: int, group: int, src: int, seq: int, op:
     fixed = _FIXED.pack(MAGIC, VERSION, kind, dtype, len(shape), job_id, group, src, seq, op, rop, phase,
                         root, step, tag, offset, numel, nbytes)
     return fixed + struct.pack(f"<{len(shape)}q", *shape) if shape else fixed
+
+
+def message(kind: int, *, job_id: int, group: int, src: int, dtype: int = 2, seq: int = 0, op: int = 0,
+            rop: int = 0, phase: int = 0, root: int = -1, step: int = 0, tag: int = 0, offset: int = 0,
+            numel: int = 0, nbytes: int = 0, shape: tuple = ()) -> bytes:
+    """A header built from keyword arguments, for the cold paths (abort, fingerprint pre-checks,
+    point-to-point): every field not named takes its neutral value (``dtype`` uint8, ``root`` -1,
+    the rest 0). The per-chunk path of the collectives calls ``pack`` positionally instead."""
+    return pack(kind, dtype, job_id, group, src, seq, op, rop, phase, root, step, tag, offset, numel, nbytes, shape)

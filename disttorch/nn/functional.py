@@ -16,7 +16,7 @@ from .._backend import array_module
 from ..autograd.grad_mode import no_grad
 from ..autograd.inplace import apply_inplace
 from ..ops.nn import (
-    EluBackward0, EmbeddingBackward0, GeluBackward0, HardtanhBackward0, LeakyReluBackward0, LinearAddmm, LinearMm,
+    EluBackward0, EmbeddingBackward0, GeluBackward0, HardsigmoidBackward0, HardswishBackward0, HardtanhBackward0, LeakyReluBackward0, LinearAddmm, LinearMm,
     MishBackward0, PreluKernelBackward0, SiluBackward0, SoftplusBackward0, apply_float, dropout_mask)
 from ..ops import registry as _registry
 from ..ops.nn_norm import NativeBatchNormBackward0, NativeGroupNormBackward0, NativeLayerNormBackward0
@@ -170,7 +170,8 @@ def celu(input, alpha=1.0, inplace=False):
         raise RuntimeError("ZeroDivisionError")
     if inplace:
         return _inplace(input, celu, alpha=alpha)
-    return apply_float(EluBackward0, input, "celu", alpha=float(alpha), input_scale=1.0 / alpha)
+    return apply_float(EluBackward0, input, "celu", alpha=float(alpha), input_scale=1.0 / alpha,
+                       celu_grad_scale=1.0 / float(np.float32(alpha)))
 
 
 def _threshold(input, threshold, value):
@@ -185,17 +186,54 @@ def threshold(input, threshold, value, inplace=False):
 
 
 def hardsigmoid(input, inplace=False):
-    """``relu6(x + 3) / 6``: 0 below -3, 1 above 3, linear between."""
+    """``relu6(x + 3) / 6``: 0 below -3, 1 above 3, linear between (PyTorch's rounding order)."""
     if inplace:
         return _inplace(input, hardsigmoid)
-    return hardtanh(input / 6 + 0.5, 0.0, 1.0)
+    return apply_float(HardsigmoidBackward0, input, "hardsigmoid")
 
 
 def hardswish(input, inplace=False):
-    """``x * hardsigmoid(x)``."""
+    """``x * relu6(x + 3) / 6`` (multiplied before the division, as PyTorch's kernel rounds)."""
     if inplace:
         return _inplace(input, hardswish)
-    return input * hardsigmoid(input)
+    return apply_float(HardswishBackward0, input, "hardswish")
+
+
+def hardshrink(input, lambd=0.5):
+    """``x if |x| > lambd else 0``."""
+    return _T.where(input.abs() > lambd, input, input.new_zeros(()))
+
+
+def softshrink(input, lambd=0.5):
+    """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between."""
+    if lambd < 0:
+        from .._type_info import finfo
+        limit = finfo(input.dtype).max if input.is_floating_point() else float("inf")
+        raise RuntimeError(f"lambda must be in range [0, {limit:g}] for input dtype "
+                           f"{_LEGACY.get(input.dtype.name, input.dtype.name)}, but found {lambd:g}")
+    zero = input.new_zeros(())
+    return _T.where(input > lambd, input - lambd, _T.where(input < -lambd, input + lambd, zero))
+
+
+def tanhshrink(input):
+    """``x - tanh(x)``."""
+    return input - input.tanh()
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Randomized leaky ReLU: in training each negative element gets its own slope drawn from
+    U(lower, upper); in evaluation the slope is the mean ``(lower + upper) / 2``."""
+    if inplace:
+        return _inplace(input, rrelu, lower=lower, upper=upper, training=training)
+    if not training:
+        return leaky_relu(input, (lower + upper) / 2)
+    with no_grad():
+        slopes = _T.empty_like(input).uniform_(lower, upper)
+    return _T.where(input >= 0, input, input * slopes)
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return rrelu(input, lower, upper, training, inplace=True)
 
 
 def softsign(input):

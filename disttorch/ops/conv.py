@@ -1,4 +1,4 @@
-"""Convolution (1-D, 2-D, transposed 2-D) as im2col + one BLAS matmul per sample, in the input dtype.
+"""Convolution (1-D, 2-D, transposed 2-D) as im2col + one BLAS matmul per chunk of samples, in the input dtype.
 
 Shapes: input (N, C_in, H, W) (1-D: (N, C_in, L)); weight (C_out, C_in/groups, kh, kw) for a
 convolution and (C_in, C_out/groups, kh, kw) for a transposed one; bias (C_out,).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .._backend import array_module
 from ._base import Op
-from .window import Window2d, col2im, im2col, out_length
+from .window import Window2d, col2im, im2col, out_length, pad_grid
 
 _CHUNK_BYTES = 2 << 20  # columns per chunk: 1-2 MiB measured fastest (cache-resident working set)
 
@@ -32,6 +32,30 @@ def _w3(w4, groups):
     return w4.reshape(groups, w4.shape[0] // groups, -1)
 
 
+def _columns(x, win, groups):
+    """Every window of ``x`` (m, G*C, H, W) as (G, C*kh*kw, m*Ho*Wo), contiguous: the samples sit
+    side by side along the last axis, so one GEMM per group covers the whole chunk. (A GEMM per
+    sample has only Ho*Wo columns: deep layers with a few output positions would read the whole
+    weight once per sample, and their weight gradient would be a sum of rank-Ho*Wo products.)"""
+    xp = array_module(x)
+    xpad = pad_grid(x, win)
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+    m, cpg = x.shape[0], x.shape[1] // groups
+    s_n, s_c, s_h, s_w = xpad.strides
+    view = xp.lib.stride_tricks.as_strided(
+        xpad, (groups, cpg, kh, kw, m, ho, wo),
+        (cpg * s_c, s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+    return xp.ascontiguousarray(view).reshape(groups, cpg * kh * kw, m * ho * wo)
+
+
+def _sample_major(z, groups):
+    """(m, G*A, Ho, Wo) -> (G, A, m*Ho*Wo), the layout of ``_columns`` (one copy)."""
+    xp = array_module(z)
+    m, a = z.shape[0], z.shape[1] // groups
+    zt = z.reshape(m, groups, a, -1).transpose(1, 2, 0, 3)
+    return xp.ascontiguousarray(zt).reshape(groups, a, -1)
+
+
 def correlate(x, w3, win):
     """x (N, G*C, H, W) -> (N, G*A, Ho, Wo): every window of ``x`` times its group's weight matrix."""
     xp = array_module(x)
@@ -40,8 +64,8 @@ def correlate(x, w3, win):
     ho, wo = win.out_size
     out = xp.empty((n, g, a, ho * wo), dtype=x.dtype)
     for s, e in _chunks(n, g * b * ho * wo * x.itemsize):
-        cols = im2col(x[s:e], win).reshape(e - s, g, b, ho * wo)
-        xp.matmul(w3, cols, out=out[s:e])
+        prod = xp.matmul(w3, _columns(x[s:e], win, g))  # (G, A, m*Ho*Wo)
+        out[s:e] = prod.reshape(g, a, e - s, ho * wo).transpose(2, 0, 1, 3)
     return out.reshape(n, g * a, ho, wo)
 
 
@@ -51,12 +75,14 @@ def correlate_adjoint(y, w3, win, channels):
     n = y.shape[0]
     g, a, b = w3.shape
     ho, wo = win.out_size
-    wt = xp.ascontiguousarray(w3.transpose(0, 2, 1))  # (G, B, A)
-    y4 = y.reshape(n, g, a, ho * wo)
+    wt = w3.transpose(0, 2, 1)  # (G, B, A), a transposed view BLAS reads directly
     out = xp.zeros((n, channels) + win.in_size, dtype=y.dtype)
     for s, e in _chunks(n, g * b * ho * wo * y.itemsize):
-        cols = xp.matmul(wt, y4[s:e])
-        col2im(cols.reshape(e - s, g * b, ho * wo), win, channels, out=out[s:e])
+        m = e - s
+        cols = xp.matmul(wt, _sample_major(y[s:e], g))  # (G, B, m*Ho*Wo)
+        # (m, G*B, Ho*Wo) as a strided view of cols (merging G and B keeps it a view)
+        per_sample = cols.reshape(g, b, m, ho * wo).transpose(2, 0, 1, 3).reshape(m, g * b, ho * wo)
+        col2im(per_sample, win, channels, out=out[s:e])
     return out
 
 
@@ -67,12 +93,14 @@ def weight_grad(x, y, win, groups):
     ho, wo = win.out_size
     a = y.shape[1] // groups
     b = x.shape[1] // groups * win.kernel_area
-    y4 = y.reshape(n, groups, a, ho * wo)
-    acc = xp.zeros((groups, a, b), dtype=x.dtype)
+    acc = None
     for s, e in _chunks(n, groups * b * ho * wo * x.itemsize):
-        cols = im2col(x[s:e], win).reshape(e - s, groups, b, ho * wo)
-        acc += xp.matmul(y4[s:e], cols.swapaxes(-1, -2)).sum(0)
-    return acc
+        part = xp.matmul(_sample_major(y[s:e], groups), _columns(x[s:e], win, groups).swapaxes(-1, -2))
+        if acc is None:
+            acc = part
+        else:
+            acc += part
+    return acc if acc is not None else xp.zeros((groups, a, b), dtype=x.dtype)
 
 
 class Im2ColBackward0(Op):

@@ -152,15 +152,22 @@ class EluBackward0(Op):
     save_inputs = (0,)
     saves_output = True
 
-    def forward(self, x, alpha=1.0, scale=1.0, input_scale=1.0):
+    def forward(self, x, alpha=1.0, scale=1.0, input_scale=1.0, celu_grad_scale=None):
         xp = array_module(x)
         self.alpha, self.scale, self.input_scale = alpha, scale, input_scale
+        # CELU's gradient in PyTorch uses 1 / float32(alpha) and recomputes exp from x (not from
+        # the output); the forward uses 1 / alpha in double. Kept so gradients match to the bit.
+        self.celu_grad_scale = celu_grad_scale
         neg = xp.expm1(xp.minimum(x, 0) * input_scale)  # minimum: no overflow on the unused branch
         neg *= alpha * scale
         return xp.where(x > 0, x * scale, neg)
 
     def backward(self, g, ns, x):
         # for x <= 0: d/dx = input_scale * (out + scale * alpha)
+        if self.celu_grad_scale is not None:
+            c = self.celu_grad_scale
+            neg = g * c * (self.alpha * self.scale) * ns.exp(ns.minimum(x, x * 0) * c)
+            return (ns.where(x > 0, g * self.scale, neg),)
         out = ns.out(self)
         neg = g * ((out + self.scale * self.alpha) * self.input_scale)
         return (ns.where(x > 0, g * self.scale, neg),)
@@ -250,6 +257,42 @@ class HardtanhBackward0(Op):
     def backward(self, g, ns, x):
         inside = (x > self.lo) & (x < self.hi)
         return (ns.where(inside, g, g * 0),)
+
+
+class HardsigmoidBackward0(Op):
+    """``relu6(x + 3) / 6``; gradient ``g / 6`` strictly inside (-3, 3), else 0.
+
+    PyTorch's kernel multiplies by the float32 constant 1/6 in every dtype, so float64 gradients
+    carry that rounding too; it is kept here so the numbers match PyTorch's to the last bit.
+    """
+
+    save_inputs = (0,)
+
+    def forward(self, x):
+        xp = array_module(x)
+        return xp.clip(x + 3, 0, 6) / x.dtype.type(6)
+
+    def backward(self, g, ns, x):
+        inside = (x > -3) & (x < 3)
+        return (ns.where(inside, g * _ONE_SIXTH_FLOAT32, g * 0),)
+
+
+class HardswishBackward0(Op):
+    """``x * relu6(x + 3) / 6`` (multiplied, then divided, as PyTorch rounds); gradient 0 below -3,
+    ``g * (x / 3 + 1/2)`` up to 3 inclusive, ``g`` above."""
+
+    save_inputs = (0,)
+
+    def forward(self, x):
+        xp = array_module(x)
+        return x * xp.clip(x + 3, 0, 6) / x.dtype.type(6)
+
+    def backward(self, g, ns, x):
+        ramp = ns.where(x <= 3, g * (x / 3 + 0.5), g)
+        return (ns.where(x < -3, g * 0, ramp),)
+
+
+_ONE_SIXTH_FLOAT32 = float(np.float32(1.0) / np.float32(6.0))
 
 
 class PreluKernelBackward0(Op):

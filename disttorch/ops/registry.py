@@ -176,7 +176,7 @@ OPS: tuple = tuple(
         "flipud", "roll", _o("tril", inplace="generic"), _o("triu", inplace="generic"), "narrow", "select",
         _o("movedim", aliases=("moveaxis",)), "clone", "diagonal", "diag",
         *[_o(n, **_FUNCTION_ONLY) for n in (
-            "broadcast_shapes", "broadcast_tensors", "hstack", "stack", "vstack")],
+            "broadcast_shapes", "broadcast_tensors", "hstack", "meshgrid", "stack", "vstack")],
         _o("cat", method=False, aliases=("concat", "concatenate")),
     )
     + _rows(

@@ -725,3 +725,40 @@ def to_device(x, dev):
     else:
         raise RuntimeError(f"unsupported device {dev}")
     return ToDeviceBackward.apply(x, dev=dev)
+
+
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids from 0-D/1-D tensors: output ``i`` varies along dimension ``i`` ("ij") or,
+    for the first two inputs swapped, along the other ("xy", NumPy's default for 2-D plots).
+
+    Each output is an expanded view of its input, so gradients flow back by summation.
+    """
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        import warnings
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument.",
+                      UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: {indexing}')
+    if not tensors:
+        raise RuntimeError("meshgrid expects a non-empty TensorList")
+    for t in tensors:
+        if t.ndim > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t}")
+    if any(t.dtype != tensors[0].dtype for t in tensors):
+        raise RuntimeError("meshgrid expects all tensors to have the same dtype")
+    if any(t.device != tensors[0].device for t in tensors):
+        raise RuntimeError("meshgrid expects all tensors to have the same device")
+    order = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:
+        order[0], order[1] = 1, 0  # "xy" is "ij" with the first two output dimensions exchanged
+    sizes = [t.numel() for t in tensors]
+    shape = tuple(sizes[i] for i in order)
+    grids = []
+    for i, t in enumerate(tensors):
+        view = [1] * len(tensors)
+        view[order.index(i)] = sizes[i]
+        grids.append(expand(reshape(t, tuple(view)), shape))
+    return tuple(grids)

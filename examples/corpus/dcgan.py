@@ -13,8 +13,8 @@ NZ, NGF, NDF = 16, 16, 16
 
 def discs(count, size=16):
     """Images in [-1, 1]: a disc of random centre and radius on a dark background."""
-    ys = torch.arange(size, dtype=torch.float32).view(1, -1, 1)
-    xs = torch.arange(size, dtype=torch.float32).view(1, 1, -1)
+    coords = torch.arange(size, dtype=torch.float32)
+    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
     centres = torch.rand(count, 2) * (size - 6) + 3
     radii = torch.rand(count) * 3 + 2
     dist = ((ys - centres[:, 0].view(-1, 1, 1)) ** 2 + (xs - centres[:, 1].view(-1, 1, 1)) ** 2).sqrt()

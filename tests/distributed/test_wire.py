@@ -64,3 +64,14 @@ def test_too_many_dimensions():
     raw += struct.pack("<40q", *([1] * 40))
     with pytest.raises(WireError, match="dimensions"):
         wire.decode(bytes(raw), 1 << 20)
+
+
+def test_message_names_fields_and_defaults_the_rest():
+    raw = wire.message(Kind.ABORT, job_id=7, group=2, src=1, nbytes=12)
+    h = wire.decode(raw, 1 << 20)
+    assert (h.kind, h.job_id, h.group, h.src, h.nbytes) == (Kind.ABORT, 7, 2, 1, 12)
+    assert (h.dtype, h.seq, h.op, h.root, h.step, h.tag, h.offset, h.numel, h.shape) == (2, 0, 0, -1, 0, 0, 0, 0, ())
+    full = _header(kind=Kind.P2P)
+    assert wire.message(full.kind, **{k: v for k, v in full._asdict().items() if k != "kind"}) == full.encode()
+    with pytest.raises(TypeError):
+        wire.message(Kind.ABORT, 7, 2, 1)  # positional fields are refused: the point is naming them

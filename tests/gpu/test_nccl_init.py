@@ -65,3 +65,13 @@ def test_ddp_on_cuda_parameters_matches_plain_training(nccl_world):
     for a, b in zip(ref.parameters(), ddp.module.parameters()):
         assert a.is_cuda and b.is_cuda and b.grad.is_cuda
         assert dt.allclose(a.cpu(), b.cpu(), atol=1e-6)
+
+
+def test_new_group_under_nccl_reads_the_peer_table_from_the_host_engine(nccl_world):
+    g = dist.new_group([0])
+    assert dist.get_backend(g) == "nccl" and dist.get_process_group_ranks(g) == [0]
+    x = dt.arange(3.0, device="cuda")
+    dist.all_reduce(x, group=g)
+    assert x.is_cuda and x.tolist() == [0.0, 1.0, 2.0]
+    dist.monitored_barrier(g, timeout=5)  # the timeout of the host group it carries
+    dist.destroy_process_group(g)

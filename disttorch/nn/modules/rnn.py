@@ -19,6 +19,7 @@ from ... import _torch_api as _T
 from .. import functional as NF
 from .. import init
 from ..parameter import Parameter
+from ._lstm_cell_op import LstmCellBackward0
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -27,12 +28,19 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
-    """One time step given the input projection ``gx`` (N, gates*H): returns (h', c')."""
-    gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
+    """One time step given the input projection ``gx`` (N, gates*H): returns (h', c').
+
+    For RNN and LSTM a caller may pass ``b_hh=None`` with ``b_hh`` already folded into ``gx``:
+    the pre-activation is then one addmm node per step instead of a matmul and an add."""
+    if mode != "GRU" and b_hh is None:
+        pre = _T.addmm(gx, h, w_hh.t())
+    else:
+        gh = _T.addmm(b_hh, h, w_hh.t()) if b_hh is not None else _T.matmul(h, w_hh.t())
+        pre = None if mode == "GRU" else gx + gh
     if mode == "LSTM":
-        i, f, g, o = (gx + gh).chunk(4, 1)
-        c = _T.sigmoid(f) * c + _T.sigmoid(i) * _T.tanh(g)
-        h = _T.sigmoid(o) * _T.tanh(c)
+        hc = LstmCellBackward0.apply(pre, c)  # one node for the gates, c' and h'
+        hidden = hc.shape[1] // 2
+        h, c = hc[:, :hidden], hc[:, hidden:]
         if w_hr is not None:
             h = _T.matmul(h, w_hr.t())
         return h, c
@@ -43,7 +51,6 @@ def _step(mode, gx, h, c, w_hh, b_hh, w_hr):
         z = _T.sigmoid(xz + hz)
         n = _T.tanh(xn + r * hn)  # b_hn sits inside the reset gate's product, as in PyTorch
         return (1 - z) * n + z * h, None
-    pre = gx + gh
     return (_T.tanh(pre) if mode == "RNN_TANH" else _T.relu(pre)), None
 
 
@@ -58,7 +65,13 @@ def _input_projection(x, w_ih, b_ih):
 def _run_direction(mode, x, h, c, weights, reverse):
     """Runs one layer in one direction over x (L, N, H_in): returns (outputs (L, N, H_out), h_n, c_n)."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    if mode != "GRU" and b_hh is not None:  # GRU's b_hn sits inside the reset gate: it cannot fold
+        b_ih, b_hh = b_ih + b_hh, None  # both biases added once per sequence, not once per step
     gx_all = _input_projection(x, w_ih, b_ih)
+    if mode != "GRU" and b_hh is None:
+        # W_hh^T made contiguous once per sequence: BLAS multiplies (N, H) by a row-major (H, 4H)
+        # matrix markedly faster than by a transposed view, and every step reuses it.
+        w_hh = w_hh.t().contiguous().t()
     length = x.shape[0]
     outs = [None] * length
     for t in (range(length - 1, -1, -1) if reverse else range(length)):

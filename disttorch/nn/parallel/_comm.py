@@ -79,6 +79,13 @@ def broadcast_arrays(arrays, src=0, group=None):
             off += a.size
 
 
+def engine(group=None):
+    """The engine behind ``group`` (``distributed.backend.CollectiveBackend``; None on a rank that
+    is not a member), through the public ``distributed.api.resolve_group``."""
+    from ...distributed.api import resolve_group
+    return resolve_group(group)
+
+
 def global_rank(group_rank, group=None) -> int:
     """The global rank of ``group_rank`` in ``group`` (collectives name their root globally)."""
     return group_rank if group is None else dist().get_global_rank(group, group_rank)

@@ -20,6 +20,10 @@ rank's shared-memory input area (``distributed/direct_reduce.py``) instead of a 
 collective sums every rank's area into the ``.grad`` arrays themselves (one copy and one pass
 less per step; the buckets then only track which gradients are in).
 
+Each of these modes (and the comm hook's) is a class in ``_reductions.py``: where a gradient is
+copied, and when and how buckets are reduced. All of them end in ``_hand_back``, which sets
+``.grad`` as PyTorch does.
+
 Buckets start in reverse registration order, a guess at the order backward produces gradients.
 The first iteration records the real order, and before the second the buckets are rebuilt to
 follow it (rank 0's order, broadcast, so every rank has the same buckets), as PyTorch does: a
@@ -33,7 +37,7 @@ import numpy as np
 
 from . import _comm
 from ._bucket import GradBucket, allocate_buffers, assign_buckets
-from ._future import completed, from_work
+from ._reductions import AllAtOnce, BucketOverlap, CommHook, DirectSharedMemory
 from ...profiler import trace as _trace
 
 
@@ -57,17 +61,18 @@ class Reducer:
         self._handed_out = [None] * len(params)  # weakrefs to the bucket-view .grad tensors given out
         self._fresh = [False] * len(params)      # .grad was None when this iteration began
         self._direct = {}                        # dtype -> DirectAllReduce (enable_direct)
-        self._direct_slot = []                   # param index -> (DirectAllReduce, start element)
+        self.direct_slot = []                   # param index -> (DirectAllReduce, start element)
         self._direct_on = False                  # this iteration reduces through the direct areas
-        self._dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
+        self._modes = {m: m(self) for m in (BucketOverlap, AllAtOnce, DirectSharedMemory, CommHook)}
+        self.dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
         self.reset()
 
     def enable_direct(self):
         """Collective: gives every dtype a shared-memory input area; without one on every rank
         (the group is not all on one host's shared memory) the buckets keep doing the work."""
-        from ...distributed.api import _group
         from ...distributed.direct_reduce import DirectAllReduce
-        pg = _group(self.group)
+        pg = _comm.engine(self.group)
+        pg = pg.host() if pg is not None else None  # the areas live in the host engine's shared memory
         sizes = {}
         for p in self.params:
             sizes[p._data.dtype] = sizes.get(p._data.dtype, 0) + p._data.size
@@ -80,17 +85,17 @@ class Reducer:
                 return
             areas[dtype] = area
         used = dict.fromkeys(areas, 0)
-        self._direct_slot = []
+        self.direct_slot = []
         for p in self.params:
             dt = p._data.dtype
-            self._direct_slot.append((areas[dt], used[dt]))
+            self.direct_slot.append((areas[dt], used[dt]))
             used[dt] += p._data.size
         self._direct = areas
 
     def _build_buckets(self, order):
         self._order = order
         groups = assign_buckets(self.params, *self._caps, order=order)
-        slices, self._arenas = allocate_buffers(self.params, groups)
+        slices, self.arenas = allocate_buffers(self.params, groups)
         self.buckets = [GradBucket(i, [self.params[j] for j in idx], idx, flat, i == len(groups) - 1)
                         for i, (idx, flat) in enumerate(zip(groups, slices))]
         self._where = [None] * len(self.params)  # param index -> (bucket, slot)
@@ -181,69 +186,50 @@ class Reducer:
             bucket.pending -= 1
             if not self.rebuilt:
                 self.ready_order.append(index)
-        if self._direct_on:  # into the shared input area; the sum comes back into ``grad`` itself
-            area, start = self._direct_slot[index]
-            view = area.area()[start:start + view.size].reshape(view.shape)
-            self._dest[index] = grad
+        mode = self.reduction()
+        view = mode.destination(index, view, grad)
         if grad is None:
             view.fill(0)
-        elif self.comm_hook is None:
+        elif mode.scales:
             np.multiply(grad, self._scale, out=view)  # the copy into the bucket divides too
         elif grad is not view:  # a bucket-view gradient already holds its values in place
             np.copyto(view, grad)
         if bucket.pending == 0:
-            self._launch_ready_buckets()
+            self._launch_ready_buckets(mode)
 
-    def _launch_ready_buckets(self):
+    def reduction(self):
+        """This iteration's mode (``_reductions.py``), from the reducer's settings."""
+        if self.comm_hook is not None:
+            return self._modes[CommHook]
+        if self._direct_on:
+            return self._modes[DirectSharedMemory]
+        return self._modes[BucketOverlap if self.overlap else AllAtOnce]
+
+    def _launch_ready_buckets(self, mode):
         # Strict index order: every rank issues the same collectives in the same order.
         n = len(self.buckets)
-        if not self.overlap:
+        if not mode.overlaps:
             if all(b.pending == 0 for b in self.buckets):
-                self._reduce_all_now()
+                mode.reduce_all()
             return
         while self._next_launch < n and self.buckets[self._next_launch].pending == 0:
             bucket = self.buckets[self._next_launch]
             self._next_launch += 1
             with _trace.span("all-reduce bucket", "ddp", bucket=bucket.index(), bytes=bucket.flat.nbytes):
-                self._futures[bucket.index()] = self._reduce(bucket, last=self._next_launch == n)
+                self._futures[bucket.index()] = mode.launch(bucket, last=self._next_launch == n)
         if self._next_launch == n:
-            self._finalize()
+            self.finalize(self._futures)
 
-    def _reduce(self, bucket, last):
-        if self.comm_hook is not None:
-            return self.comm_hook(self.comm_state, bucket)
-        tensor = bucket.buffer()
-        if last:
-            _comm.all_reduce(tensor, self.group)
-            return completed(tensor)
-        return from_work(_comm.all_reduce_async(tensor, self.group), tensor)
-
-    def _reduce_all_now(self):
-        """Without overlap: one collective per dtype covers every bucket (their buffers are
-        consecutive), run by the backward thread itself, then finalize."""
-        if self._direct_on:
-            self._reduce_direct()
-            return
-        if self.comm_hook is not None:  # a hook reduces bucket by bucket, as it expects
-            self._futures = [self.comm_hook(self.comm_state, b) for b in self.buckets]
-        else:
-            with _trace.span("all-reduce all buckets", "ddp", buckets=len(self.buckets)):
-                for arena in self._arenas.values():
-                    _comm.all_reduce(arena, self.group)
-            self._futures = [completed(None)] * len(self.buckets)
-        self._next_launch = len(self.buckets)
-        self._finalize()
-
-    def _finalize(self):
-        """Waits for every bucket and writes the averaged gradients into ``.grad``."""
+    def finalize(self, futures):
+        """Waits for every bucket's future and writes the averaged gradients into ``.grad``."""
         from ...tensor import Tensor
+        self._futures = futures
+        self._next_launch = len(self.buckets)
         globally_used = None
         if self.locally_used is not None:
             used = Tensor._wrap(self.locally_used.copy())
             _comm.all_reduce(used, self.group)
             globally_used = used._data
-        view_mode = self.gradient_as_bucket_view
-        fresh, handed_out = self._fresh, self._handed_out
         for bucket, fut in zip(self.buckets, self._futures):
             with _trace.span("wait bucket", "wait", bucket=bucket.index()):
                 result = fut.wait()
@@ -256,48 +242,53 @@ class Reducer:
             for p, index, view in zip(bucket.params, bucket.param_indices, bucket.views):
                 if globally_used is not None and globally_used[index] == 0:
                     continue  # no rank used it: its .grad stays as it was, as in PyTorch
-                grad = p.grad
-                if grad is not None and grad._data is view:
-                    continue  # reduced in place
-                if view_mode or grad is None or fresh[index]:
-                    p.grad = Tensor._wrap(view)  # no copy: .grad is the bucket's slice (see prepare)
-                    if not view_mode:
-                        handed_out[index] = weakref.ref(p.grad)
-                else:
-                    np.copyto(grad._data, view)  # a .grad that lives across iterations keeps its identity
+                self._hand_back(index, p, view, from_bucket=True)
         self.reset()
         if not self.rebuilt:
             self.rebuild_due = True
 
-    def _reduce_direct(self):
+    def reduce_direct(self):
         """Sums every rank's input area into each parameter's gradient array, then sets ``.grad``
-        as ``_finalize`` would: a new tensor where there was none, the same tensor otherwise."""
-        from ...tensor import Tensor
+        as ``finalize`` would: a new tensor where there was none, the same tensor otherwise."""
         outs = {area: [] for area in self._direct.values()}
         dests = []
         for i, p in enumerate(self.params):
-            arr = self._dest[i]
+            arr = self.dest[i]
             if not _writable_like(arr, p._data):  # no gradient (joined rank) or one we may not write
                 arr = np.empty_like(p._data)
             dests.append(arr)
-            area, start = self._direct_slot[i]
+            area, start = self.direct_slot[i]
             outs[area].append((start, arr))
         with _trace.span("all-reduce direct", "ddp", params=len(self.params)):
             for area, pairs in outs.items():
                 area.all_reduce_into(pairs)
         for i, (p, arr) in enumerate(zip(self.params, dests)):
-            grad = p.grad
-            if grad is not None and grad._data is arr:
-                continue  # reduced in place
-            if grad is None or self._fresh[i]:
-                p.grad = Tensor._wrap(arr)
-            else:
-                np.copyto(grad._data, arr)  # a .grad that lives across iterations keeps its identity
-        self._dest = [None] * len(self.params)
+            self._hand_back(i, p, arr, from_bucket=False)
+        self.dest = [None] * len(self.params)
         self._next_launch = len(self.buckets)
         self.reset()
         if not self.rebuilt:
             self.rebuild_due = True
+
+    def _hand_back(self, index, p, arr, from_bucket):
+        """Makes the reduced gradient ``arr`` parameter ``index``'s ``.grad``, as PyTorch would:
+        a new tensor where there was none (or it was None when the iteration began), the same
+        tensor otherwise (its values overwritten). Every reduction mode ends here.
+
+        ``from_bucket``: ``arr`` is a slice of a bucket buffer; handing it out without a copy is
+        recorded (``prepare`` checks that nobody else still holds it before reusing the buffer).
+        """
+        from ...tensor import Tensor
+        grad = p.grad
+        if grad is not None and grad._data is arr:
+            return  # reduced in place
+        view_mode = from_bucket and self.gradient_as_bucket_view
+        if view_mode or grad is None or self._fresh[index]:
+            p.grad = Tensor._wrap(arr)  # no copy: .grad is the bucket's slice (see prepare)
+            if from_bucket and not view_mode:
+                self._handed_out[index] = weakref.ref(p.grad)
+        else:
+            np.copyto(grad._data, arr)  # a .grad that lives across iterations keeps its identity
 
     # ---- unused parameters ----------------------------------------------------------------------
     def find_unused(self, output):

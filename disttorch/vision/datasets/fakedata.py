@@ -9,10 +9,13 @@ from .vision import VisionDataset, as_image
 class FakeData(VisionDataset):
     """``size`` random images of ``image_size`` = (C, H, W) with labels in ``[0, num_classes)``.
 
-    Sample ``i`` is drawn from its own generator seeded with ``i + random_offset``, so it does not
-    depend on (or disturb) any global random state and is the same in every worker process. Images
-    are uint8 ``H x W x C`` data returned as PIL images when Pillow is installed (1, 3 or 4
-    channels), else as arrays.
+    Sample ``i`` is drawn as torchvision draws it, from a generator seeded with ``i + random_offset``
+    (so it neither depends on nor disturbs the global random state and is the same in every worker):
+    a ``randn(C, H, W)`` image, then a ``randint(0, num_classes, (1,))`` label. The image becomes
+    uint8 as ToPILImage converts a float tensor: times 255, truncated toward zero, wrapped modulo
+    256. With disttorch's streams equal to PyTorch's, images and labels equal torchvision's. Images
+    are ``H x W x C`` data returned as PIL images when Pillow is installed (1, 3 or 4 channels),
+    else as arrays.
     """
 
     def __init__(self, size: int = 1000, image_size=(3, 224, 224), num_classes: int = 10, transform=None,
@@ -28,14 +31,19 @@ class FakeData(VisionDataset):
         self.random_offset = random_offset
 
     def __getitem__(self, index: int):
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+        if not -len(self) <= index < len(self):
             raise IndexError(f"{self.__class__.__name__} index out of range (index {index}, size {self.size})")
-        rng = np.random.default_rng(index + self.random_offset)
+        from ... import Generator, int64, randint, randn
+
+        generator = Generator()
+        # torchvision seeds with the index as given, so ds[-1] is not ds[len - 1]; kept for parity.
+        generator.manual_seed(index + self.random_offset)
         channels, height, width = self.image_size
-        pixels = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
-        target = int(rng.integers(0, self.num_classes))
+        noise = randn(channels, height, width, generator=generator).numpy()
+        target = int(randint(0, self.num_classes, (1,), dtype=int64, generator=generator)[0])
+        # float -> uint8 as PyTorch's .byte() does on CPU: truncate, then keep the low 8 bits.
+        scaled = noise * np.float32(255)
+        pixels = np.ascontiguousarray(scaled.astype(np.int64).astype(np.uint8).transpose(1, 2, 0))
         img = as_image(pixels[:, :, 0] if channels == 1 else pixels) if channels in (1, 3, 4) else pixels
         if self.transform is not None:
             img = self.transform(img)

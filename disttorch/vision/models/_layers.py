@@ -1,6 +1,5 @@
 """Building blocks shared by several torchvision architectures (torchvision.ops.misc's role)."""
 from ... import nn
-from ...nn import functional as F
 
 
 def make_divisible(value, divisor, min_value=None):
@@ -17,37 +16,9 @@ def make_divisible(value, divisor, min_value=None):
     return rounded
 
 
-class Hardswish(nn.Module):
-    """x * relu6(x + 3) / 6 (nn.Hardswish's role until nn has it)."""
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, x):
-        return F.hardswish(x)
-
-    def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
-
-
-class Hardsigmoid(nn.Module):
-    """relu6(x + 3) / 6 (nn.Hardsigmoid's role until nn has it)."""
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, x):
-        return F.hardsigmoid(x)
-
-    def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
-
-
-# Prefer nn's own modules once they exist, so reprs and isinstance checks match PyTorch's.
-Hardswish = getattr(nn, "Hardswish", Hardswish)
-Hardsigmoid = getattr(nn, "Hardsigmoid", Hardsigmoid)
+# torch.nn's own activations, so reprs, isinstance checks and state_dicts match torchvision's.
+Hardswish = nn.Hardswish
+Hardsigmoid = nn.Hardsigmoid
 
 
 class Conv2dNormActivation(nn.Sequential):
