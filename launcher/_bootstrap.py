@@ -175,7 +175,9 @@ def _run_user_code(argv: list) -> None:
         runpy.run_path(os.path.abspath(script), run_name="__main__")
 
 
-def main() -> None:
+def main(before_user_code=None) -> None:
+    """Run the worker; `before_user_code` (the fork server's) runs after the guards are set up,
+    where a fresh interpreter would first import the user's modules."""
     argv = sys.argv[1:]
     if not argv:
         raise SystemExit("usage: _bootstrap.py (script.py | -m module | --exec cmd) [args]")
@@ -190,6 +192,8 @@ def main() -> None:
     _guard_against_orphaning(exec_mode=False)
     _enable_stack_dumps()
     try:
+        if before_user_code is not None:
+            before_user_code()
         _run_user_code(argv)
     except SystemExit:
         raise  # an exit status is not a crash to report

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds between SIGTERM and SIGKILL when stopping workers (10)")
     g.add_argument(*_flag("--start-method"), default=None,
-                   help="accepted for torchrun compatibility; workers are always fresh processes")
+                   help="forkserver (default on Linux; also 'fork'): fork workers from a "
+                        "pre-imported template; spawn: start each as a fresh interpreter")
     g = p.add_argument_group("output")
     g.add_argument(*_flag("--log-dir"), default=None,
                    help="write each rank's stdout/stderr/error file under DIR/RUN_ID/attempt_K/rankR")

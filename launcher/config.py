@@ -102,6 +102,7 @@ class LaunchConfig:
     simulation: SimulationConfig | None = None  # --simulate-network / --inject-fault / --trace-dir
     collective_timeout: float | None = None  # --timeout: the workers' DISTTORCH_TIMEOUT
     worker_join_timeout: float | None = None  # --join-timeout given: the workers' rendezvous too
+    start_method: str | None = None  # --start-method: None (fork server where safe), or spawn
 
     @property
     def multi_node(self) -> bool:
@@ -349,6 +350,9 @@ def config_from_args(args, env) -> tuple[LaunchConfig, bool]:
 
     if args.max_restarts < 0:
         raise ValueError(f"--max-restarts: expected >= 0, got {args.max_restarts}")
+    if args.start_method is not None and args.start_method not in ("forkserver", "fork", "spawn"):
+        raise ValueError(f"--start-method: expected forkserver, fork or spawn, got "
+                         f"{args.start_method!r}")
     if args.monitor_interval <= 0:
         raise ValueError(f"--monitor-interval: expected > 0 seconds, got {args.monitor_interval}")
     if args.grace_period < 0:
@@ -450,6 +454,7 @@ def config_from_args(args, env) -> tuple[LaunchConfig, bool]:
         last_call=conf.get("last_call_timeout", 5.0),
         node_timeout=args.node_timeout,
         isolate_gpus=args.isolate_gpus,
+        start_method=args.start_method,
         secret=secret,
         secret_from_stdin=args.secret_stdin,
         scheduler=scheduler,

@@ -6,7 +6,9 @@ group, a grace period, then SIGKILL to the group and to any descendant that left
 `run_single_node` runs attempts on one machine until success, a signal, or the restart budget
 is spent, and prints the one failure report.
 
-Workers are spawned from the main thread only: the kernel's parent-death signal fires when the
+Workers are forked from a pre-imported template (`forkserver.py`) where that is safe, else
+spawned as fresh interpreters; either way each leads its own session and is this launcher's child.
+Workers are started from the main thread only: the kernel's parent-death signal fires when the
 *thread* that forked the child exits, so a short-lived spawning thread would kill its workers.
 """
 from __future__ import annotations
@@ -26,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import output
+from . import forkserver
 from .config import (STREAM_ERR, STREAM_OUT, LaunchConfig, python_executable, thread_env, visible_gpus,
                      worker_env)
 from .net import free_port
-from .process import (become_subreaper, descendants, kill_pids, own_children, reap,
-                      signal_group, signal_name)
+from .process import (become_subreaper, descendants, kill_pids, own_children, raise_open_file_limit,
+                      reap, signal_group, signal_name)
 from .report import (WorkerFailure, early_exit_description, first_event, format_report,
                      last_stack_dump, read_error_file)
 from .signals import SignalState
@@ -219,8 +222,10 @@ class WorkerGroup:
     """One attempt of one node: start the workers, supervise them, stop them all on failure."""
 
     def __init__(self, plans: list[WorkerPlan], *, node_rank: int = 0, host: str | None = None,
-                 grace_period: float = 10.0, monitor_interval: float = 0.1) -> None:
+                 grace_period: float = 10.0, monitor_interval: float = 0.1,
+                 start_method: str | None = None) -> None:
         self.plans = plans
+        self.start_method = start_method
         self.node_rank = node_rank
         self.host = host or socket.gethostname()
         self.grace_period = grace_period
@@ -236,13 +241,21 @@ class WorkerGroup:
         self.started_at = time.time()
         # Orphans of the workers then come to us, and `_sweep_orphans` can stop them.
         self._subreaper = become_subreaper()
-        self._preexisting = own_children()
+        # Two pipes per worker here; in each worker a socket or two per peer: 128 ranks outgrow
+        # the common default of 1024 open files.
+        raise_open_file_limit(4096 + 8 * len(self.plans))
+        server = self._fork_server()
+        self._preexisting = own_children() | ({server.pid} if server else set())
+        cwd = os.getcwd()
         for plan in self.plans:
             try:
-                proc = subprocess.Popen(
-                    plan.argv, env=plan.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
-            except OSError as exc:
+                if server is not None and server.suits(plan.env):
+                    proc = server.fork(plan.argv[2:], plan.env, cwd)
+                else:
+                    proc = subprocess.Popen(
+                        plan.argv, env=plan.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+            except (OSError, forkserver.ForkServerError) as exc:
                 self._abort_start()
                 raise LaunchError(f"cannot start rank {plan.rank}: {plan.argv[0]!r}: {exc}") from exc
             tag = f"[rank{plan.rank}]: ".encode()
@@ -259,6 +272,23 @@ class WorkerGroup:
             self.workers.append(worker)
             threading.Thread(target=self._wait_for, args=(len(self.workers) - 1,),
                              name="disttorch-waiter", daemon=True).start()
+
+    def _fork_server(self) -> forkserver.ForkServer | None:
+        """The template to fork this attempt's workers from, or None to spawn them."""
+        if (self.start_method == "spawn" or not self.plans or not self._subreaper
+                or not forkserver.fork_supported()):
+            return None
+        first = self.plans[0]
+        if first.argv[1:2] != [BOOTSTRAP] or first.argv[2:3] == ["--exec"]:
+            return None  # --no-python: an exec gains nothing from a pre-imported template
+        if "DISTTORCH_DEVICE_INDEX" in first.env:
+            return None  # GPU workers: a CUDA context does not survive a fork
+        try:
+            return forkserver.fork_server_for(first.argv[0], first.env)
+        except forkserver.ForkServerError as exc:
+            output.say(f"{exc}; starting workers as fresh interpreters")
+            self.start_method = "spawn"
+            return None
 
     def _abort_start(self) -> None:
         for w in self.workers:
@@ -476,7 +506,8 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
                 rank_offset=0, world_size=cfg.nproc_per_node, node_rank=0, nnodes=1,
                 master_port=port, secret=secret, run_id=run_id)
             group = WorkerGroup(plans, node_rank=0, host=host, grace_period=cfg.grace_period,
-                                monitor_interval=cfg.monitor_interval)
+                                monitor_interval=cfg.monitor_interval,
+                                start_method=cfg.start_method)
             try:
                 group.start()
             except LaunchError as exc:
@@ -501,6 +532,7 @@ def run_single_node(cfg: LaunchConfig, *, secret: str, run_id: str) -> int:
                 stopped=result.stopped, early_exits=result.early_exits, stacks=result.stacks))
             return 1
     finally:
+        forkserver.shutdown_fork_server()
         files.cleanup()
         if cfg.simulation is not None:
             cfg.simulation.finish()  # merge the per-rank traces, whatever the outcome

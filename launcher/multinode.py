@@ -358,7 +358,8 @@ class _NodeAgent:
         for plan in plans:  # node 0 decides restarts; workers see its budget
             plan.env["TORCHELASTIC_MAX_RESTARTS"] = str(cfg_max)
         group = WorkerGroup(plans, node_rank=node_rank, host=self.host,
-                            grace_period=cfg.grace_period, monitor_interval=cfg.monitor_interval)
+                            grace_period=cfg.grace_period, monitor_interval=cfg.monitor_interval,
+                            start_method=cfg.start_method)
         try:
             group.start()
         except LaunchError as exc:

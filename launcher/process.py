@@ -11,7 +11,7 @@ import signal
 import sys
 
 __all__ = ["signal_name", "describe_status", "signal_group", "descendants", "kill_pids",
-           "become_subreaper", "own_children", "reap"]
+           "become_subreaper", "own_children", "reap", "raise_open_file_limit"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -104,3 +104,22 @@ def reap(pids) -> None:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+
+def raise_open_file_limit(needed: int) -> int:
+    """Raise this process's soft limit on open files to `needed` (at most the hard limit), so
+    that the launcher's pipes and the workers' sockets (which inherit the limit) do not run out
+    with many workers. Returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft

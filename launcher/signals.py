@@ -87,7 +87,9 @@ def dump_local_workers() -> int:
                 argv = f.read().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-        if any(arg.endswith(b"_bootstrap.py") for arg in argv[:3]):
+        # Forked workers carry the fork server template's command line; the template itself
+        # ignores SIGUSR1.
+        if any(arg.endswith((b"_bootstrap.py", b"_forkserver_template.py")) for arg in argv[:3]):
             try:
                 os.kill(pid, signal.SIGUSR1)
                 count += 1

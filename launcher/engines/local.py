@@ -45,7 +45,8 @@ class LocalEngine:
             secret=self.secret, run_id=self.run_id, base_env=dict(os.environ))
         self._group = WorkerGroup(plans, node_rank=0, host=self.host,
                                   grace_period=self.cfg.grace_period,
-                                  monitor_interval=self.cfg.monitor_interval)
+                                  monitor_interval=self.cfg.monitor_interval,
+                                  start_method=self.cfg.start_method)
         self._group.start()
         self._alive = set(range(len(plans)))
 
@@ -77,6 +78,8 @@ class LocalEngine:
         return [self._exit(i, group.workers[i].returncode, time.time(), "stopped") for i in sorted(stopping)]
 
     def close(self) -> None:
+        from ..forkserver import shutdown_fork_server
+        shutdown_fork_server()
         self.files.cleanup()
 
     def _exit(self, index: int, returncode: int | None, when: float, cause: str | None = None) -> RankExit:
