@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-from launcher.net import free_port
+from disttorch_launcher.net import free_port
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 DEFAULT_SIZES = ["4K", "64K", "256K", "1M", "4M", "16M", "64M"]

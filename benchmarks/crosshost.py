@@ -62,7 +62,7 @@ def _result(output: str, what: str) -> dict:
 
 def run_disttorch(rig: Cluster, per_host: int, args: list[str], extra_env: dict) -> dict:
     hosts = ",".join(f"{h.name}:{per_host}" for h in rig.hosts)
-    done = rig.run("testhost1", [sys.executable, "-m", "launcher", "--hosts", hosts,
+    done = rig.run("testhost1", [sys.executable, "-m", "disttorch_launcher", "--hosts", hosts,
                                  str(WORKER), "disttorch", *args],
                    cwd=str(REPO), env=_env(**extra_env), timeout=300)
     if done.returncode != 0:
@@ -103,11 +103,11 @@ def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, curve: str, repe
     env = _env(DISTTORCH_DDP_OVERLAP=overlap, DISTTORCH_CURVE="1" if curve == "on" else "0")
     measured, predicted = [], []
     for _ in range(repeats):
-        real = rig.run("testhost1", [sys.executable, "-m", "launcher", "--hosts",
+        real = rig.run("testhost1", [sys.executable, "-m", "disttorch_launcher", "--hosts",
                                      "testhost1:1,testhost2:1", *script],
                        cwd=str(REPO), env=env, timeout=300)
         measured.append(_last_step_ms(real.stdout + real.stderr))
-        sim = rig.run("testhost1", [sys.executable, "-m", "launcher", "--nproc-per-node", "2",
+        sim = rig.run("testhost1", [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2",
                                     "--simulate-network", f"bandwidth={rate}", *script],
                       cwd=str(REPO), env=env, timeout=300)
         predicted.append(_last_step_ms(sim.stdout + sim.stderr))

@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-from launcher.net import free_port
+from disttorch_launcher.net import free_port
 
 COMMON = r'''
 import os, sys, time, statistics

@@ -118,7 +118,7 @@ def main() -> None:
     script = os.path.join(tempfile.mkdtemp(prefix="many-workers-job-"), "tiny_ddp.py")
     with open(script, "w") as f:
         f.write(JOB)
-    launcher = [sys.executable, "-m", "launcher"]
+    launcher = [sys.executable, "-m", "disttorch_launcher"]
     rows = []
     for n in _sizes(args.sizes):
         rows.append(_run("disttorch-run (fork server)",

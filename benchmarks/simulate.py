@@ -78,7 +78,7 @@ def worker(steps: int, batch: int) -> None:
 
 def run(workers: int, steps: int, batch: int, network: str | None, trace_dir: str | None) -> tuple[dict, list[str]]:
     """Runs one job; returns the slowest rank's numbers and where the launcher wrote its trace."""
-    cmd = [sys.executable, "-m", "launcher", "--nproc-per-node", str(workers)]
+    cmd = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", str(workers)]
     if network is not None:
         cmd += ["--simulate-network", network]
     if trace_dir is not None:

@@ -180,7 +180,7 @@ def _launch(scratch: Scratch, tag: str, fault: str | None, *, resume=False, sigt
                XDG_RUNTIME_DIR=str(scratch.runtime), TMPDIR=str(scratch.tmp), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", DISTTORCH_PROGRESS="0",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    argv = [sys.executable, "-m", "launcher", "--nproc-per-node", "2", "--max-restarts", "1",
+    argv = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2", "--max-restarts", "1",
             "--grace-period", "3", "--fault-seed", str(seed)]
     if fault:
         argv += ["--inject-fault", fault]

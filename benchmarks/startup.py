@@ -84,7 +84,7 @@ def main() -> int:
            if not k.startswith(("SLURM_", "OMPI_", "PMI_", "TORCHELASTIC_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     disttorch_run = _tool("disttorch-run")
-    dt = [disttorch_run] if disttorch_run else [sys.executable, "-m", "launcher"]
+    dt = [disttorch_run] if disttorch_run else [sys.executable, "-m", "disttorch_launcher"]
     torchrun = _tool("torchrun")
     have_torch = torchrun is not None and _has_module("torch.distributed")
     have_disttorch = _has_module("disttorch.distributed", "init_process_group")

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from launcher import settings
+from disttorch_launcher import settings
 
 _cupy = None
 _cupy_checked = False

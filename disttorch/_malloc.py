@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import platform
 
-from launcher import settings
+from disttorch_launcher import settings
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

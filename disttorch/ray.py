@@ -4,7 +4,7 @@
     statuses = disttorch.ray.run("train.py", ["--epochs", "3"], num_workers=4, cpus_per_worker=1)
     # [0, 0, 0, 0]: every rank's exit status
 
-The same engine as ``disttorch-run --ray`` (``launcher.engines.ray``): one placement-group bundle
+The same engine as ``disttorch-run --ray`` (``disttorch_launcher.engines.ray``): one placement-group bundle
 and one actor per rank, each actor running its rank as a child process with torchrun's variables.
 ``ray`` is imported only when this module is used; ``pip install 'disttorch[ray]'`` provides it.
 """
@@ -30,8 +30,8 @@ def run(script: str, args: Sequence[str] = (), *, num_workers: int, cpus_per_wor
     failing rank stops all others, as under ``disttorch-run``; ``max_restarts`` restarts the
     group.
     """
-    from launcher.engines.ray import RayJob, bootstrap_argv, run_ray_job
-    from launcher.remote import _forwarded_env
+    from disttorch_launcher.engines.ray import RayJob, bootstrap_argv, run_ray_job
+    from disttorch_launcher.remote import _forwarded_env
 
     if not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers: expected an int >= 1, got {num_workers!r}")

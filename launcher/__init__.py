@@ -1,7 +1,7 @@
 """disttorch-run: starts and supervises the worker processes of a disttorch job.
 
 Imports nothing of the tensor stack (nor NumPy), so it starts fast and survives a broken worker.
-`python -m launcher` and the `disttorch-run` console script run `launcher.cli.main`.
+`python -m disttorch_launcher` and the `disttorch-run` console script run `disttorch_launcher.cli.main`.
 
 Modules: cli (options), config (values, worker environment), local (spawn and supervise one
 node), output (prefixed console lines, log files), report (the failure report), process and

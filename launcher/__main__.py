@@ -1,4 +1,4 @@
-"""`python -m launcher ...` is `disttorch-run ...`."""
+"""`python -m disttorch_launcher ...` is `disttorch-run ...`."""
 import sys
 
 from .cli import main

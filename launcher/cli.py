@@ -1,4 +1,4 @@
-"""`disttorch-run` / `python -m launcher`: parse the options and dispatch to the mode that runs
+"""`disttorch-run` / `python -m disttorch_launcher`: parse the options and dispatch to the mode that runs
 the job.
 
 torchrun's options are accepted with both spellings (`--nproc-per-node` / `--nproc_per_node`).

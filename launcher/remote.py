@@ -1,7 +1,7 @@
 """Host lists of multi-node jobs started from one machine: `--hosts h1:4,h2:4` or
 `--hostfile FILE`, and whether a host is this machine.
 
-Starting the other nodes through ssh is the ssh engine's job (`launcher.engines.ssh`); its public
+Starting the other nodes through ssh is the ssh engine's job (`disttorch_launcher.engines.ssh`); its public
 names stay importable from here for older callers.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .net import is_loopback
 
 __all__ = ["parse_hosts", "parse_hostfile", "is_local_host"]
 
-# Moved to launcher.engines.ssh; resolved on first use so that parsing a host list does not load
+# Moved to disttorch_launcher.engines.ssh; resolved on first use so that parsing a host list does not load
 # the ssh engine (and the local-worker code it needs).
 _MOVED_TO_SSH_ENGINE = ("remote_command", "NodeSpec", "plan_nodes", "run_hosts",
                         "FORWARDED_ENV_PREFIXES", "_forwarded_env")

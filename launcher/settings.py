@@ -2,7 +2,7 @@
 
 Code reads a setting with ``settings.get("DISTTORCH_TRANSPORT")`` (typed, default applied, a bad value
 refused with the variable and the value in the message) and names one with the declared string.
-The README's "Settings" table is generated from ``SETTINGS`` (``python -m launcher.settings``
+The README's "Settings" table is generated from ``SETTINGS`` (``python -m disttorch_launcher.settings``
 prints it) and ``tests/test_settings.py`` fails when the table, or a ``DISTTORCH_*`` name used
 anywhere in the code, is not declared here.
 

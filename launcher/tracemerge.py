@@ -1,6 +1,6 @@
 """Merge the per-rank trace files of a job into one Chrome-trace / Perfetto file, and sum it up.
 
-    python -m launcher.tracemerge DIR     # what disttorch-run --trace-dir DIR does at the end
+    python -m disttorch_launcher.tracemerge DIR     # what disttorch-run --trace-dir DIR does at the end
 
 Each worker writes `DIR/ranks/rank<R>-attempt<K>.json` (`disttorch/profiler/trace.py`) with
 times relative to its own origin (wall-clock ns, `otherData.origin_ns`). Merging shifts every
@@ -137,7 +137,7 @@ def summary_lines(merged: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m launcher.tracemerge TRACE_DIR", file=sys.stderr)
+        print("usage: python -m disttorch_launcher.tracemerge TRACE_DIR", file=sys.stderr)
         return 2
     result = merge_dir(args[0])
     if result is None:

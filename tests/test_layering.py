@@ -84,7 +84,7 @@ def test_the_check_sees_relative_and_lazy_imports():
 
 
 def test_importing_the_launcher_loads_no_tensor_stack():
-    code = ("import sys, launcher.cli, launcher.local, launcher.settings, launcher.net; "
+    code = ("import sys, disttorch_launcher.cli, disttorch_launcher.local, disttorch_launcher.settings, disttorch_launcher.net; "
             "print(sorted(m for m in ('numpy', 'disttorch', 'cupy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

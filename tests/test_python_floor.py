@@ -118,7 +118,7 @@ def test_the_checker_flags_an_unguarded_tomllib_import_and_accepts_a_guarded_one
 
 def test_simulate_reads_toml_without_tomllib(tmp_path, monkeypatch):
     pytest.importorskip("tomli", reason="the 3.10 fallback parser (pip install tomli)")
-    from launcher import simulate
+    from disttorch_launcher import simulate
     monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` now raises ImportError, as on 3.10
     path = tmp_path / "sim.toml"
     path.write_text('network = "latency=2ms,bandwidth=1gbit"\nseed = 7\n')

@@ -13,7 +13,7 @@ import time
 
 import zmq
 
-from launcher import settings
+from disttorch_launcher import settings
 
 from .errors import DistError, DistStoreError
 from . import security

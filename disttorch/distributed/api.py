@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from launcher.net import is_loopback
+from disttorch_launcher.net import is_loopback
 
 from . import env as _env
 from . import _runtime, security

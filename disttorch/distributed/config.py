@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
-from launcher import settings
+from disttorch_launcher import settings
 
 MiB = 1024 * 1024
 

@@ -11,7 +11,7 @@ the batch step's ``SLURM_PROCID=0``, so the MPI variables must win over SLURM's)
    ``SLURM_LOCALID``, master = first host of ``SLURM_STEP_NODELIST`` / ``SLURM_JOB_NODELIST``.
 
 ``MASTER_ADDR`` / ``MASTER_PORT`` always override what a scheduler implies. Everything but the torchrun
-variables is read by ``launcher.schedulers.worker_placement``, the project's one module for scheduler
+variables is read by ``disttorch_launcher.schedulers.worker_placement``, the project's one module for scheduler
 variables (SLURM only counts inside an ``srun`` step: a batch script's own ``SLURM_PROCID`` is not a job).
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 # The one reader of scheduler variables and SLURM node lists (stdlib only, shared with the launcher).
-from launcher.schedulers import expand_nodelist, slurm_master_port, worker_placement  # noqa: F401
+from disttorch_launcher.schedulers import expand_nodelist, slurm_master_port, worker_placement  # noqa: F401
 
-from launcher.net import DEFAULT_MASTER_PORT  # noqa: F401  (torchrun's default port, defined once)
+from disttorch_launcher.net import DEFAULT_MASTER_PORT  # noqa: F401  (torchrun's default port, defined once)
 
 
 @dataclass(frozen=True)

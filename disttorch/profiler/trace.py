@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 
-from launcher import settings
+from disttorch_launcher import settings
 
 #: True while this process records spans. Read it before building span arguments in hot code.
 ACTIVE = False

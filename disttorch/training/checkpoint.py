@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from launcher import settings
+from disttorch_launcher import settings
 
 from ._zip_records import damaged_tensor
 from .checksums import CHECKSUM_KEY, ChecksumError, tensor_checksums, verify_checksums

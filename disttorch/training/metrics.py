@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from launcher import settings
+from disttorch_launcher import settings
 
 from .setup import is_distributed, rank_and_world
 

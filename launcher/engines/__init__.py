@@ -7,12 +7,12 @@ whole group. A new engine is one module with a class that has these four methods
 `disttorch-run` option that dispatches to it.
 
 Engines behind this interface: local processes (`engines/local.py`, over
-`launcher.local.WorkerGroup`), Ray actors (`engines/ray.py`, `--ray`) and ssh (`engines/ssh.py`,
+`disttorch_launcher.local.WorkerGroup`), Ray actors (`engines/ray.py`, `--ray`) and ssh (`engines/ssh.py`,
 `--hosts`/`--hostfile`: its units are the remote node launchers, whose ranks node 0's
 coordinator supervises across nodes, with the richer multi-node report). `disttorch-run`'s
-default one-node path (`launcher.local.run_single_node`) still runs its own loop. SLURM, MPI and
+default one-node path (`disttorch_launcher.local.run_single_node`) still runs its own loop. SLURM, MPI and
 Kubernetes start the workers (or one launcher per node) themselves; for those the launcher and
-`init_process_group` only read their variables (`launcher.schedulers`, `launcher.engines.k8s`).
+`init_process_group` only read their variables (`disttorch_launcher.schedulers`, `disttorch_launcher.engines.k8s`).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The local engine: one node's ranks as child processes of this launcher, behind the engine
 interface (start, poll, signal, stop).
 
-It plans each attempt's workers with `launcher.local.plan_workers` and runs them with
-`launcher.local.WorkerGroup`, the same spawning, output relay and process-group handling that
+It plans each attempt's workers with `disttorch_launcher.local.plan_workers` and runs them with
+`disttorch_launcher.local.WorkerGroup`, the same spawning, output relay and process-group handling that
 `disttorch-run --nproc-per-node N` uses; `supervise` (engines/supervise.py) then drives it exactly
 as it drives the Ray engine.
 """

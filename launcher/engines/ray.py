@@ -126,7 +126,7 @@ class _RankActor:
                "DISTTORCH_LAUNCHER_PID": str(os.getpid())}
         scratch = tempfile.mkdtemp(prefix="disttorch-ray-")
         env["DISTTORCH_ERROR_FILE"] = env["TORCHELASTIC_ERROR_FILE"] = os.path.join(scratch, "error.json")
-        from launcher.local import BOOTSTRAP
+        from disttorch_launcher.local import BOOTSTRAP
         self._proc = subprocess.Popen([sys.executable, BOOTSTRAP, *argv], env=env,
                                       cwd=cwd if os.path.isdir(cwd) else None,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -148,7 +148,7 @@ class _RankActor:
         lines, self._lines = self._lines, []
         exc = None
         if code not in (None, 0):
-            from launcher.report import read_error_file
+            from disttorch_launcher.report import read_error_file
             record = read_error_file(self._error_file)
             if record:
                 exc = f"{record.get('exc_type')}: {record.get('message')}"
@@ -189,7 +189,7 @@ class _Placed:
 
 
 class RayEngine:
-    """The Engine interface over Ray actors (see launcher.engines)."""
+    """The Engine interface over Ray actors (see disttorch_launcher.engines)."""
 
     def __init__(self, job: RayJob) -> None:
         job.check()

@@ -5,7 +5,7 @@ Node 0 is the first host. When it is this machine its launcher runs in this proc
 the coordinator); every other node's launcher is started through ssh (`--ssh-command` replaces
 `ssh`, e.g. with a wrapper), as
 
-    ssh HOST 'cd CWD && exec env VARS PYTHON -m launcher --node-rank I ... --secret-stdin ...'
+    ssh HOST 'cd CWD && exec env VARS PYTHON -m disttorch_launcher --node-rank I ... --secret-stdin ...'
 
 The job secret travels on ssh's stdin, never on a command line or in a log; the remote launcher
 keeps reading that stdin, and its end (the driver or the ssh client died) stops the node. Each
@@ -14,7 +14,7 @@ remote launcher's output, already rank-prefixed, is relayed line by line.
 `SshEngine`'s units are node launchers, not ranks: the ranks' own supervision (first failure
 stops all, restarts) is node 0's coordinator's job (coordinator.py / multinode.py); the engine
 starts the node launchers, tells which ended, and stops them. Host lists are parsed in
-`launcher.remote`.
+`disttorch_launcher.remote`.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def remote_command(cfg: LaunchConfig, node: NodeSpec, *, nnodes: int, master_add
                    env: dict[str, str] | None = None, cwd: str | None = None) -> str:
     """The shell command line that starts `node`'s launcher on its host (no secret in it)."""
     env = dict(os.environ if env is None else env)
-    args = [python_executable(), "-m", "launcher",
+    args = [python_executable(), "-m", "disttorch_launcher",
             "--nnodes", str(nnodes), "--node-rank", str(node.node_rank),
             "--nproc-per-node", str(node.nproc), "--master-addr", master_addr,
             "--master-port", str(master_port), "--control-port", str(control_port),

@@ -1,4 +1,4 @@
-"""The job harness of the tests on test hosts (tools/testcluster): run `python -m launcher` on a
+"""The job harness of the tests on test hosts (tools/testcluster): run `python -m disttorch_launcher` on a
 host and wait for it, and leave the rig as it was found (links up, sshd running, no job process
 on any host)."""
 from __future__ import annotations
@@ -44,14 +44,14 @@ def job_env(**extra: str) -> dict[str, str]:
 
 
 class Jobs:
-    """Starts `python -m launcher ...` on a test host and waits for it."""
+    """Starts `python -m disttorch_launcher ...` on a test host and waits for it."""
 
     def __init__(self, rig: Cluster) -> None:
         self.rig = rig
         self.procs: list[subprocess.Popen] = []
 
     def start(self, host: str, args: list[str], **env: str) -> subprocess.Popen:
-        proc = self.rig.popen(host, [sys.executable, "-m", "launcher", *map(str, args)],
+        proc = self.rig.popen(host, [sys.executable, "-m", "disttorch_launcher", *map(str, args)],
                               cwd=str(REPO), env=job_env(**env), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         proc.started = time.monotonic()

@@ -50,7 +50,7 @@ def _pid_of(output: str, rank: str) -> str:
 
 def _workers_on(rig, host: str) -> list[int]:
     return [pid for pid, cmd in rig.processes(host)
-            if "_steps_worker.py" in cmd and "-m launcher" not in cmd]
+            if "_steps_worker.py" in cmd and "-m disttorch_launcher" not in cmd]
 
 
 def test_killing_every_worker_of_a_host_stops_the_job_and_names_host_and_ranks(jobs, rig):

@@ -100,7 +100,7 @@ def test_mpich_pmi_variables_give_rank_size_and_local_rank():
 
 
 def test_the_nodelist_parser_is_the_launchers_one():
-    import launcher.schedulers
-    assert env.expand_nodelist is launcher.schedulers.expand_nodelist
+    import disttorch_launcher.schedulers
+    assert env.expand_nodelist is disttorch_launcher.schedulers.expand_nodelist
     assert env.expand_nodelist("node[01-04,07],gpu-[1-2]") == [
         "node01", "node02", "node03", "node04", "node07", "gpu-1", "gpu-2"]

@@ -12,7 +12,7 @@ from disttorch.distributed import shm_setup
 from disttorch.distributed.config import Config
 from disttorch.distributed.store import PrefixStore, TCPStore
 from disttorch.distributed.transport import shm as shm_mod
-from launcher.net import free_port
+from disttorch_launcher.net import free_port
 
 pytestmark = pytest.mark.skipif(not shm_mod.supported(), reason="no POSIX shared memory on this system")
 

@@ -96,7 +96,7 @@ def test_ddp_program_on_two_ranks_follows_the_one_rank_run():
     """Each rank takes half the global batch, so 2 ranks must follow 1 rank's trajectory."""
     args = ("--epochs", "1", "--steps", "8")
     one = run_disttorch("mingpt_ddp", *args)
-    launcher = [sys.executable, "-m", "launcher", "--nproc-per-node", "2"]
+    launcher = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2"]
     two = run_disttorch("mingpt_ddp", *args, launcher=launcher)
     assert one.pop("world_size") == 1 and two.pop("world_size") == 2
     assert two == pytest.approx(one, abs=2e-4)

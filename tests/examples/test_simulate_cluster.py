@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_runs_on_a_simulated_link_and_reports_step_times(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISTTORCH_", "TORCHELASTIC_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "launcher", "--nproc-per-node", "2", "--simulate-network",
+    proc = subprocess.run([sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2", "--simulate-network",
                            "bandwidth=100mbit", "--trace-dir", str(tmp_path / "trace"),
                            str(ROOT / "examples" / "simulate_cluster.py"), "--steps", "6", "--report", "3"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

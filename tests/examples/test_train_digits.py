@@ -16,7 +16,7 @@ SCRIPT = ROOT / "examples" / "train_digits.py"
 
 
 def launch(tmp_path, *args, nproc=2, restarts=0, timeout=120):
-    cmd = [sys.executable, "-m", "launcher", "--nproc-per-node", str(nproc), "--max-restarts", str(restarts),
+    cmd = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", str(nproc), "--max-restarts", str(restarts),
            str(SCRIPT), "--checkpoint", str(tmp_path / "ckpt.pt"), "--metrics", str(tmp_path / "metrics.jsonl"),
            *map(str, args)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", DISTTORCH_PROGRESS="0")

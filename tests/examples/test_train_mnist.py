@@ -44,7 +44,7 @@ def fake_mnist(root, n_train=192, n_test=64):
 
 def test_mnist_one_epoch_two_ranks(tmp_path):
     fake_mnist(tmp_path / "data")
-    cmd = [sys.executable, "-m", "launcher", "--nproc-per-node", "2", str(SCRIPT), "--data-dir",
+    cmd = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2", str(SCRIPT), "--data-dir",
            str(tmp_path / "data"), "--epochs", "1", "--batch-size", "16", "--test-batch-size", "32",
            "--checkpoint", str(tmp_path / "ckpt.pt"), "--metrics", str(tmp_path / "metrics.jsonl")]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", DISTTORCH_PROGRESS="0")

@@ -1,4 +1,4 @@
-"""The job harness shared by the launcher and simulation tests: run `python -m launcher` on
+"""The job harness shared by the launcher and simulation tests: run `python -m disttorch_launcher` on
 scripts written to tmp_path, and find every process of a job (they all carry a unique
 DISTTORCH_TEST_TAG in their environment)."""
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Job:
         return str(path)
 
     def command(self, args: list[str]) -> list[str]:
-        return [sys.executable, "-m", "launcher", *args]
+        return [sys.executable, "-m", "disttorch_launcher", *args]
 
     def start(self, args: list[str], env: dict | None = None) -> subprocess.Popen:
         proc = subprocess.Popen(self.command(args), cwd=self.dir, env={**self.env, **(env or {})},

@@ -166,7 +166,7 @@ def test_start_method_names_are_checked(job):
 
 
 def test_the_template_imports_the_stack_runs_one_thread_and_exits_on_close():
-    from launcher.forkserver import ForkServer
+    from disttorch_launcher.forkserver import ForkServer
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     server = ForkServer(sys.executable, env)

@@ -1,10 +1,10 @@
 """Option values, option resolution (scheduler, hosts, torchrun spellings) and worker variables."""
 import pytest
 
-from launcher import cli
-from launcher.config import (StreamSpec, parse_nnodes, parse_nproc, parse_ranks_filter,
+from disttorch_launcher import cli
+from disttorch_launcher.config import (StreamSpec, parse_nnodes, parse_nproc, parse_ranks_filter,
                              parse_stream_spec, thread_env, visible_gpus, worker_env)
-from launcher.remote import parse_hostfile, parse_hosts
+from disttorch_launcher.remote import parse_hostfile, parse_hosts
 
 
 def test_parse_nproc():
@@ -168,7 +168,7 @@ def test_parse_hostfile(tmp_path):
 
 
 def test_timeouts_reach_the_workers_environment():
-    from launcher.config import export_timeouts
+    from disttorch_launcher.config import export_timeouts
 
     environ = {}
     export_timeouts(_config(["--timeout", "90", "--join-timeout", "45", "s.py"]), environ)

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from launcher.control import (MAX_MESSAGE, PROTOCOL, Connection, ControlError, client_handshake, mac,
+from disttorch_launcher.control import (MAX_MESSAGE, PROTOCOL, Connection, ControlError, client_handshake, mac,
                               server_handshake)
-from launcher.report import NodeLoss, WorkerFailure, format_report, read_error_file
+from disttorch_launcher.report import NodeLoss, WorkerFailure, format_report, read_error_file
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,7 +1,7 @@
 """CPUs a process may use: cgroup v2 cpu.max and v1 cfs quota, on fabricated /proc and /sys trees."""
 import pytest
 
-from launcher.cpu_quota import cgroup_cpu_limit, usable_cpus
+from disttorch_launcher.cpu_quota import cgroup_cpu_limit, usable_cpus
 
 
 def _tree(tmp_path, cgroup_line, files):

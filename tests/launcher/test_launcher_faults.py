@@ -253,7 +253,7 @@ def test_bootstrap_error_file_and_parent_death_signal(job, tmp_path):
     """The bootstrap alone: error file contents, and the worker dies with its parent."""
     import subprocess
     import sys
-    from launcher.local import BOOTSTRAP
+    from disttorch_launcher.local import BOOTSTRAP
 
     script = job.script("bad.py", "x = {}\nx['missing']\n")
     err = tmp_path / "err.json"

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from launcher.control import PROTOCOL, mac, new_nonce
+from disttorch_launcher.control import PROTOCOL, mac, new_nonce
 
 pytestmark = pytest.mark.timeout(90)
 

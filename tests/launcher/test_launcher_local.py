@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from launcher.config import available_cores
+from disttorch_launcher.config import available_cores
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,7 +170,7 @@ def test_launcher_imports_nothing_of_the_tensor_stack(job):
     probe = job.script("probe.py", """
 import sys
 sys.argv = ["disttorch-run", "--dry-run", "x.py"]
-import launcher.cli, launcher.local, launcher.multinode, launcher.remote, launcher.coordinator
+import disttorch_launcher.cli, disttorch_launcher.local, disttorch_launcher.multinode, disttorch_launcher.remote, disttorch_launcher.coordinator
 heavy = sorted(m for m in sys.modules
         if m.split(".")[0] in ("numpy", "torch", "disttorch", "zmq", "psutil"))
 print(heavy)
@@ -195,7 +195,7 @@ def test_python_m_launcher_and_console_script_agree(job):
 def test_scratch_directories_of_dead_launchers_are_swept(tmp_path):
     import subprocess
     import sys
-    from launcher.local import sweep_stale_scratch
+    from disttorch_launcher.local import sweep_stale_scratch
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid that no longer runs (SIGKILLed launcher)
     stale = tmp_path / f"disttorch-abc123-p{gone.pid}-k3j_x9qz"

@@ -175,7 +175,7 @@ def _slurm_job_id_with_free_ports():
     """A job id whose derived master port (and the control port after it) is free here."""
     import random
     import socket
-    from launcher.schedulers import slurm_master_port
+    from disttorch_launcher.schedulers import slurm_master_port
     for job_id in random.sample(range(10000), 200):
         port = slurm_master_port(str(job_id))
         try:

@@ -62,7 +62,7 @@ def _run_on_terminal(argv, timeout=60):
 
 
 def test_bar_renders_live_on_a_terminal_and_other_ranks_lines_stay_whole():
-    argv = [sys.executable, "-m", "launcher", "--nproc-per-node", "2", str(WORKER)]
+    argv = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2", str(WORKER)]
     screen, chunks, code = _run_on_terminal(argv)
     assert code == 0, screen[-3000:]
     # Redraws of rank 0's bar reach the terminal while the job runs, long before it ends.
@@ -86,7 +86,7 @@ def test_pipes_and_logs_get_whole_lines_even_from_a_forced_bar(tmp_path):
     # Forced on (DISTTORCH_PROGRESS=1) into a pipe, as the launcher never does by itself there:
     # the console and the log get the bar's last state once, never a line of glued redraws.
     env = dict(_env(), DISTTORCH_PROGRESS="1")
-    argv = [sys.executable, "-m", "launcher", "--nproc-per-node", "1", "--log-dir", str(tmp_path), "--tee", "3",
+    argv = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "1", "--log-dir", str(tmp_path), "--tee", "3",
             str(WORKER)]
     proc = subprocess.run(argv, capture_output=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

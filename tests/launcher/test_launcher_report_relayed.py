@@ -1,6 +1,6 @@
 """The report's first failure is a root cause, not a rank relaying a peer's abort, even when the
 relaying rank's record is a few milliseconds older."""
-from launcher.report import WorkerFailure, first_event, format_report
+from disttorch_launcher.report import WorkerFailure, first_event, format_report
 
 
 def _failure(rank, when, exc_type):

@@ -1,7 +1,7 @@
 """SLURM node lists and scheduler placements, from simulated environments."""
 import pytest
 
-from launcher.schedulers import (expand_nodelist, launcher_placement, slurm_master_port,
+from disttorch_launcher.schedulers import (expand_nodelist, launcher_placement, slurm_master_port,
                                  worker_placement)
 
 

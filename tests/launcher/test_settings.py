@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from launcher import settings
+from disttorch_launcher import settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 _NAME = re.compile(r"\bDISTTORCH_[A-Z0-9_]*[A-Z0-9]\b")
@@ -37,7 +37,7 @@ def test_readme_settings_table_is_the_generated_one():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Settings\n", 1)[1].split("\n## ", 1)[0]
     assert settings.markdown_table() in section, (
-        "README's Settings table differs from launcher/settings.py: paste `python -m launcher.settings`")
+        "README's Settings table differs from launcher/settings.py: paste `python -m disttorch_launcher.settings`")
     assert readme.index("### Settings") < readme.index("## API coverage")
 
 
@@ -79,6 +79,6 @@ def test_an_undeclared_name_is_refused():
 
 
 def test_the_module_imports_only_the_standard_library():
-    code = "import sys, launcher.settings; print(sorted(m for m in ('numpy', 'zmq', 'disttorch') if m in sys.modules))"
+    code = "import sys, disttorch_launcher.settings; print(sorted(m for m in ('numpy', 'zmq', 'disttorch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

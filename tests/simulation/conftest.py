@@ -1,4 +1,4 @@
-"""Run real jobs through `python -m launcher` (disttorch-run) with the launcher tests' job
+"""Run real jobs through `python -m disttorch_launcher` (disttorch-run) with the launcher tests' job
 harness, and check none of their processes outlives the test."""
 import sys
 from pathlib import Path

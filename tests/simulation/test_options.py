@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from launcher.cli import build_parser, config_from_args
+from disttorch_launcher.cli import build_parser, config_from_args
 
 
 def _config(argv, env=None):
@@ -78,7 +78,7 @@ def test_config_file_toml_and_json_with_options_winning(tmp_path):
 
 
 def test_dry_run_shows_the_variables(tmp_path, capsys):
-    from launcher.cli import main
+    from disttorch_launcher.cli import main
 
     script = tmp_path / "train.py"
     script.write_text("")

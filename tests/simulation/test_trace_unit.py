@@ -8,7 +8,7 @@ import disttorch as torch
 import disttorch.nn as nn
 from disttorch import profiler
 from disttorch.profiler import trace
-from launcher.tracemerge import category_totals, merge_dir, merge_files, summary_lines
+from disttorch_launcher.tracemerge import category_totals, merge_dir, merge_files, summary_lines
 from trace_checks import check_chrome_trace
 
 

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 
-from launcher import settings
+from disttorch_launcher import settings
 from ...profiler import trace
 from ..process_group import set_collective_hook, set_transport_wrapper
 from .faults import FaultInjector

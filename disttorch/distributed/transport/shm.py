@@ -34,7 +34,7 @@ import mmap  # noqa: I001
 
 import numpy as np
 
-from launcher import settings
+from disttorch_launcher import settings
 
 CTRL_BYTES = 1024
 FP_OFFSET = 128

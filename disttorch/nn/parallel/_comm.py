@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from launcher import settings
+from disttorch_launcher import settings
 
 from ..._threads import get_num_threads
 

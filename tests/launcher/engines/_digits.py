@@ -32,7 +32,7 @@ def child_env(**extra) -> dict[str, str]:
 
 def reference_weights(out_dir: pathlib.Path, nproc: int = 2, extra=QUICK_ARGS) -> dict[str, np.ndarray]:
     """Weights of the same training under `disttorch-run --nproc-per-node nproc`."""
-    cmd = [sys.executable, "-m", "launcher", "--nproc-per-node", str(nproc), str(SCRIPT),
+    cmd = [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", str(nproc), str(SCRIPT),
            *digits_args(out_dir, "reference", extra)]
     done = subprocess.run(cmd, check=False, cwd=out_dir, env=child_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

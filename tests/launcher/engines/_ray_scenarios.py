@@ -28,7 +28,7 @@ _STORE = 80 * 1024 * 1024
 
 
 def _job(out_dir, *flags, nproc=2, **kw):
-    from launcher.engines.ray import RayJob, bootstrap_argv
+    from disttorch_launcher.engines.ray import RayJob, bootstrap_argv
     return RayJob(argv=bootstrap_argv(str(PROBE), [str(out_dir), *flags]), nproc_per_node=nproc,
                   env={"PYTHONPATH": child_env()["PYTHONPATH"]}, grace_period=3.0, **kw)
 
@@ -59,7 +59,7 @@ def train_digits(d):
 def variables(d):
     import ray
 
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     job = _job(d, cpus_per_rank=2)
     result = _outcome(run_ray_job(job, address="auto"))
     result["leftovers"] = _leftovers(job.run_id)
@@ -71,7 +71,7 @@ def variables(d):
 
 
 def killed_actor(d):
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     job = _job(d, "--kill-actor-rank", "1")
     result = _outcome(run_ray_job(job, address="auto"))
     result["leftovers"] = _leftovers(job.run_id)
@@ -79,13 +79,13 @@ def killed_actor(d):
 
 
 def restarts(d):
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     return _outcome(run_ray_job(_job(d, "--fail-first-attempt", max_restarts=1), address="auto"))
 
 
 def bad_arguments(d):
     import disttorch.ray
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     errors = []
     for call in (lambda: disttorch.ray.run(str(PROBE), num_workers=4, num_nodes=3),
                  lambda: disttorch.ray.run(str(PROBE), num_workers=0),
@@ -102,12 +102,12 @@ def bad_arguments(d):
 
 # -- on a 2-node Cluster (test_ray_cluster.py) ---------------------------------------------------
 def spread(d):
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     return _outcome(run_ray_job(_job(d, nproc=1, nnodes=2), address="auto"))
 
 
 def lost_node(d, cluster, worker):
-    from launcher.engines.ray import run_ray_job
+    from disttorch_launcher.engines.ray import run_ray_job
     job = _job(d, "--hold", "120", nproc=1, nnodes=2)
     box = {}
     runner = threading.Thread(target=lambda: box.update(outcome=run_ray_job(job, address="auto")))

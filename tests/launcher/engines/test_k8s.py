@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from _digits import child_env
-from launcher.cli import build_parser, config_from_args
-from launcher.engines.k8s import apply_pet_defaults, to_yaml
+from disttorch_launcher.cli import build_parser, config_from_args
+from disttorch_launcher.engines.k8s import apply_pet_defaults, to_yaml
 
 yaml = pytest.importorskip("yaml", reason="the manifest test parses YAML with PyYAML")
 
@@ -51,7 +51,7 @@ def test_bad_pet_values_are_refused_naming_the_variable(env, message):
 def test_the_launcher_runs_unchanged_in_a_pod(tmp_path):
     script = tmp_path / "where.py"
     script.write_text("import os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n")
-    done = subprocess.run([sys.executable, "-m", "launcher", str(script)], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "disttorch_launcher", str(script)], cwd=tmp_path,
                           env=child_env(PET_NPROC_PER_NODE="2", PET_STANDALONE="1"),
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -60,7 +60,7 @@ def test_the_launcher_runs_unchanged_in_a_pod(tmp_path):
 
 
 def _manifest(*extra):
-    done = subprocess.run([sys.executable, "-m", "launcher", "--print-k8s-manifest", "--image",
+    done = subprocess.run([sys.executable, "-m", "disttorch_launcher", "--print-k8s-manifest", "--image",
                            "registry.example/train:1", "--nnodes", "4", "--nproc-per-node", "8",
                            *extra, "train.py", "--epochs", "3"],
                           env=child_env(), capture_output=True, text=True, timeout=60, check=False)
@@ -91,7 +91,7 @@ def test_print_k8s_manifest_is_a_pytorchjob_with_master_workers_secret_and_ports
 
 
 def test_manifest_without_image_is_refused():
-    done = subprocess.run([sys.executable, "-m", "launcher", "--print-k8s-manifest", "train.py"],
+    done = subprocess.run([sys.executable, "-m", "disttorch_launcher", "--print-k8s-manifest", "train.py"],
                           env=child_env(), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--print-k8s-manifest needs --image IMAGE" in done.stderr
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
-from launcher.cli import build_parser, config_from_args
-from launcher.engines.local import LocalEngine
-from launcher.engines.supervise import supervise
+from disttorch_launcher.cli import build_parser, config_from_args
+from disttorch_launcher.engines.local import LocalEngine
+from disttorch_launcher.engines.supervise import supervise
 
 _SCRIPT = """
 import os, sys, time

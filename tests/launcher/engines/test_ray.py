@@ -95,7 +95,7 @@ def test_bad_arguments_are_refused_at_the_boundary(scenarios):
 
 def test_disttorch_run_ray_local_is_one_job_and_leaves_no_ray_process(tmp_path, digits_reference):
     # Its own private Ray instance (--ray local), beside this module's: a separate session.
-    done = subprocess.run([sys.executable, "-m", "launcher", "--ray", "local", "--nproc-per-node", "2",
+    done = subprocess.run([sys.executable, "-m", "disttorch_launcher", "--ray", "local", "--nproc-per-node", "2",
                            str(SCRIPT), *digits_args(tmp_path, "cli")], cwd=tmp_path,
                           env=child_env(DISTTORCH_TEST_MARK=f"ray-cli-{os.getpid()}"),
                           capture_output=True, text=True, timeout=240, check=False)

@@ -65,7 +65,7 @@ def test_srun_four_tasks_bare_init_process_group(cluster, tmp_path):
 def test_sbatch_script_that_calls_disttorch_run(cluster, tmp_path, digits_reference):
     launcher = os.path.join(os.path.dirname(sys.executable), "disttorch-run")
     if not os.path.exists(launcher):
-        launcher = f"{sys.executable} -m launcher"
+        launcher = f"{sys.executable} -m disttorch_launcher"
     batch = tmp_path / "train.sbatch"
     batch.write_text("#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=2\n"
                      f"exec {launcher} --nproc-per-node 2 {SCRIPT} "

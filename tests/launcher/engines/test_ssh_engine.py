@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from launcher.engines.ssh import NodeSpec, SshEngine
+from disttorch_launcher.engines.ssh import NodeSpec, SshEngine
 
 FAKE_SSH = """
 import json, os, sys
