@@ -48,15 +48,16 @@ def _pid_of(output: str, rank: str) -> str:
     return re.search(rf"START rank={rank} host=\S+ pid=(\d+)", output).group(1)
 
 
-def _workers_on(rig, host: str) -> list[int]:
-    return [pid for pid, cmd in rig.processes(host)
-            if "_steps_worker.py" in cmd and "-m disttorch_launcher" not in cmd]
+def _workers_on(head: str, host: str) -> list[int]:
+    """The pids the ranks on `host` printed in their START lines (forked or spawned alike: a rank
+    forked by the launcher's fork server shows the template's command line in ps)."""
+    return [int(pid) for h, pid in re.findall(r"START rank=\d+ host=(\S+) pid=(\d+)", head) if h == host]
 
 
 def test_killing_every_worker_of_a_host_stops_the_job_and_names_host_and_ranks(jobs, rig):
     proc = jobs.start("testhost1", [*HOSTS, "--monitor-interval", "0.1", STEPS, "2000", "0.02"])
     head = "".join(_wait_for_starts(proc, 4))
-    victims = _workers_on(rig, "testhost2")
+    victims = _workers_on(head, "testhost2")
     assert len(victims) == 2, rig.processes("testhost2")
     killed = time.monotonic()
     for pid in victims:
