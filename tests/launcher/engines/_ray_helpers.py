@@ -1,4 +1,4 @@
-"""Helpers of the Ray engine tests: which processes belong to one job."""
+"""Helpers of the engine tests (Ray, SLURM): which processes belong to one job or cluster."""
 from __future__ import annotations
 
 import json

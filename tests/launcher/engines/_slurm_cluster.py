@@ -19,6 +19,8 @@ import socket
 import subprocess
 import time
 
+from _ray_helpers import processes_with_env
+
 DAEMONS = ("slurmctld", "slurmd", "srun", "sbatch", "sinfo", "scancel")
 
 
@@ -120,18 +122,7 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverS
     def own_processes(self) -> list[int]:
         """Pids of every process that runs with this cluster's SLURM_CONF (daemons, slurmstepd,
         job tasks): how the tests tell their own processes from other sessions' ones."""
-        marker = f"SLURM_CONF={self.conf}".encode()
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if marker in f.read().split(b"\0"):
-                        pids.append(int(entry))
-            except OSError:
-                continue
-        return pids
+        return processes_with_env(f"SLURM_CONF={self.conf}")
 
     def stop(self) -> list[int]:
         """Cancels every job, stops the daemons, kills stragglers; returns the pids that had to be
