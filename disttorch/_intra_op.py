@@ -18,9 +18,14 @@ Rules that keep it safe and invisible:
   results are bit-identical to one thread. Reductions are never split here.
 - One split at a time: a split requested while another runs (from a second user thread, or from
   inside a chunk) runs on its caller as one piece rather than wait.
+- The caller never waits for a pool thread that has not started: chunks are claimed, and the
+  caller claims what is left after its own (``_Split``). On a busy machine, where a woken thread
+  may wait a whole time slice for a core, a split then costs about what one thread would.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import threading
 
@@ -40,35 +45,81 @@ MIN_ELEMENTS = 1 << 17
 #: group the elements of every chunk exactly as they would group the whole array's
 ALIGN = 64
 
-_workers: list = []
+_workers: list = []       # the started pool threads
+_tickets = collections.deque()  # one entry per pool thread asked to help with a split
+_wake = threading.Semaphore(0)  # released once per ticket
 _busy = threading.Lock()  # held while a split runs: splits never nest or overlap
 
 
-class _Worker:
-    """One pool thread: waits for ``go``, runs chunk ``k`` of the posted job, releases ``done``.
+class _Split:
+    """One split: ``parts`` chunks that any thread may claim, in order, until none is left.
 
-    Plain locks used as binary semaphores: the cheapest hand-off CPython has (a futex wake)."""
+    The caller claims chunks too, so when a pool thread is slow to wake (the other cores are
+    busy) the caller simply does its chunks as well and never waits for a thread that has not
+    started: on a loaded machine a split costs about what one thread would."""
 
-    def __init__(self, index: int):
-        self.go = threading.Lock()
-        self.go.acquire()
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.job = None
+    __slots__ = ("fn", "parts", "claim", "mutex", "finished", "all_done", "error")
+
+    def __init__(self, fn, parts: int):
+        self.fn, self.parts = fn, parts
+        self.claim = itertools.count()  # next() is atomic under the GIL
+        self.mutex = threading.Lock()
+        self.finished = 0
+        self.all_done = threading.Lock()
+        self.all_done.acquire()  # released by whoever finishes the last chunk
         self.error = None
-        self.thread = threading.Thread(target=self._loop, name=f"disttorch-intra-op-{index}", daemon=True)
-        self.thread.start()
 
-    def _loop(self):
+    def work(self) -> None:
+        """Runs chunks until none is left to claim."""
         while True:
-            self.go.acquire()
-            fn, k = self.job
-            self.job = None
+            k = next(self.claim)
+            if k >= self.parts:
+                return
             try:
-                fn(k)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, re-raised there
-                self.error = exc
-            self.done.release()
+                self.fn(k)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                if self.error is None:
+                    self.error = exc
+            with self.mutex:
+                self.finished += 1
+                last = self.finished == self.parts
+            if last:
+                self.all_done.release()
+
+
+def _pool_thread():
+    while True:
+        _wake.acquire()
+        _tickets.popleft().work()  # a split finished before this thread woke finds nothing left
+
+
+def run(fn, parts: int) -> None:
+    """Calls ``fn(k)`` for ``k in range(parts)``, on this thread and up to ``parts - 1`` pool
+    threads at the same time; returns when all are done and re-raises the first error.
+
+    Where no split is possible (one intra-op thread, or another split running) the calls run
+    here one after another."""
+    threads = _threads.intra_op_threads()
+    if parts <= 1 or threads <= 1 or not _busy.acquire(blocking=False):
+        for k in range(max(parts, 1)):
+            fn(k)
+        return
+    try:
+        helpers = min(parts, threads) - 1
+        while len(_workers) < helpers:
+            t = threading.Thread(target=_pool_thread, name=f"disttorch-intra-op-{len(_workers) + 1}", daemon=True)
+            t.start()
+            _workers.append(t)
+        split = _Split(fn, parts)
+        for _ in range(helpers):
+            _tickets.append(split)
+            _wake.release()
+        split.work()
+        split.all_done.acquire()  # at most the chunks pool threads are running right now
+        if split.error is not None:
+            raise split.error
+    finally:
+        _busy.release()
 
 
 def parts_for(numel: int) -> int:
@@ -86,39 +137,6 @@ def chunk_bounds(numel: int, parts: int, align: int = ALIGN) -> list[tuple[int, 
     step = -(-numel // parts)
     step = -(-step // align) * align
     return [(min(k * step, numel), min((k + 1) * step, numel)) for k in range(parts)]
-
-
-def run(fn, parts: int) -> None:
-    """Calls ``fn(k)`` for ``k in range(parts)``: ``fn(0)`` on this thread, the others on pool
-    threads at the same time; returns when all are done and re-raises the first error.
-
-    ``parts`` is capped at the intra-op thread count; where no split is possible (one thread, or
-    another split running) the calls run here one after another."""
-    if parts <= 1 or _threads.intra_op_threads() < parts or not _busy.acquire(blocking=False):
-        for k in range(max(parts, 1)):
-            fn(k)
-        return
-    try:
-        while len(_workers) < parts - 1:
-            _workers.append(_Worker(len(_workers) + 1))
-        used = _workers[:parts - 1]
-        for k, w in enumerate(used, start=1):
-            w.job = (fn, k)
-            w.go.release()
-        first = None
-        try:
-            fn(0)
-        except BaseException as exc:  # noqa: BLE001 - wait for the others before raising
-            first = exc
-        for w in used:
-            w.done.acquire()
-            if w.error is not None and first is None:
-                first = w.error
-            w.error = None
-        if first is not None:
-            raise first
-    finally:
-        _busy.release()
 
 
 def _splittable(x, n_rows: int) -> bool:
@@ -253,8 +271,10 @@ def started_threads() -> int:
 
 def _forget_in_child():
     """After fork: the parent's pool threads do not exist here; start afresh when needed."""
-    global _busy
+    global _busy, _wake
     _workers.clear()
+    _tickets.clear()
+    _wake = threading.Semaphore(0)
     _busy = threading.Lock()
 
 
