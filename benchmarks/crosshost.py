@@ -152,12 +152,20 @@ def main() -> int:
                    help="DISTTORCH_CURVE for disttorch's jobs: CURVE-encrypt all traffic or not "
                         "(default: disttorch's own, which encrypts across hosts; the simulator "
                         "comparison runs plain unless --curve on)")
+    p.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
+                   help="a DISTTORCH_* setting for disttorch's jobs (repeatable), e.g. "
+                        "DISTTORCH_HIER_CHUNK_BYTES=1048576")
     args = p.parse_args()
     if args.curve is not None:
         runtime = (REPO / "disttorch" / "distributed" / "_runtime.py").read_text()
         if "DISTTORCH_CURVE" not in runtime:
             p.error("--curve: this disttorch has no DISTTORCH_CURVE switch")
     extra_env = {} if args.curve is None else {"DISTTORCH_CURVE": "1" if args.curve == "on" else "0"}
+    for item in args.env:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("DISTTORCH_"):
+            p.error(f"--env: expected a DISTTORCH_ setting=VALUE, got {item!r}")
+        extra_env[name] = value
     layouts = []
     for item in [] if args.layouts == "none" else args.layouts.split(","):
         hosts, _, ranks = item.partition("x")
