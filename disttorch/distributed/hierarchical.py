@@ -35,8 +35,6 @@ from .reduce_op import ReduceOp, finalize
 #: default round size (at most the shared-memory slot); measured on 2 test hosts x 2 ranks at
 #: 1 Gbit (benchmarks/crosshost.py): see the README's crosshost rows
 DEFAULT_ROUND_BYTES = 2 << 20
-#: tags of round i start at i * TAGS_PER_ROUND (a round's ring has at most a few pieces per block)
-TAGS_PER_ROUND = 1 << 12
 #: how often a wait for the network thread looks at the shared-memory abort flag
 POLL_S = 0.05
 
@@ -73,7 +71,7 @@ def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
         if pg.config.debug == "detail":
             pg._detail_check(seq, fp, deadline, peers)  # noqa: SLF001
         x = pg._exchange(seq, fp, deadline, flat.itemsize, peers)  # noqa: SLF001
-        net = _NetworkThread(pg, x, flat, segments, partial)
+        net = _NetworkThread(pg, seq, x, flat, segments, partial)
         for i, (a, b) in enumerate(rounds):
             cs.reduce_scatter_round(o, flat[a:b], partial)
             net.ready(i)
@@ -111,14 +109,19 @@ class _NetworkThread:
     raises what the thread raised. The thread is a daemon: if this rank fails in shared memory, it
     stops at the collective's deadline or at the peers' abort, whichever comes first."""
 
-    def __init__(self, pg, x: cz.Exchange, flat: np.ndarray, segments: list[tuple[int, int]], op: ReduceOp):
-        self.pg, self.x, self.flat, self.segments, self.op = pg, x, flat, segments, op
+    def __init__(self, pg, seq: int, x: cz.Exchange, flat: np.ndarray, segments: list[tuple[int, int]],
+                 op: ReduceOp):
+        self.pg, self.seq, self.x, self.flat, self.segments, self.op = pg, seq, x, flat, segments, op
         self._cv = threading.Condition()
         self._ready = 0
         self._done = 0
         self._error: BaseException | None = None
         self._cancelled = False
         self._what = pg._what()  # noqa: SLF001 - the collective's name, for this thread's errors
+        # round i's messages are tagged from i * stride: no round has more pieces than its
+        # segment has chunks (ring blocks and doubling pieces are at most one chunk each)
+        longest = max((hi - lo for lo, hi in segments), default=0)
+        self._stride = -(-longest // x.chunk) + 1
         self._thread = threading.Thread(target=self._run, name=f"disttorch-hier-{pg.name}", daemon=True)
         self._thread.start()
 
@@ -150,6 +153,7 @@ class _NetworkThread:
     def _run(self) -> None:
         pg = self.pg
         pg._tls.what = self._what  # noqa: SLF001
+        pg._begin_wait("all_reduce (across hosts)", self.seq)  # noqa: SLF001 - long waits are reported
         switch = pg.config.allreduce_switch_bytes
         try:
             for i, (lo, hi) in enumerate(self.segments):
@@ -158,7 +162,7 @@ class _NetworkThread:
                         self._cv.wait()
                     if self._cancelled:
                         return
-                cz.all_reduce_part(self.x, self.flat[lo:hi], self.op, switch, i * TAGS_PER_ROUND)
+                cz.all_reduce_part(self.x, self.flat[lo:hi], self.op, switch, i * self._stride)
                 with self._cv:
                     self._done = i + 1
                     self._cv.notify_all()
@@ -170,3 +174,5 @@ class _NetworkThread:
             with self._cv:
                 self._error = exc
                 self._cv.notify_all()
+        finally:
+            pg._end_wait()  # noqa: SLF001
