@@ -12,7 +12,9 @@ import math
 import numpy as np
 
 from .._backend import array_module
+from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
+from ._gelu_float32 import gelu_float32
 from .pointwise import _erf as _erf_exact
 from .pointwise import _sigmoid as _sigmoid_array
 
@@ -190,9 +192,16 @@ class GeluBackward0(Op):
         if approximate == "tanh":
             inner = (x + _GELU_C * x * x * x) * _SQRT_2_OVER_PI
             return 0.5 * x * (1 + xp.tanh(inner))
+        if type(x) is np.ndarray and x.dtype == np.float32:
+            # PyTorch's float32 erf formula, chunked; the derivative is nearly free here
+            out, self.derivative = gelu_float32(x, with_derivative=STATE.enabled)
+            return out
         return 0.5 * x * (1 + erf(_ARRAY_NS, x * _INV_SQRT_2))
 
     def backward(self, g, ns, x):
+        derivative = getattr(self, "derivative", None)
+        if derivative is not None and not ns.graph:
+            return (g * derivative,)
         if self.approximate == "tanh":
             x2 = x * x
             t = ns.tanh((x + _GELU_C * x2 * x) * _SQRT_2_OVER_PI)
