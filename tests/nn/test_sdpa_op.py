@@ -41,7 +41,10 @@ def _both_paths(monkeypatch, seed, **kw):
     dict(attn_mask=dt.tensor(rng.standard_normal((3, 5, 6)))),
     dict(attn_mask=dt.tensor(np.array([[True] * 6, [False] * 6] * 2 + [[True] * 6]))),  # a fully masked row
     dict(dropout_p=0.3), dict(dropout_p=0.5, is_causal=True),
-], ids=["plain", "causal", "scale", "bool-mask", "float-mask", "dead-row", "dropout", "dropout-causal"])
+    dict(scale=40.0, is_causal=True),  # scores beyond +-60: the softmax subtracts row maxima
+    dict(attn_mask=dt.tensor(np.where(rng.random((5, 6)) > 0.5, 0.0, -np.inf))),
+], ids=["plain", "causal", "scale", "bool-mask", "float-mask", "dead-row", "dropout", "dropout-causal", "large-scores",
+        "float-mask-with-inf"])
 def test_fused_attention_matches_the_composed_ops(monkeypatch, kw):
     (out_f, grads_f), (out_c, grads_c) = _both_paths(monkeypatch, 3, **kw)
     np.testing.assert_allclose(out_f, out_c, rtol=1e-12, atol=1e-13)
