@@ -20,12 +20,14 @@ from ..._backend import array_module
 from ...ops._base import Op
 
 
-def _sigmoid_(xp, x):
-    """In-place sigmoid as 0.5 * tanh(x / 2) + 0.5: no overflow, one transcendental."""
-    x *= 0.5
-    xp.tanh(x, out=x)
-    x *= 0.5
-    x += 0.5
+def _gate_scales(xp, hidden, dtype):
+    """(scale, shift) per gate column: sigmoid(z) = 0.5 * tanh(z / 2) + 0.5 for i, f, o and
+    tanh(z) for g, so one tanh over all four gates does, given pre-activations halved for i, f, o."""
+    scale = xp.full(4 * hidden, 0.5, dtype=dtype)
+    scale[2 * hidden:3 * hidden] = 1
+    shift = scale.copy()
+    shift[2 * hidden:3 * hidden] = 0
+    return scale, shift
 
 
 class LstmLayerBackward0(Op):
@@ -36,25 +38,33 @@ class LstmLayerBackward0(Op):
         xp = array_module(x)
         length, batch, hidden = x.shape[0], x.shape[1], w_hh.shape[1]
         self.reverse = reverse
-        # input projection of the whole sequence, both biases folded in; becomes the activations
-        act = xp.matmul(x.reshape(length * batch, x.shape[2]), w_ih.T)
+        scale, shift = _gate_scales(xp, hidden, x.dtype)
+        # Weights and biases with the i, f, o rows halved (exact: a power of two), so that the
+        # projections give tanh's arguments directly; one tanh and one multiply-add per step then
+        # activate all four gates of the contiguous (N, 4H) block.
+        half_w_ih = w_ih * scale[:, None]
+        act = xp.matmul(x.reshape(length * batch, x.shape[2]), half_w_ih.T)
         if b_ih is not None:
-            act += b_ih + b_hh
+            act += (b_ih + b_hh) * scale
         act = act.reshape(length, batch, 4 * hidden)
-        w_hh_t = xp.ascontiguousarray(w_hh.T)  # BLAS is faster on a row-major (H, 4H) operand
+        half_w_hh_t = xp.ascontiguousarray((w_hh * scale[:, None]).T)  # row-major (H, 4H): faster BLAS
         packed = xp.empty((length + 2, batch, hidden), dtype=act.dtype)
         cells = xp.empty((length, batch, hidden), dtype=act.dtype)
         tanh_cells = xp.empty_like(cells)
+        recurrent = xp.empty((batch, 4 * hidden), dtype=act.dtype)
+        input_gate = xp.empty((batch, hidden), dtype=act.dtype)
         h, c = h0, c0
         for t in (range(length - 1, -1, -1) if reverse else range(length)):
             gates = act[t]
-            gates += h @ w_hh_t
-            _sigmoid_(xp, gates[:, :2 * hidden])
-            xp.tanh(gates[:, 2 * hidden:3 * hidden], out=gates[:, 2 * hidden:3 * hidden])
-            _sigmoid_(xp, gates[:, 3 * hidden:])
+            xp.matmul(h, half_w_hh_t, out=recurrent)
+            gates += recurrent
+            xp.tanh(gates, out=gates)
+            gates *= scale
+            gates += shift                                   # i, f, g, o activated
             c_new = cells[t]
             xp.multiply(gates[:, hidden:2 * hidden], c, out=c_new)
-            c_new += gates[:, :hidden] * gates[:, 2 * hidden:3 * hidden]
+            xp.multiply(gates[:, :hidden], gates[:, 2 * hidden:3 * hidden], out=input_gate)
+            c_new += input_gate
             xp.tanh(c_new, out=tanh_cells[t])
             xp.multiply(gates[:, 3 * hidden:], tanh_cells[t], out=packed[t])
             h, c = packed[t], c_new
@@ -70,38 +80,34 @@ class LstmLayerBackward0(Op):
         act, cells, tanh_cells = self.act, self.cells, self.tanh_cells
         length, batch, hidden = cells.shape
         packed = self.out
-        # d(activation)/d(pre-activation) for all steps at once: few large passes, not 4L small ones
-        deriv = xp.empty_like(act)
-        sig = act[:, :, :2 * hidden]
-        xp.subtract(1, sig, out=deriv[:, :, :2 * hidden])
-        deriv[:, :, :2 * hidden] *= sig
-        g_act = act[:, :, 2 * hidden:3 * hidden]
-        xp.multiply(g_act, g_act, out=deriv[:, :, 2 * hidden:3 * hidden])
-        xp.subtract(1, deriv[:, :, 2 * hidden:3 * hidden], out=deriv[:, :, 2 * hidden:3 * hidden])
-        o_act = act[:, :, 3 * hidden:]
-        xp.subtract(1, o_act, out=deriv[:, :, 3 * hidden:])
-        deriv[:, :, 3 * hidden:] *= o_act
+        f, o = act[:, :, hidden:2 * hidden], act[:, :, 3 * hidden:]
+        # What does not depend on the incoming gradients, for all steps in a few large passes:
+        # each gate's local derivative, (1 - a) * (a + v) with v = 0 for the sigmoid gates
+        # (s * (1 - s)) and v = 1 for g (1 - tanh^2), over the contiguous (L, N, 4H) block; and
+        # k = o * (1 - tanh(c)^2), the factor by which dh reaches dc.
+        _, shift = _gate_scales(xp, hidden, act.dtype)
+        deriv = xp.subtract(1, act)
+        deriv *= act + (1 - 2 * shift)  # 1 - 2 * shift: 0 for i, f, o and 1 for g
+        k = tanh_cells * tanh_cells
+        xp.subtract(1, k, out=k)
+        k *= o
         dgates = xp.empty_like(act)
         dh = grad[length].copy()
         dc = grad[length + 1].copy()
-        order = range(length) if self.reverse else range(length - 1, -1, -1)
-        for t in order:
-            prev = (t + 1 if self.reverse else t - 1)
+        tmp = xp.empty_like(dc)
+        for t in (range(length) if self.reverse else range(length - 1, -1, -1)):
+            prev = t + 1 if self.reverse else t - 1
             c_prev = c0 if prev < 0 or prev >= length else cells[prev]
-            a, d, dg, tc = act[t], deriv[t], dgates[t], tanh_cells[t]
+            a, dg = act[t], dgates[t]
             dh += grad[t]
-            # dc += dh * o * (1 - tanh(c)^2)
-            tmp = tc * tc
-            xp.subtract(1, tmp, out=tmp)
-            tmp *= a[:, 3 * hidden:]
-            tmp *= dh
+            xp.multiply(dh, k[t], out=tmp)
             dc += tmp
-            xp.multiply(dh, tc, out=dg[:, 3 * hidden:])
             xp.multiply(dc, a[:, 2 * hidden:3 * hidden], out=dg[:, :hidden])
             xp.multiply(dc, c_prev, out=dg[:, hidden:2 * hidden])
             xp.multiply(dc, a[:, :hidden], out=dg[:, 2 * hidden:3 * hidden])
-            dg *= d
-            dc *= a[:, hidden:2 * hidden]
+            xp.multiply(dh, tanh_cells[t], out=dg[:, 3 * hidden:])
+            dg *= deriv[t]
+            dc *= f[t]
             dh = dg @ w_hh
         n = self.needs_input_grad
         flat = dgates.reshape(length * batch, 4 * hidden)
