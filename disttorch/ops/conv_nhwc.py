@@ -137,19 +137,29 @@ def backward(x, y, w4, win, channels, need_input, need_weight, xh=None, wm=None)
     ``correlate`` (the forward's, reused).
     """
     xp = array_module(y)
-    n = y.shape[0]
+    n, a = y.shape[0], y.shape[1]
     ho, wo = win.out_size
     p = ho * wo
     k = channels * win.kernel_area
-    yr = output_rows(y)
+    per_sample = p >= _DIRECT_MIN_POSITIONS
+    # per-sample GEMMs read y in its NCHW layout; whole-chunk GEMMs need it as (N*Ho*Wo, A) rows
+    ys = y.reshape(n, a, p) if per_sample else output_rows(y)
     if need_weight and xh is None:
         xh = channels_last(x, win)
     if need_input and wm is None:
         wm = weight_matrix(w4)
     grid = xp.zeros((n,) + win.padded_size + (channels,), dtype=y.dtype) if need_input else None
-    gw = xp.zeros((y.shape[1], k), dtype=y.dtype) if need_weight else None
+    gw = xp.zeros((a, k), dtype=y.dtype) if need_weight else None
     for s, e in _chunks(n, k * p * y.itemsize):
-        rows = yr[s * p:e * p]
+        if per_sample:
+            y_chunk = ys[s:e]  # (m, A, P)
+            if need_weight:
+                gw += xp.matmul(y_chunk, windows(xh[s:e], win).reshape(e - s, p, k)).sum(axis=0)
+            if need_input:
+                cols = xp.matmul(y_chunk.transpose(0, 2, 1), wm).reshape((e - s) * p, k)
+                scatter_windows(cols, grid[s:e], win)
+            continue
+        rows = ys[s * p:e * p]
         if need_weight:
             gw += xp.matmul(rows.T, windows(xh[s:e], win))
         if need_input:
