@@ -37,6 +37,7 @@ import numpy as np
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
+from . import hierarchical
 from .backend import CollectiveBackend
 from .config import Config, report_period_s
 from .shm_setup import setup_shared_memory
@@ -47,7 +48,7 @@ from .executor import Executor
 from .fingerprints import FingerprintCheck
 from .liveness import process_state
 from .mailbox import Fingerprint, Mailbox, Watchdog
-from .reduce_op import ReduceOp, finalize
+from .reduce_op import ReduceOp
 from .transport import shm as shm_mod
 from .transport.base import Transport
 from .wire import Kind, Op, dtype_code, message
@@ -431,7 +432,7 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         flat = buf.reshape(-1)
         switch = self.config.allreduce_switch_bytes
         pre = self._nan_check("all_reduce", flat)
-        if not self.shm_all and self.shm is not None and len(self.hosts) > 1:
+        if self._hierarchical():
             def body(seq, deadline):
                 if pre:
                     pre()
@@ -440,22 +441,19 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         return self._collective("all_reduce", fp, buf.itemsize, lambda o: cs.all_reduce(o, flat, op),
                                 lambda x: cz.all_reduce(x, flat, op, switch), async_op, after, pre=pre)
 
+    def _hierarchical(self) -> bool:
+        """All-reduce across hosts with several ranks on some: shared memory inside each host, tcp
+        between them. Every rank decides alike (a host of one rank has no shared memory but takes
+        part as its own leader)."""
+        return (not self.shm_all and len(self.hosts) > 1 and any(len(h) > 1 for h in self.hosts)
+                and (self.shm is not None or len(self.local_members) == 1))
+
     def _hier_all_reduce(self, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
-        """Reduce inside each host (shared memory), all-reduce among host leaders, broadcast back."""
-        partial = ReduceOp.SUM if op is ReduceOp.AVG else op
-        o = None
-        if self.shm is not None:
-            self.shm.publish_fingerprint(seq, self.fingerprints.words(seq, fp, 0))
-            o = cs.ShmOp(self.shm, seq, deadline, lambda rows: self._check_shm_fingerprints(seq, rows),
-                         self._shm_cap())
-            cs.reduce(o, flat, partial, 0)
-        if self._rank in self.leaders and len(self.leaders) > 1:
-            self._zmq_call(seq, fp, deadline, flat.itemsize,
-                           lambda x: cz.all_reduce(x, flat, partial, self.config.allreduce_switch_bytes),
-                           members=self.leaders)
-        if o is not None:
-            cs.broadcast(o, flat, 0)
-        finalize(op, flat, self._size)
+        """Shared memory inside each host, tcp across hosts (``hierarchical.py``)."""
+        if hierarchical.sliced_possible(self):
+            hierarchical.sliced_all_reduce(self, seq, fp, deadline, flat, op)
+        else:
+            hierarchical.leader_all_reduce(self, seq, fp, deadline, flat, op)
 
     def broadcast(self, buf: np.ndarray, root: int, async_op: bool = False, after=None):
         fp = Fingerprint(Op.BROADCAST, 0, dtype_code(buf.dtype), root, tuple(buf.shape))
