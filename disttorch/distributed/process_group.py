@@ -111,6 +111,7 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         self._p2p_send: dict = collections.defaultdict(int)
         self._p2p_recv: dict = collections.defaultdict(int)
         self._dead_seen: dict[int, float] = {}
+        self._stopped_seen: dict[int, float] = {}
         self._tls = threading.local()
         self.report_period = report_period_s()
 
@@ -194,8 +195,15 @@ class ProcessGroup(Watchdog, CollectiveBackend):
                 # report gives the exit status; this rank only knows it is gone
                 return (f"exited before the job ended (pid {p['pid']} on {p.get('hostname')}; "
                         f"disttorch-run's report gives its exit status)")
-        if state == "stopped" and final:
-            return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger)"
+        if state == "stopped":
+            # what heartbeats told before same-host links dropped them: a peer stopped this long
+            # will not answer in time (a stop shorter than that, a debugger's step, is tolerated)
+            first = self._stopped_seen.setdefault(g, time.monotonic())
+            stopped_s = time.monotonic() - first
+            if final or stopped_s >= self.config.heartbeat_timeout_s + 1.0:
+                return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger, for {stopped_s:.1f} s)"
+        else:
+            self._stopped_seen.pop(g, None)
         problem = self.transport.peer_problem(g)
         if problem is None:
             return None
