@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .._backend import array_module
 from ._base import Op, fast_mean
+from ._layer_norm_rows import layer_norm_rows, layer_norm_rows_backward
 
 
 def _norm_input_grad(ns, dxhat, xhat, invstd, axes):
@@ -43,6 +44,19 @@ def _affine_forward(xhat, weight, bias, shape):
     if bias is not None:
         out += bias.reshape(shape)
     return out
+
+
+def _channel_sums(x3):
+    """Per-channel sums of ``x3`` (N, C, P) as two BLAS matrix-vector products."""
+    xp = array_module(x3)
+    n, _, p = x3.shape
+    return xp.ones(n, dtype=x3.dtype) @ (x3 @ xp.ones(p, dtype=x3.dtype))
+
+
+def _channel_dots(a3, b3):
+    """Per-channel sums of ``a3 * b3`` (both (N, C, P)) without the product's temporary."""
+    xp = array_module(a3)
+    return xp.asarray(xp.einsum("ncp,ncp->c", a3, b3))  # asarray: einsum may return a base-class array
 
 
 class _AffineNorm(Op):
@@ -92,6 +106,10 @@ class NativeBatchNormBackward0(_AffineNorm):
         self.stat_axes = self.param_axes = (0,) + tuple(range(2, x.ndim))
         self.bshape = (1, c) + (1,) * (x.ndim - 2)
         self.pshape = (c,)
+        self.fused = training and x.dtype.char in "fd" and x.size > 0
+        if self.fused:
+            return self._fused_forward(x, *wb, running_mean=running_mean, running_var=running_var,
+                                       momentum=momentum, eps=eps)
         if training:
             mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
             xc = x - mean
@@ -111,6 +129,58 @@ class NativeBatchNormBackward0(_AffineNorm):
         self.xhat, self.invstd = xhat, invstd
         w, b = self._split(wb)
         return _affine_forward(xhat, w, b, self.bshape)
+
+    def _fused_forward(self, x, *wb, running_mean, running_var, momentum, eps):
+        """Training forward in four passes over (N, C, P) with the per-channel reductions as BLAS
+        products (a sum over a few positions per channel is slow as a NumPy reduction). Saves the
+        centred input and 1/std for the backward, not xhat."""
+        xp = array_module(x)
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.reshape(n, c, -1)
+        count = n * x3.shape[2]
+        mean = _channel_sums(x3) / count
+        xc = x3 - mean[:, None]
+        var = _channel_dots(xc, xc) / count
+        invstd = 1.0 / xp.sqrt(var + eps)
+        if running_mean is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * mean
+            running_var *= 1.0 - momentum
+            running_var += (momentum * count / max(count - 1, 1)) * var
+        self.xc, self.invstd, self.xhat = xc, invstd, None
+        w, b = self._split(wb)
+        scale = invstd if w is None else invstd * w
+        out = xc * scale[:, None]
+        if b is not None:
+            out += b[:, None]
+        return out.reshape(x.shape)
+
+    def backward(self, g, ns, x, *saved):
+        if ns.graph or not self.fused:
+            return super().backward(g, ns, x, *saved)
+        # d loss/d x = scale * (g - mean(g) - xc * invstd^2 * mean(g * xc)), scale = weight * invstd:
+        # two per-channel reductions, then g * scale + xc * k1 + k0 in four passes
+        need = self.needs_input_grad
+        w = saved[0] if self.has_weight else None
+        n, c = g.shape[0], g.shape[1]
+        g3 = g.reshape(n, c, -1)
+        count = n * g3.shape[2]
+        xc, invstd = self.xc, self.invstd
+        sum_g = _channel_sums(g3)
+        sum_gxc = _channel_dots(g3, xc)
+        grads = [None]
+        if self.has_weight:
+            grads.append(sum_gxc * invstd if need[1] else None)
+        if self.has_bias:
+            grads.append(sum_g if need[-1] else None)
+        if need[0]:
+            scale = invstd if w is None else invstd * w
+            gx = xc * (-(invstd * invstd) * sum_gxc / count)[:, None]
+            gx += g3
+            gx -= (sum_g / count)[:, None]
+            gx *= scale[:, None]
+            grads[0] = gx.reshape(g.shape)
+        return tuple(grads)
 
     def _graph_stats(self, ns, x):
         if self.training:
@@ -135,6 +205,19 @@ class NativeLayerNormBackward0(_AffineNorm):
         self.param_axes = tuple(range(x.ndim - k))
         self.pshape = x.shape[x.ndim - k:]
         self.bshape = self.pshape
+        self.rows = None
+        if x.dtype.kind == "f" and x.dtype.itemsize >= 4 and x.size:
+            # the fast path: rows of C = prod(normalized_shape), statistics as matrix-vector products
+            c = 1
+            for d in self.pshape:
+                c *= d
+            w, b = self._split(wb)
+            out, xhat, invstd = layer_norm_rows(x.reshape(-1, c), None if w is None else w.reshape(c),
+                                                None if b is None else b.reshape(c), eps)
+            self.rows = (xhat, invstd)
+            self.xhat = xhat.reshape(x.shape)
+            self.invstd = invstd.reshape(x.shape[:x.ndim - k] + (1,) * k)
+            return out.reshape(x.shape)
         mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
         xc = x - mean
         var = fast_mean(xc * xc, axis=self.stat_axes, keepdims=True)
@@ -143,6 +226,22 @@ class NativeLayerNormBackward0(_AffineNorm):
         self.invstd = invstd
         w, b = self._split(wb)
         return _affine_forward(self.xhat, w, b, self.bshape)
+
+    def backward(self, g, ns, x, *saved):
+        if ns.graph or self.rows is None:
+            return super().backward(g, ns, x, *saved)
+        xhat, invstd = self.rows
+        c = xhat.shape[1]
+        w = saved[0].reshape(c) if self.has_weight else None
+        n = self.needs_input_grad
+        dx, dw, db = layer_norm_rows_backward(g.reshape(-1, c), xhat, invstd, w, n[0],
+                                              self.has_weight and n[1], self.has_bias and n[-1])
+        grads = [None if dx is None else dx.reshape(x.shape)]
+        if self.has_weight:
+            grads.append(None if dw is None else dw.reshape(self.pshape))
+        if self.has_bias:
+            grads.append(None if db is None else db.reshape(self.pshape))
+        return tuple(grads)
 
     def _graph_stats(self, ns, x):
         return _stats_graph(ns, x, self.stat_axes, self.eps)
