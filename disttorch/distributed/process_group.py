@@ -452,8 +452,9 @@ class ProcessGroup(Watchdog, CollectiveBackend):
     def _hierarchical(self) -> bool:
         """All-reduce across hosts with several ranks on some: shared memory inside each host, tcp
         between them. Every rank decides alike (a host of one rank has no shared memory but takes
-        part as its own leader)."""
-        return (not self.shm_all and len(self.hosts) > 1 and any(len(h) > 1 for h in self.hosts)
+        part as its own leader; ``DISTTORCH_TRANSPORT=tcp|ipc``, a job-wide setting, turns it off)."""
+        return (self.config.transport == "auto" and not self.shm_all and len(self.hosts) > 1
+                and any(len(h) > 1 for h in self.hosts)
                 and (self.shm is not None or len(self.local_members) == 1))
 
     def _hier_all_reduce(self, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
