@@ -16,6 +16,7 @@ then stay in cache and in reused heap memory instead of a fresh (page-faulting) 
 from __future__ import annotations
 
 from .._backend import array_module
+from . import conv_nhwc
 from ._base import Op
 from .window import Window2d, col2im, im2col, out_length, pad_grid
 
@@ -144,11 +145,17 @@ class ConvolutionBackward0(Op):
         self.win, self.groups, self.transposed, self.one_d = win, groups, transposed, one_d
         if one_d:
             x, w = x[:, :, None, :], w[:, :, None, :]
-        w3 = _w3(w, groups)
-        if transposed:
-            out = correlate_adjoint(x, w3, win, groups * w.shape[1])
+        self.prepared = None
+        if groups == 1 and transposed:  # channels-last kernels: contiguous window rows (see conv_nhwc)
+            out = conv_nhwc.correlate_adjoint(x, w, win, w.shape[1])
+        elif groups == 1:
+            # the channels-last input and the permuted weight serve the backward too
+            self.prepared = (conv_nhwc.channels_last(x, win), conv_nhwc.weight_matrix(w))
+            out = conv_nhwc.correlate(x, w, win, *self.prepared)
+        elif transposed:
+            out = correlate_adjoint(x, _w3(w, groups), win, groups * w.shape[1])
         else:
-            out = correlate(x, w3, win)
+            out = correlate(x, _w3(w, groups), win)
         if b is not None:
             out += b.reshape(1, -1, 1, 1)
         return out[:, :, 0, :] if one_d else out
@@ -160,16 +167,31 @@ class ConvolutionBackward0(Op):
         win, groups = self.win, self.groups
         g4, x4, w4 = (g[:, :, None, :], x[:, :, None, :], w[:, :, None, :]) if self.one_d else (g, x, w)
         gx = gw = gb = None
-        if need[0]:
+        if groups == 1:
+            gx, gw = self._channels_last_backward(g4, x4, w4, need[0], need[1])
+            gx = None if gx is None else gx.reshape(x.shape)
+            gw = None if gw is None else gw.reshape(w.shape)
+        elif need[0]:
             w3 = _w3(w4, groups)
             gx = correlate(g4, w3, win) if self.transposed else correlate_adjoint(g4, w3, win, x4.shape[1])
             gx = gx.reshape(x.shape)
-        if need[1]:
+        if need[1] and groups != 1:
             big, small = (g4, x4) if self.transposed else (x4, g4)
             gw = weight_grad(big, small, win, groups).reshape(w.shape)
         if len(need) > 2 and need[2]:
             gb = g.sum(axis=(0, 2) if self.one_d else (0, 2, 3))
         return gx, gw, gb
+
+    def _channels_last_backward(self, g4, x4, w4, need_input, need_weight):
+        """(input grad, weight grad) of an ungrouped convolution, each None when not needed."""
+        win = self.win
+        if not self.transposed:  # one column buffer per chunk serves both gradients
+            xh, wm = self.prepared  # kept: a retained graph may run this backward again
+            return conv_nhwc.backward(x4, g4, w4, win, x4.shape[1], need_input, need_weight, xh, wm)
+        # transposed: the large grid is the output's, so its gradient g4 is the one windows slide over
+        gx = conv_nhwc.correlate(g4, w4, win) if need_input else None
+        gw = conv_nhwc.weight_grad(g4, x4, win) if need_weight else None
+        return gx, gw
 
     def _graph_backward(self, g, x, w):
         need = self.needs_input_grad

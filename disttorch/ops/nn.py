@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import _intra_op
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
@@ -59,8 +60,7 @@ class LinearAddmm(Op):
 
     def forward(self, bias, x, weight):
         out = x @ weight.T
-        out += bias
-        return out
+        return _intra_op.add_(out, bias)  # split over the intra-op threads when large
 
     def backward(self, g, ns, x, weight):
         n = self.needs_input_grad

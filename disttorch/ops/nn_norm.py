@@ -46,6 +46,19 @@ def _affine_forward(xhat, weight, bias, shape):
     return out
 
 
+def _channel_sums(x3):
+    """Per-channel sums of ``x3`` (N, C, P) as two BLAS matrix-vector products."""
+    xp = array_module(x3)
+    n, _, p = x3.shape
+    return xp.ones(n, dtype=x3.dtype) @ (x3 @ xp.ones(p, dtype=x3.dtype))
+
+
+def _channel_dots(a3, b3):
+    """Per-channel sums of ``a3 * b3`` (both (N, C, P)) without the product's temporary."""
+    xp = array_module(a3)
+    return xp.asarray(xp.einsum("ncp,ncp->c", a3, b3))  # asarray: einsum may return a base-class array
+
+
 class _AffineNorm(Op):
     """Shared backward: affine gradients, then the input gradient through the normalisation."""
 
@@ -93,6 +106,10 @@ class NativeBatchNormBackward0(_AffineNorm):
         self.stat_axes = self.param_axes = (0,) + tuple(range(2, x.ndim))
         self.bshape = (1, c) + (1,) * (x.ndim - 2)
         self.pshape = (c,)
+        self.fused = training and x.dtype.char in "fd" and x.size > 0
+        if self.fused:
+            return self._fused_forward(x, *wb, running_mean=running_mean, running_var=running_var,
+                                       momentum=momentum, eps=eps)
         if training:
             mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
             xc = x - mean
@@ -112,6 +129,58 @@ class NativeBatchNormBackward0(_AffineNorm):
         self.xhat, self.invstd = xhat, invstd
         w, b = self._split(wb)
         return _affine_forward(xhat, w, b, self.bshape)
+
+    def _fused_forward(self, x, *wb, running_mean, running_var, momentum, eps):
+        """Training forward in four passes over (N, C, P) with the per-channel reductions as BLAS
+        products (a sum over a few positions per channel is slow as a NumPy reduction). Saves the
+        centred input and 1/std for the backward, not xhat."""
+        xp = array_module(x)
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.reshape(n, c, -1)
+        count = n * x3.shape[2]
+        mean = _channel_sums(x3) / count
+        xc = x3 - mean[:, None]
+        var = _channel_dots(xc, xc) / count
+        invstd = 1.0 / xp.sqrt(var + eps)
+        if running_mean is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * mean
+            running_var *= 1.0 - momentum
+            running_var += (momentum * count / max(count - 1, 1)) * var
+        self.xc, self.invstd, self.xhat = xc, invstd, None
+        w, b = self._split(wb)
+        scale = invstd if w is None else invstd * w
+        out = xc * scale[:, None]
+        if b is not None:
+            out += b[:, None]
+        return out.reshape(x.shape)
+
+    def backward(self, g, ns, x, *saved):
+        if ns.graph or not self.fused:
+            return super().backward(g, ns, x, *saved)
+        # d loss/d x = scale * (g - mean(g) - xc * invstd^2 * mean(g * xc)), scale = weight * invstd:
+        # two per-channel reductions, then g * scale + xc * k1 + k0 in four passes
+        need = self.needs_input_grad
+        w = saved[0] if self.has_weight else None
+        n, c = g.shape[0], g.shape[1]
+        g3 = g.reshape(n, c, -1)
+        count = n * g3.shape[2]
+        xc, invstd = self.xc, self.invstd
+        sum_g = _channel_sums(g3)
+        sum_gxc = _channel_dots(g3, xc)
+        grads = [None]
+        if self.has_weight:
+            grads.append(sum_gxc * invstd if need[1] else None)
+        if self.has_bias:
+            grads.append(sum_g if need[-1] else None)
+        if need[0]:
+            scale = invstd if w is None else invstd * w
+            gx = xc * (-(invstd * invstd) * sum_gxc / count)[:, None]
+            gx += g3
+            gx -= (sum_g / count)[:, None]
+            gx *= scale[:, None]
+            grads[0] = gx.reshape(g.shape)
+        return tuple(grads)
 
     def _graph_stats(self, ns, x):
         if self.training:

@@ -193,3 +193,38 @@ def test_conv2d_errors_name_the_bad_values():
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         nn.Conv2d(3, 4, 3, padding_mode="mirror")
+
+
+@pytest.mark.parametrize("kw,shape", [
+    (dict(in_channels=8, out_channels=6, kernel_size=1), (3, 8, 5, 7)),               # 1x1: the input is its columns
+    (dict(in_channels=8, out_channels=6, kernel_size=1, stride=2, bias=False), (3, 8, 7, 6)),  # ResNet's downsample
+    (dict(in_channels=5, out_channels=7, kernel_size=3, padding=1), (2, 5, 12, 12)),  # >= 64 positions: per-sample GEMMs
+    (dict(in_channels=5, out_channels=7, kernel_size=3, padding=1), (6, 5, 3, 3)),    # few positions: chunk GEMM + transpose
+    (dict(in_channels=3, out_channels=4, kernel_size=(3, 2), stride=(2, 3), dilation=(2, 1), padding=(2, 1)), (2, 3, 11, 10)),
+])
+def test_conv2d_channels_last_kernels_match_torch(kw, shape):
+    # Ungrouped convolutions run over a channels-last copy of the input (ops/conv_nhwc.py); each case
+    # takes another branch of it: unstrided 1x1 (no window copy), strided 1x1, the forward's
+    # per-sample GEMM into NCHW and its whole-chunk GEMM + transpose, dilation with uneven strides.
+    torch = ref_torch()
+    torch.manual_seed(0)
+    check_module_parity(nn.Conv2d(**kw), torch.nn.Conv2d(**kw), [randn(*shape)])
+
+
+def test_conv2d_channels_last_strided_input_and_retained_graph():
+    # A channels-last-strided (non-contiguous) input, and a second backward through a retained graph
+    # (the forward's channels-last input and permuted weight are reused by every backward).
+    torch = ref_torch()
+    x = randn(2, 6, 5, 4)
+    w, g = randn(3, 6, 3, 3), randn(2, 3, 5, 4)
+    xs = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # same values, NHWC strides
+    d_x, t_x = dt.tensor(xs, requires_grad=True), torch.tensor(x, requires_grad=True)
+    d_w, t_w = dt.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    d_out = nn.functional.conv2d(d_x, d_w, padding=1)
+    t_out = torch.nn.functional.conv2d(t_x, t_w, padding=1)
+    np.testing.assert_allclose(d_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for _ in range(2):
+        (d_out * dt.tensor(g)).sum().backward(retain_graph=True)
+        (t_out * torch.tensor(g)).sum().backward(retain_graph=True)
+        np.testing.assert_allclose(d_x.grad.numpy(), t_x.grad.numpy(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(d_w.grad.numpy(), t_w.grad.numpy(), rtol=1e-5, atol=1e-4)

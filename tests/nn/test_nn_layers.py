@@ -294,3 +294,22 @@ def test_embedding_gradcheck_float64():
     idx = disttorch.tensor([[0, 1, 3], [3, 3, 2]])
     assert disttorch.autograd.gradcheck(lambda w: dnn.functional.embedding(idx, w), (e.weight,))
     assert disttorch.autograd.gradgradcheck(lambda w: dnn.functional.embedding(idx, w) ** 2, (e.weight,))
+
+
+@needs_torch
+def test_batchnorm_training_large_mean_and_few_positions_match_torch():
+    # The training forward/backward reduce per channel with BLAS products after centring (two
+    # passes): a mean of 1000 with unit spread keeps its variance, and a 2x2 map (ResNet's last
+    # stage) and a (N, C) input take the same path.
+    torch.manual_seed(0)
+    for shape, offset in (((8, 5, 6, 6), 1000.0), ((16, 7, 2, 2), 0.5), ((9, 4), -3.0)):
+        x = (_randn(*shape, seed=3, requires_grad=False) + offset).requires_grad_(True)
+        make = tnn.BatchNorm2d if len(shape) == 4 else tnn.BatchNorm1d
+        dmake = dnn.BatchNorm2d if len(shape) == 4 else dnn.BatchNorm1d
+        t_bn, d_bn = make(shape[1]), dmake(shape[1])
+        with torch.no_grad():
+            t_bn.weight.uniform_(0.5, 1.5)
+            t_bn.bias.uniform_(-1, 1)
+        check_module_parity(t_bn, d_bn, [x])
+        np.testing.assert_allclose(d_bn.running_var.numpy(), t_bn.running_var.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(d_bn.running_mean.numpy(), t_bn.running_mean.numpy(), rtol=1e-5)

@@ -1,0 +1,168 @@
+"""Ungrouped convolution kernels over a channels-last (N, H, W, C) copy of the large grid.
+
+In NCHW a window's columns are kw-long runs (a 2x2 deep layer copies 2 floats at a time); in
+channels-last every window row is one contiguous run of kw*C floats, so im2col becomes a copy at
+memory speed and its adjoint (col2im) kh*kw vectorised adds of C-long runs. Each kernel makes one
+channels-last copy of its large-grid input (input-sized, not column-sized), and the GEMMs read the
+columns as (samples*Ho*Wo, kh*kw*C) rows with the weight as (A, kh*kw*C), a small permuted copy.
+
+The directions match ``conv.py``'s (large grid x: (N, C, H, W); small grid y: (N, A, Ho, Wo);
+weight (A, C, kh, kw)): ``correlate`` x -> y, ``correlate_adjoint`` y -> x, ``weight_grad`` and the
+fused ``backward`` (one column buffer per chunk serves both the weight and the input gradient).
+Batches go in chunks of a few MiB of columns so a chunk's columns stay in cache between the copy
+that writes them and the GEMMs that read them.
+"""
+from __future__ import annotations
+
+from .._backend import array_module
+
+_CHUNK_BYTES = 2 << 20  # columns per chunk; 1-4 MiB measured alike, the L2/L3-resident range
+
+
+# Below this many output positions per sample a per-sample GEMM is too thin (it rereads the whole
+# weight for a handful of columns); the forward then multiplies the whole chunk and transposes.
+_DIRECT_MIN_POSITIONS = 64
+
+
+def _chunks(n, bytes_per_sample):
+    """Sample ranges of about ``_CHUNK_BYTES`` of columns each, of near-equal sizes (16 samples in
+    chunks of 14 leave a thin GEMM of 2: 8 + 8 keeps both GEMMs wide)."""
+    most = max(1, _CHUNK_BYTES // max(1, bytes_per_sample))
+    count = -(-n // most)
+    step = -(-n // count) if count else 1
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def channels_last(x, win):
+    """``x`` (N, C, H, W) as a contiguous (N, Hp, Wp, C) array on the padded grid, zeros around."""
+    xp = array_module(x)
+    if not any(win.pads):
+        return xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    hp, wp = win.padded_size
+    out = xp.zeros((x.shape[0], hp, wp, x.shape[1]), dtype=x.dtype)
+    rows, cols = win.crop()
+    out[:, rows, cols, :] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def weight_matrix(w4):
+    """(A, C, kh, kw) -> (A, kh*kw*C), the column order of ``windows``."""
+    xp = array_module(w4)
+    return xp.ascontiguousarray(w4.transpose(0, 2, 3, 1)).reshape(w4.shape[0], -1)
+
+
+def _weight_from_matrix(wm, channels, win):
+    xp = array_module(wm)
+    kh, kw = win.kernel
+    return xp.ascontiguousarray(wm.reshape(wm.shape[0], kh, kw, channels).transpose(0, 3, 1, 2))
+
+
+def output_rows(y):
+    """(N, A, Ho, Wo) -> (N*Ho*Wo, A) contiguous: one row per output position."""
+    xp = array_module(y)
+    return xp.ascontiguousarray(y.transpose(0, 2, 3, 1)).reshape(-1, y.shape[1])
+
+
+def windows(xh, win):
+    """Every window of the channels-last grid ``xh`` (m, Hp, Wp, C): (m*Ho*Wo, kh*kw*C), contiguous.
+    An unstrided, unpadded 1x1 window is ``xh`` itself (no copy)."""
+    xp = array_module(xh)
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+    m, c = xh.shape[0], xh.shape[3]
+    s_n, s_h, s_w, s_c = xh.strides
+    view = xp.lib.stride_tricks.as_strided(
+        xh, (m, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+    return xp.ascontiguousarray(view).reshape(m * ho * wo, kh * kw * c)
+
+
+def scatter_windows(cols, grid, win):
+    """Adjoint of ``windows``: adds ``cols`` (m*Ho*Wo, kh*kw*C) onto ``grid`` (m, Hp, Wp, C) in place."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+    m, c = grid.shape[0], grid.shape[3]
+    blocks = cols.reshape(m, ho, wo, kh, kw, c)
+    add = win.overlapping  # disjoint windows: every grid element gets at most one value
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+        for j in range(kw):
+            target = grid[:, rows, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+            if add:
+                target += blocks[:, :, :, i, j, :]
+            else:
+                target[...] = blocks[:, :, :, i, j, :]
+
+
+def _to_channels_first(grid, win):
+    """The unpadded part of a channels-last grid (N, Hp, Wp, C) as a contiguous (N, C, H, W) array."""
+    xp = array_module(grid)
+    rows, cols = win.crop()
+    return xp.ascontiguousarray(grid[:, rows, cols, :].transpose(0, 3, 1, 2))
+
+
+def correlate(x, w4, win, xh=None, wm=None):
+    """x (N, C, H, W) -> (N, A, Ho, Wo): every window of ``x`` times the weight matrix.
+
+    ``xh`` / ``wm``: ``channels_last(x, win)`` / ``weight_matrix(w4)`` when the caller has them.
+    """
+    xp = array_module(x)
+    n, a = x.shape[0], w4.shape[0]
+    ho, wo = win.out_size
+    p = ho * wo
+    wm = weight_matrix(w4) if wm is None else wm
+    xh = channels_last(x, win) if xh is None else xh
+    out = xp.empty((n, a, p), dtype=x.dtype)
+    for s, e in _chunks(n, wm.shape[1] * p * x.itemsize):
+        cols = windows(xh[s:e], win)
+        if p >= _DIRECT_MIN_POSITIONS:  # one GEMM per sample writes (A, P) straight into the NCHW output
+            xp.matmul(wm, cols.reshape(e - s, p, -1).transpose(0, 2, 1), out=out[s:e])
+        else:  # few positions per sample: one GEMM for the chunk reads the weight once, then a transpose
+            out[s:e] = xp.matmul(cols, wm.T).reshape(e - s, p, a).transpose(0, 2, 1)
+    return out.reshape(n, a, ho, wo)
+
+
+def correlate_adjoint(y, w4, win, channels):
+    """y (N, A, Ho, Wo) -> (N, channels, H, W): the adjoint of ``correlate`` in its input."""
+    return backward(None, y, w4, win, channels, need_input=True, need_weight=False)[0]
+
+
+def weight_grad(x, y, win):
+    """(A, C, kh, kw): the gradient of sum(y * correlate(x, w)) with respect to w."""
+    return backward(x, y, None, win, x.shape[1], need_input=False, need_weight=True)[1]
+
+
+def backward(x, y, w4, win, channels, need_input, need_weight, xh=None, wm=None):
+    """(grad of x or None, grad of w or None) for the incoming gradient ``y`` of ``correlate(x, w4)``.
+
+    Per chunk the columns of ``x`` are built once for the weight gradient, and the input gradient's
+    columns ``y_rows @ W`` are scattered back onto a channels-last grid. ``xh`` / ``wm`` as in
+    ``correlate`` (the forward's, reused).
+    """
+    xp = array_module(y)
+    n, a = y.shape[0], y.shape[1]
+    ho, wo = win.out_size
+    p = ho * wo
+    k = channels * win.kernel_area
+    per_sample = p >= _DIRECT_MIN_POSITIONS
+    # per-sample GEMMs read y in its NCHW layout; whole-chunk GEMMs need it as (N*Ho*Wo, A) rows
+    ys = y.reshape(n, a, p) if per_sample else output_rows(y)
+    if need_weight and xh is None:
+        xh = channels_last(x, win)
+    if need_input and wm is None:
+        wm = weight_matrix(w4)
+    grid = xp.zeros((n,) + win.padded_size + (channels,), dtype=y.dtype) if need_input else None
+    gw = xp.zeros((a, k), dtype=y.dtype) if need_weight else None
+    for s, e in _chunks(n, k * p * y.itemsize):
+        if per_sample:
+            y_chunk = ys[s:e]  # (m, A, P)
+            if need_weight:
+                gw += xp.matmul(y_chunk, windows(xh[s:e], win).reshape(e - s, p, k)).sum(axis=0)
+            if need_input:
+                cols = xp.matmul(y_chunk.transpose(0, 2, 1), wm).reshape((e - s) * p, k)
+                scatter_windows(cols, grid[s:e], win)
+            continue
+        rows = ys[s * p:e * p]
+        if need_weight:
+            gw += xp.matmul(rows.T, windows(xh[s:e], win))
+        if need_input:
+            scatter_windows(xp.matmul(rows, wm), grid[s:e], win)
+    gx = _to_channels_first(grid, win) if need_input else None
+    return gx, (_weight_from_matrix(gw, channels, win) if need_weight else None)
