@@ -40,6 +40,8 @@ from tools.testcluster import Cluster  # noqa: E402 (needs REPO on sys.path)
 from tools.testcluster.rig import rate_bits  # noqa: E402
 
 WORKER = REPO / "benchmarks" / "_crosshost_worker.py"
+#: the share of a tbf-shaped veth link's bytes that is TCP data (MSS 1448 in a 1514-byte frame)
+TCP_SHARE = 1448 / 1514
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -152,12 +154,20 @@ def main() -> int:
                    help="DISTTORCH_CURVE for disttorch's jobs: CURVE-encrypt all traffic or not "
                         "(default: disttorch's own, which encrypts across hosts; the simulator "
                         "comparison runs plain unless --curve on)")
+    p.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
+                   help="a DISTTORCH_* setting for disttorch's jobs (repeatable), e.g. "
+                        "DISTTORCH_HIER_CHUNK_BYTES=1048576")
     args = p.parse_args()
     if args.curve is not None:
         runtime = (REPO / "disttorch" / "distributed" / "_runtime.py").read_text()
         if "DISTTORCH_CURVE" not in runtime:
             p.error("--curve: this disttorch has no DISTTORCH_CURVE switch")
     extra_env = {} if args.curve is None else {"DISTTORCH_CURVE": "1" if args.curve == "on" else "0"}
+    for item in args.env:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("DISTTORCH_"):
+            p.error(f"--env: expected a DISTTORCH_ setting=VALUE, got {item!r}")
+        extra_env[name] = value
     layouts = []
     for item in [] if args.layouts == "none" else args.layouts.split(","):
         hosts, _, ranks = item.partition("x")
@@ -193,6 +203,8 @@ def main() -> int:
             print(f"\nall-reduce {args.mib:g} MiB, 2 hosts x {per_host} rank(s): link bound "
                   f"{hier * 1e3:.1f} ms (ring over hosts, n=2)"
                   + (f"; flat ring over {world} ranks {flat * 1e3:.1f} ms" if per_host > 1 else ""))
+            print(f"  (tbf counts frames: TCP data is 1448 of every 1514 bytes, so even a perfect ring needs "
+                  f"{hier * 1e3 / TCP_SHARE:.1f} ms, {TCP_SHARE:.3f} of the bound)")
             for name, times in rows.items():
                 if not times:
                     continue

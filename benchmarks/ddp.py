@@ -10,6 +10,8 @@ bucket all-reduces and writing ``.grad``.
     python benchmarks/ddp.py [--ranks 2] [--steps 60] [--repeats 5] [--no-torch] [--bucket-view]
 
 Targets (issue 7): disttorch N ranks >= 2x PyTorch DDP's samples/s; N ranks >= 1.8x one rank.
+Restated at the physical floor (issue 17): >= 1.5x PyTorch DDP and >= 1.8x one rank in every one of
+5 consecutive runs, and the 1-rank step within 5% of the NumPy floor.
 A "NumPy floor" row runs the same step written by hand in plain NumPy, the bound for one rank.
 """
 from __future__ import annotations
@@ -209,12 +211,14 @@ def main():
         print(f"scaling {n} ranks vs 1: {sps['disttorch DDP'] / sps['disttorch']:.2f}x (target >= 1.8x)")
     if "torch DDP (gloo)" in sps and "disttorch DDP" in sps:
         print(f"disttorch vs torch DDP, {n} ranks: {sps['disttorch DDP'] / sps['torch DDP (gloo)']:.2f}x "
-              "(target >= 2x)")
+              "(target >= 2x; >= 1.5x at the floor, issue 17)")
     if "torch" in sps and "disttorch" in sps:
         print(f"compute alone, 1 rank: disttorch {sps['disttorch'] / sps['torch']:.2f}x torch")
     if "NumPy floor" in med and "disttorch" in med:
         print(f"1 rank step: disttorch {med['disttorch']['step'] * 1e3:.2f} ms, the same arithmetic in plain NumPy "
               f"{med['NumPy floor']['step'] * 1e3:.2f} ms")
+        print(f"1 rank step / NumPy floor: {med['disttorch']['step'] / med['NumPy floor']['step']:.3f} "
+              "(target <= 1.05)")
     if "torch DDP (gloo)" in sps:
         print(f"2x torch DDP needs one step every {n * 256 / (2 * sps['torch DDP (gloo)']) * 1e3:.2f} ms per rank")
 

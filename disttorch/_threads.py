@@ -13,6 +13,7 @@ import os
 __all__ = ["set_num_threads", "get_num_threads"]
 
 _requested: int | None = None
+_default: int | None = None  # get_num_threads() without a set_num_threads call, read once
 _limiter = None  # threadpoolctl's limiter; the limit holds while it is referenced
 
 
@@ -27,6 +28,28 @@ def set_num_threads(n) -> None:
 
     _limiter = threadpool_limits(limits=n)
     _requested = n
+
+
+def intra_op_threads() -> int:
+    """The thread count elementwise splits use (``_intra_op.py``): cheap enough to ask per op.
+
+    What set_num_threads set; without a call, get_num_threads() read once (asking the BLAS
+    pools each time costs milliseconds)."""
+    global _default
+    if _requested is not None:
+        return _requested
+    if _default is None:
+        _default = get_num_threads()
+    return _default
+
+
+def _forget_default_in_child():
+    global _default
+    _default = None  # a forked worker may be given other BLAS limits than its parent had
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)
 
 
 def get_num_threads() -> int:

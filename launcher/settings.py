@@ -120,6 +120,9 @@ _DECLARED = (
             "round moves at most this much per rank"),
     Setting("DISTTORCH_SHM_CHUNK_BYTES", "bytes", None, "data per shared-memory round (at most the slot size)",
             doc_default="1 MiB; the slot size when ranks outnumber cores"),
+    Setting("DISTTORCH_HIER_CHUNK_BYTES", "bytes", None, "round size of the hierarchical all-reduce across "
+            "hosts (at most the slot size): one round's network part overlaps the next's shared memory",
+            doc_default="2 MiB"),
     Setting("DISTTORCH_SHM_YIELD_S", "float", 50e-6, "seconds a shared-memory waiter spins before it yields the "
             "core (for experiments)", minimum=0),
     Setting("DISTTORCH_DEBUG", "choice", "off", "`detail`: every collective first exchanges fingerprints "

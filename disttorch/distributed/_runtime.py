@@ -31,8 +31,7 @@ def context(credentials: Credentials | None = None) -> zmq.Context:
     global _context, _auth, _owner_pid
     with _lock:
         if _context is None or _owner_pid != os.getpid():
-            _context = zmq.Context(io_threads=max(1, settings.get("DISTTORCH_IO_THREADS")))
-            _context.setsockopt(zmq.LINGER, 0)
+            _context = new_context()
             _auth = ZapAuthenticator(_context, credentials)
             _owner_pid = os.getpid()
         elif credentials is not None and _auth.credentials is not credentials:
@@ -40,6 +39,93 @@ def context(credentials: Credentials | None = None) -> zmq.Context:
                     or _auth.credentials.curve != credentials.curve:
                 _auth.set_credentials(credentials)
         return _context
+
+
+#: per peer and group: the PUSH socket, its monitor and libzmq's end of that monitor
+SOCKETS_PER_PEER = 3
+#: per peer, measured (8 and 16 local ranks: 73 and 129 descriptors): PUSH and PULL connections,
+#: the three sockets' wake-up eventfds, the shared-memory doorbell, and the peer's monitor pipe
+FDS_PER_PEER = 7
+#: what a process holds besides its peers: interpreter, libraries, store, ZAP handler, I/O threads
+FDS_BASE = 128
+#: room for this many groups as large as the world (``new_group``) before a limit is reached
+GROUPS_ROOM = 3
+
+
+def sockets_needed(world_size: int) -> int:
+    """ZeroMQ sockets a rank of a ``world_size`` job may open (at least libzmq's default 1023)."""
+    return max(1023, SOCKETS_PER_PEER * GROUPS_ROOM * world_size + 64)
+
+
+def fds_needed(world_size: int) -> int:
+    return FDS_PER_PEER * GROUPS_ROOM * world_size + FDS_BASE
+
+
+def _world_size_hint() -> int:
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def ensure_fd_limit(world_size: int) -> None:
+    """Raises this process's soft RLIMIT_NOFILE towards what a ``world_size`` job needs.
+
+    The soft limit is often 1024 while the hard limit is far higher; a rank of a 128-rank job on
+    one host holds about 900 descriptors in its first group alone. Only the hard limit (set by the
+    administrator: ``ulimit -Hn``, limits.conf, systemd's LimitNOFILE) caps this; when it is too
+    low the job still starts, with a warning naming the limit, and fails with a clear error only
+    if it actually runs out."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    need = fds_needed(world_size)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(hard, need)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            target = soft
+    if target < need:
+        import logging
+
+        logging.getLogger("disttorch.distributed").warning(
+            "disttorch: a rank of this %d-rank job may need %d file descriptors, but RLIMIT_NOFILE allows "
+            "%d (hard limit %s); raise it (ulimit -n / -Hn, limits.conf, systemd LimitNOFILE) if sockets "
+            "fail with 'Too many open files'", world_size, need, target, hard)
+
+
+def limits_report() -> str:
+    """The limits a 'Too many open files' depends on, for error messages."""
+    parts = []
+    try:
+        parts.append(f"{len(os.listdir('/proc/self/fd'))} file descriptors open")
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        parts.append(f"RLIMIT_NOFILE soft {soft} / hard {hard} (ulimit -n / -Hn)")
+    except ImportError:  # pragma: no cover
+        pass
+    if _context is not None:
+        parts.append(f"ZeroMQ's MAX_SOCKETS {_context.get(zmq.MAX_SOCKETS)} per process")
+    return "; ".join(parts)
+
+
+def new_context() -> zmq.Context:
+    """A ZeroMQ context sized for this job (``WORLD_SIZE``), before any socket exists."""
+    ctx = zmq.Context(io_threads=max(1, settings.get("DISTTORCH_IO_THREADS")))
+    ctx.setsockopt(zmq.LINGER, 0)
+    # takes effect only before the first socket; libzmq's default of 1023 is too few from about
+    # 340 ranks on, or fewer with groups of their own (three sockets per peer and group)
+    ctx.set(zmq.MAX_SOCKETS, min(ctx.get(zmq.SOCKET_LIMIT), sockets_needed(_world_size_hint())))
+    return ctx
 
 
 def authenticator() -> ZapAuthenticator | None:
@@ -152,10 +238,24 @@ def routable_address(master_addr: str) -> str:
         return socket.gethostbyname(socket.gethostname())
 
 
+_before_shutdown: list = []
+
+
+def before_shutdown(fn) -> None:
+    """Runs ``fn()`` at interpreter exit, before the context closes the sockets (the process
+    groups say goodbye to their peers there)."""
+    _before_shutdown.append(fn)
+
+
 def _shutdown() -> None:
     global _context, _auth
     if _owner_pid != os.getpid():
         return  # a forked child must not tear down its parent's context
+    for fn in _before_shutdown:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - exit goes on; the peers learn from /proc or heartbeats
+            pass
     remove_key_files()
     if _auth is not None:
         _auth.close()

@@ -170,6 +170,7 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
                   join_s=None) -> ProcessGroup:
     join_s = timeout_s if join_s is None else join_s
     deadline = time.monotonic() + join_s
+    _runtime.ensure_fd_limit(world)
     owns_store = store is None
     if store is None:
         creds, provider = _runtime.job_credentials(addr, port, rank == 0, join_s)
@@ -205,6 +206,7 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
         if backend_name == Backend.NCCL:  # CUDA tensors through NCCL; the ZeroMQ group keeps the rest
             from .nccl import NcclProcessGroup
             pg = NcclProcessGroup(pg, store, key="nccl/0")
+        _store_owner_waits(store, "pg/0/up", range(world), rank, _serves(store), time.monotonic() + timeout_s)
     except BaseException as e:
         if transport is not None:
             transport.close()
@@ -220,6 +222,27 @@ def _create_world(backend_name, timeout_s, rank, world, addr, port, store, launc
     _state.next_group_id = 1
     _state.groups = [pg]
     return pg
+
+
+def _serves(store) -> bool:
+    """Whether this process serves ``store`` (its server goes away with this process's groups)."""
+    return getattr(store, "server", None) is not None
+
+
+def _store_owner_waits(store, key: str, ranks, me: int, owner: bool, deadline: float) -> None:
+    """The last step of a group's set-up: every rank says it is done with the store, and the rank
+    that serves the store returns only once all have.
+
+    Otherwise the serving rank, whose own last wait is answered first, could return, run a short
+    script and destroy the store while a peer's last request (the shared-memory setup's final
+    wait) is still on its way: that peer then waits its whole timeout for an answer that never
+    comes (the 5-rank flake of test_direct_reduce on the loaded machine)."""
+    if not owner:
+        store.set(f"{key}/{me}", b"1")
+        return
+    others = [f"{key}/{r}" for r in ranks if r != me]
+    if others:
+        store.wait(others, max(1.0, deadline - time.monotonic()))
 
 
 def _linger_for_late_ranks(server, world: int, grace_s: float = 3.0) -> None:
@@ -277,10 +300,12 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None, use_local
             raise ValueError(f"new_group: ranks {dup} appear more than once in {list(ranks)}")
         members = sorted(members)
     me = world.rank()
-    if me not in members:
-        return GroupMember.NON_GROUP_MEMBER
     timeout_s = seconds(timeout) if timeout is not None else world.timeout
     deadline = time.monotonic() + timeout_s
+    if me not in members:
+        if _serves(_state.store):  # the members' set-up still needs the store this rank serves
+            _store_owner_waits(_state.store, f"pg/{gid}/up", members, me, True, deadline)
+        return GroupMember.NON_GROUP_MEMBER
     config, store = world.config, _state.store
     creds = store._credentials  # noqa: SLF001
     ctx = _runtime.context(creds)
@@ -303,12 +328,25 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None, use_local
         if world.backend == Backend.NCCL:
             from .nccl import NcclProcessGroup
             pg = NcclProcessGroup(pg, store, key=f"nccl/{gid}")
+        _store_owner_waits(store, f"pg/{gid}/up", members, me, _serves(store), time.monotonic() + timeout_s)
     except BaseException:
         transport.close()
         raise
     with _state.lock:
         _state.groups.append(pg)
     return pg
+
+
+def _goodbye_at_exit() -> None:
+    """A script that ends without ``destroy_process_group`` still leaves its groups cleanly."""
+    for pg in list(_state.groups):
+        try:
+            pg.host().say_goodbye()
+        except Exception:  # noqa: BLE001 - one broken group must not keep the others' goodbyes
+            pass
+
+
+_runtime.before_shutdown(_goodbye_at_exit)
 
 
 def destroy_process_group(group=None) -> None:

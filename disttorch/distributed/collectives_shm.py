@@ -181,3 +181,38 @@ def all_to_all(o: ShmOp, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
 
 def barrier(o: ShmOp) -> None:
     o.barrier()
+
+
+# -- the shared-memory halves of the sliced hierarchical all-reduce (``hierarchical.py``) ---------
+def reduce_scatter_round(o: ShmOp, x: np.ndarray, op: ReduceOp) -> None:
+    """One round of ``all_reduce``'s first half: afterwards segment ``me`` of ``x`` (of
+    ``partition(x.size, n)``) holds the reduction over this host's ranks; the other segments of
+    ``x`` are left as they were. ``x`` must fit one slot. The summation order is all_reduce's."""
+    c, n, me = o.c, o.c.n, o.c.me
+    segs = alg.partition(x.size, n)
+    p = c.next_parity()
+    mine = o.slot(me, p, x.dtype, x.size)
+    for k, (lo, hi) in enumerate(segs):
+        if k != me and hi > lo:
+            np.copyto(mine[lo:hi], x[lo:hi])
+    o.barrier()
+    lo, hi = segs[me]
+    if hi > lo:
+        acc = x[lo:hi]
+        for k in range(n):
+            if k != me:
+                combine(op, acc, o.slot(k, p, x.dtype, hi - lo, lo))
+
+
+def all_gather_round(o: ShmOp, x: np.ndarray) -> None:
+    """The matching second half: every rank's segment ``me`` of ``x`` is copied into the others' ``x``."""
+    c, n, me = o.c, o.c.n, o.c.me
+    segs = alg.partition(x.size, n)
+    p = c.next_parity()
+    lo, hi = segs[me]
+    if hi > lo:
+        np.copyto(o.slot(me, p, x.dtype, hi - lo, lo), x[lo:hi])
+    o.barrier()
+    for k, (lo, hi) in enumerate(segs):
+        if k != me and hi > lo:
+            np.copyto(x[lo:hi], o.slot(k, p, x.dtype, hi - lo, lo))

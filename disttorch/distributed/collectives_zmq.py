@@ -121,42 +121,52 @@ def all_reduce(x: Exchange, buf: np.ndarray, op: ReduceOp, switch_bytes: int) ->
     x.flush()
 
 
-def _doubling(x: Exchange, buf: np.ndarray, op: ReduceOp) -> None:
+def all_reduce_part(x: Exchange, buf: np.ndarray, op: ReduceOp, switch_bytes: int, tag_base: int) -> None:
+    """One of several all-reduces inside one collective (the hierarchical all-reduce runs one per
+    round of its buffer): message tags start at ``tag_base``; no ``finalize``, no ``flush``."""
+    if x.size > 1:
+        if alg.choose_all_reduce(buf.nbytes, x.size, switch_bytes) == "doubling":
+            _doubling(x, buf, op, tag_base)
+        else:
+            _ring(x, buf, op, tag_base)
+
+
+def _doubling(x: Exchange, buf: np.ndarray, op: ReduceOp, tag_base: int = 0) -> None:
     chunks = x.chunks(0, buf.size)
     for st in alg.recursive_doubling(x.rank, x.size):
         if st.action in ("send", "exchange", "send_result"):
             for i, (a, b) in enumerate(chunks):
                 # copy: this rank overwrites buf right after (exchange) or the caller may (send)
-                x.send(st.peer, buf[a:b], DOUBLING, st.round, i, a, buf.size, copy=True)
+                x.send(st.peer, buf[a:b], DOUBLING, st.round, tag_base + i, a, buf.size, copy=True)
         if st.action in ("recv_reduce", "exchange"):
             for i, (a, b) in enumerate(chunks):
-                x.recv_reduce(st.peer, buf[a:b], op, DOUBLING, st.round, i)
+                x.recv_reduce(st.peer, buf[a:b], op, DOUBLING, st.round, tag_base + i)
         elif st.action == "recv_result":
             for i, (a, b) in enumerate(chunks):
-                x.recv_into(st.peer, buf[a:b], DOUBLING, st.round, i)
+                x.recv_into(st.peer, buf[a:b], DOUBLING, st.round, tag_base + i)
 
 
-def _ring(x: Exchange, buf: np.ndarray, op: ReduceOp) -> None:
+def _ring(x: Exchange, buf: np.ndarray, op: ReduceOp, tag_base: int = 0) -> None:
     n, r = x.size, x.rank
     blocks = alg.partition(buf.size, n)
     chunks = [x.chunks(a, b, pipeline=True) for a, b in blocks]
     rs, ag = alg.ring_reduce_scatter(r, n), alg.ring_all_gather(r, n)
     numel = buf.size
     for i, (a, b) in enumerate(chunks[rs[0].send_block]):
-        x.send(rs[0].send_to, buf[a:b], RING_RS, 0, i, a, numel)
+        x.send(rs[0].send_to, buf[a:b], RING_RS, 0, tag_base + i, a, numel)
     for s, st in enumerate(rs):
         for i, (a, b) in enumerate(chunks[st.recv_block]):
-            x.recv_reduce(st.recv_from, buf[a:b], op, RING_RS, s, i)
+            x.recv_reduce(st.recv_from, buf[a:b], op, RING_RS, s, tag_base + i)
             # forward at once: the next step sends exactly the block just reduced (pipelining)
             if s + 1 < len(rs):
-                x.send(st.send_to, buf[a:b], RING_RS, s + 1, i, a, numel)
+                x.send(st.send_to, buf[a:b], RING_RS, s + 1, tag_base + i, a, numel)
             else:
-                x.send(st.send_to, buf[a:b], RING_AG, 0, i, a, numel)  # this block is final: gather it
+                x.send(st.send_to, buf[a:b], RING_AG, 0, tag_base + i, a, numel)  # this block is final: gather it
     for s, st in enumerate(ag):
         for i, (a, b) in enumerate(chunks[st.recv_block]):
-            x.recv_into(st.recv_from, buf[a:b], RING_AG, s, i)
+            x.recv_into(st.recv_from, buf[a:b], RING_AG, s, tag_base + i)
             if s + 1 < len(ag):
-                x.send(st.send_to, buf[a:b], RING_AG, s + 1, i, a, numel)
+                x.send(st.send_to, buf[a:b], RING_AG, s + 1, tag_base + i, a, numel)
 
 
 # -- rooted collectives ----------------------------------------------------------------------------

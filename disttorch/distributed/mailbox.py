@@ -10,6 +10,11 @@ the others sleep on a condition until their key shows up. While waiting, a watch
 every ``CHECK_INTERVAL_S`` (dead peers are reported within seconds), and the deadline raises
 ``DistTimeoutError`` naming the rank waited for.
 
+A peer that leaves the group cleanly (``destroy_process_group`` or the end of its script) sends a
+GOODBYE carrying the last collective it finished; it travels on the same connection as, and after,
+everything else that peer sent us, so once it is here nothing more is coming from that peer.
+``departed`` records it; the watchdog decides whether the wait still needs that peer.
+
 Before a collective the group announces its fingerprint (``begin``); any message of that sequence
 number whose header disagrees (another collective, shape, dtype, root or reduce op) is recorded as
 a mismatch and raised as ``CollectiveMismatchError`` naming both sides.
@@ -77,8 +82,10 @@ def key_of(h) -> tuple:
 class Watchdog:
     """What the mailbox asks while it waits; the process group implements it."""
 
-    def check(self, waiting_for: int | None) -> None:
-        """Raises if a peer this operation needs is dead or unreachable."""
+    def check(self, waiting_for: int | None, departed: dict[int, int] | None = None) -> None:
+        """Raises if a peer this operation needs is dead or unreachable. ``departed``: the peers
+        whose GOODBYE had arrived (group rank -> last collective it finished) before the mailbox
+        last looked for the awaited message."""
 
     def timeout_error(self, waiting_for: int | None) -> Exception:
         return DistBackendError("timed out")
@@ -105,6 +112,7 @@ class Mailbox:
         self.abort: tuple[int, str, str] | None = None  # (group rank, error class, reason)
         self.failure: Exception | None = None
         self.seen_seq: dict[int, int] = {}  # group rank -> highest collective it sent us data of
+        self.departed: dict[int, int] = {}  # group rank -> last collective it finished, from its GOODBYE
 
     # -- the collective's frame --------------------------------------------------------------
     def begin(self, seq: int, fp: Fingerprint, my_rank: int) -> None:
@@ -201,13 +209,16 @@ class Mailbox:
                 # what already arrived counts: a peer may have sent everything and then exited
                 self._drain()
                 with self._cv:
+                    # the goodbyes are copied before looking: a peer's GOODBYE follows all its
+                    # messages, so any message of a peer in this copy is already in the stash
+                    departed = dict(self.departed)
                     k = ready()
                     if k is not None:
                         return self._unstash(k)
                     self._raise_if_failed()
                 if now >= deadline:
                     raise self.watchdog.timeout_error(waiting_for)
-                self.watchdog.check(waiting_for)
+                self.watchdog.check(waiting_for, departed)
                 next_check = now + CHECK_INTERVAL_S
             slice_ms = max(0, min(PUMP_SLICE_MS, int((min(deadline, next_check) - now) * 1000)))
             if self._recv_lock.acquire(False):
@@ -224,6 +235,15 @@ class Mailbox:
         if self._recv_lock.acquire(timeout=0.05):
             try:
                 self._pump(0)
+            finally:
+                self._recv_lock.release()
+
+    def settle(self, timeout_ms: int = 50) -> None:
+        """Receives what is in flight, waiting up to ``timeout_ms`` for the first message: called
+        before a peer is declared lost, so that a GOODBYE still in the sockets is seen first."""
+        if self._recv_lock.acquire(timeout=timeout_ms / 1000):
+            try:
+                self._pump(timeout_ms)
             finally:
                 self._recv_lock.release()
 
@@ -253,6 +273,9 @@ class Mailbox:
                     reason = bytes(msg.payload or b"")[:4096].decode("utf-8", "replace")
                     cls, _, text = reason.partition("\0")
                     self.abort = (h.src, cls, text)
+                return
+            if h.kind == Kind.GOODBYE:
+                self.departed.setdefault(h.src, h.seq)
                 return
             if h.kind in (Kind.DATA, Kind.FINGERPRINT) and h.seq < self._min_seq:
                 log.warning("disttorch: dropped a stale message for collective #%d from rank %d", h.seq, h.src)

@@ -37,6 +37,7 @@ import numpy as np
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
+from . import hierarchical
 from .backend import CollectiveBackend
 from .config import Config, report_period_s
 from .shm_setup import setup_shared_memory
@@ -47,7 +48,7 @@ from .executor import Executor
 from .fingerprints import FingerprintCheck
 from .liveness import process_state
 from .mailbox import Fingerprint, Mailbox, Watchdog
-from .reduce_op import ReduceOp, finalize
+from .reduce_op import ReduceOp
 from .transport import shm as shm_mod
 from .transport.base import Transport
 from .wire import Kind, Op, dtype_code, message
@@ -175,28 +176,66 @@ class ProcessGroup(Watchdog, CollectiveBackend):
     def _what(self) -> str:
         return getattr(self._tls, "what", None) or f"an operation on group {self.name}"
 
-    def _peer_status(self, g: int, final: bool = False) -> str | None:
+    def _peer_status(self, g: int, final: bool = False, departed: dict[int, int] | None = None) -> str | None:
+        left = (self.mailbox.departed if departed is None else departed).get(g)
+        if left is not None:
+            return self._departure_problem(g, left, departed)
         p = self.peers[g]
-        if p.get("host_id") == self.host_id and p.get("pid"):
-            state = process_state(p["pid"])
-            if state == "dead":
-                # report it from the second look on: what the peer sent before it exited may
-                # still be on its way through the sockets, and may complete the collective
-                first = self._dead_seen.setdefault(g, time.monotonic())
-                if final or time.monotonic() - first >= DEAD_GRACE_S:
-                    # it may have ended cleanly (a script returning early): the launcher's
-                    # report gives the exit status; this rank only knows it is gone
-                    return (f"exited before the job ended (pid {p['pid']} on {p.get('hostname')}; "
-                            f"disttorch-run's report gives its exit status)")
-            if state == "stopped" and final:
-                return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger)"
-        return self.transport.peer_problem(g)
+        local = p.get("host_id") == self.host_id and p.get("pid")
+        state = process_state(p["pid"]) if local else "unknown"
+        if state == "dead":
+            # report it from the second look on: what the peer sent before it exited may
+            # still be on its way through the sockets, and may complete the collective
+            first = self._dead_seen.setdefault(g, time.monotonic())
+            if final or time.monotonic() - first >= DEAD_GRACE_S:
+                if self._said_goodbye_meanwhile(g):
+                    return None  # judged at the next look, against what arrived with it
+                # it may have ended cleanly (a script returning early): the launcher's
+                # report gives the exit status; this rank only knows it is gone
+                return (f"exited before the job ended (pid {p['pid']} on {p.get('hostname')}; "
+                        f"disttorch-run's report gives its exit status)")
+        if state == "stopped" and final:
+            return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger)"
+        problem = self.transport.peer_problem(g)
+        if problem is None:
+            return None
+        if state == "running" and problem.startswith("lost its connection"):
+            # On one host /proc is the liveness oracle: the process runs, so the silence is a
+            # heartbeat starved on a loaded machine (or a socket being re-made), not a failure;
+            # the collective's deadline still bounds the wait.
+            return None
+        if self._said_goodbye_meanwhile(g):
+            return None
+        return problem
 
-    def check(self, waiting_for: int | None) -> None:
+    def _said_goodbye_meanwhile(self, g: int) -> bool:
+        """Before a peer is declared gone: receive what is still in flight, and say whether its
+        GOODBYE was among it (a clean exit closes the sockets right after the goodbye)."""
+        self.mailbox.settle()
+        return g in self.mailbox.departed
+
+    def _departure_problem(self, g: int, left: int, departed: dict[int, int] | None) -> str | None:
+        """Whether peer ``g``, which left the group after finishing collective ``left``, is missed.
+
+        Its GOODBYE came after everything it sent us, so a peer that finished the collective this
+        thread waits in has delivered its part; one that did not finish it never will."""
+        seq = getattr(self._tls, "seq", None)  # None: point to point
+        if seq is not None and left >= seq:
+            return None
+        if seq is None and getattr(self._tls, "scope", None) is None:
+            # receive from any source: only when every peer has left can nothing arrive
+            gone = self.mailbox.departed if departed is None else departed
+            if any(h not in gone for h in range(self._size) if h != self._rank):
+                return None
+        where = f"before joining collective #{seq}" if seq is not None else "before sending what this rank waits for"
+        return (f"exited before the job ended or left the group: its goodbye says it finished collective "
+                f"#{left}, {where} (destroy_process_group or the end of its script)")
+
+    def check(self, waiting_for: int | None, departed: dict[int, int] | None = None) -> None:
         scope = getattr(self._tls, "scope", None)
         members = scope if scope is not None else [g for g in range(self._size) if g != self._rank]
         for g in members:
-            status = self._peer_status(g)
+            status = self._peer_status(g, departed=departed)
             if status:
                 raise PeerFailureError(f"{self._what()} failed: {self.describe_rank(g)} {status}",
                                        rank=self.global_ranks[g])
@@ -393,7 +432,7 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         flat = buf.reshape(-1)
         switch = self.config.allreduce_switch_bytes
         pre = self._nan_check("all_reduce", flat)
-        if not self.shm_all and self.shm is not None and len(self.hosts) > 1:
+        if self._hierarchical():
             def body(seq, deadline):
                 if pre:
                     pre()
@@ -402,22 +441,19 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         return self._collective("all_reduce", fp, buf.itemsize, lambda o: cs.all_reduce(o, flat, op),
                                 lambda x: cz.all_reduce(x, flat, op, switch), async_op, after, pre=pre)
 
+    def _hierarchical(self) -> bool:
+        """All-reduce across hosts with several ranks on some: shared memory inside each host, tcp
+        between them. Every rank decides alike (a host of one rank has no shared memory but takes
+        part as its own leader)."""
+        return (not self.shm_all and len(self.hosts) > 1 and any(len(h) > 1 for h in self.hosts)
+                and (self.shm is not None or len(self.local_members) == 1))
+
     def _hier_all_reduce(self, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
-        """Reduce inside each host (shared memory), all-reduce among host leaders, broadcast back."""
-        partial = ReduceOp.SUM if op is ReduceOp.AVG else op
-        o = None
-        if self.shm is not None:
-            self.shm.publish_fingerprint(seq, self.fingerprints.words(seq, fp, 0))
-            o = cs.ShmOp(self.shm, seq, deadline, lambda rows: self._check_shm_fingerprints(seq, rows),
-                         self._shm_cap())
-            cs.reduce(o, flat, partial, 0)
-        if self._rank in self.leaders and len(self.leaders) > 1:
-            self._zmq_call(seq, fp, deadline, flat.itemsize,
-                           lambda x: cz.all_reduce(x, flat, partial, self.config.allreduce_switch_bytes),
-                           members=self.leaders)
-        if o is not None:
-            cs.broadcast(o, flat, 0)
-        finalize(op, flat, self._size)
+        """Shared memory inside each host, tcp across hosts (``hierarchical.py``)."""
+        if hierarchical.sliced_possible(self):
+            hierarchical.sliced_all_reduce(self, seq, fp, deadline, flat, op)
+        else:
+            hierarchical.leader_all_reduce(self, seq, fp, deadline, flat, op)
 
     def broadcast(self, buf: np.ndarray, root: int, async_op: bool = False, after=None):
         fp = Fingerprint(Op.BROADCAST, 0, dtype_code(buf.dtype), root, tuple(buf.shape))
@@ -577,8 +613,36 @@ class ProcessGroup(Watchdog, CollectiveBackend):
                 f"dtype {dtype_of(h.dtype)} but the receiving tensor has {flat.size} elements of {flat.dtype}")
 
     # -- teardown ------------------------------------------------------------------------------
+    def say_goodbye(self) -> None:
+        """Tells every peer that this rank leaves the group, and after which collective (once).
+
+        Peers still waiting inside the last collective then know that everything this rank sent
+        for it is already in their mailbox (the GOODBYE follows it on the same connection), so
+        the sockets closing next is not a failure; a peer waiting in a later collective learns at
+        once that this rank will not join. Not sent after a failure: the ABORT said it all."""
+        if getattr(self, "_goodbye_sent", False) or self.executor.failed is not None:
+            return
+        self._goodbye_sent = True
+        hdr = message(Kind.GOODBYE, job_id=self.job_id, group=self.group_id, src=self._rank,
+                      seq=self.executor.last_finished)
+        t = self.transport
+        patience = getattr(t, "send_timeout_s", None)
+        if patience is not None:
+            t.send_timeout_s = 0  # a peer that refused our handshake must not hold up the exit
+        try:
+            for g in range(self._size):
+                if g != self._rank:
+                    try:
+                        t.send(g, hdr, None)
+                    except Exception:  # a closed or broken socket: that peer learns it from /proc
+                        pass
+        finally:
+            if patience is not None:
+                t.send_timeout_s = patience
+
     def close(self) -> None:
         self.executor.close()
+        self.say_goodbye()
         self.transport.close()
         if self.shm is not None:
             self.shm.close()

@@ -32,6 +32,8 @@ log = logging.getLogger("disttorch.distributed")
 MAX_STORE_MESSAGE = 256 * 1024 * 1024
 MAX_KEY_BYTES = 4096
 DEFAULT_TIMEOUT = datetime.timedelta(seconds=300)
+#: how long a closing server still tries to deliver the answers it has queued
+REPLY_LINGER_MS = 1000
 
 _COMMANDS = {b"SET", b"GET", b"ADD", b"WAIT", b"CHECK", b"DELETE", b"NUM_KEYS", b"COMPARE_SET",
              b"JOIN", b"JOIN_STATUS"}
@@ -121,7 +123,8 @@ class StoreServer:
                     log.warning("disttorch store: dropped a malformed request (%s)", e)
         finally:
             try:
-                sock.close(0)
+                # answers already queued (a rank's last request before this rank leaves) still go out
+                sock.close(REPLY_LINGER_MS)
             except zmq.ZMQError:
                 pass
 

@@ -38,6 +38,7 @@ class Kind(enum.IntEnum):
     P2P = 2          # a chunk of send/recv
     ABORT = 3        # the sender gave up on the group; payload is the UTF-8 reason
     FINGERPRINT = 4  # DETAIL-mode pre-check of the next collective (header only)
+    GOODBYE = 5      # the sender leaves the group cleanly; seq: the last collective it finished (header only)
 
 
 class Op(enum.IntEnum):

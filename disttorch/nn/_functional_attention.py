@@ -1,7 +1,8 @@
 """Attention: ``scaled_dot_product_attention`` and ``multi_head_attention_forward`` (PyTorch's math).
 
-Both are compositions of differentiable disttorch ops (matmul, softmax, masked_fill), so their
-gradients, double-backward included, come from those ops.
+SDPA runs as one fused autograd node (``_sdpa_op.py``) when the inputs allow it (equal leading
+dimensions, one dtype, a constant mask); otherwise, and for MHA with ``need_weights``, both are
+compositions of differentiable disttorch ops (matmul, softmax, masked_fill).
 Shapes: SDPA query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). MHA takes
 sequence-first (L, N, E) or unbatched (L, E) inputs, like ``torch.nn.functional``.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _torch_api as _T
 from .._backend import array_module
 from ..tensor import Tensor
+from ._sdpa_op import SdpaBackward0
 
 
 def _linear(x, weight, bias=None):
@@ -79,6 +83,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         key = _repeat_heads(key, reps)
         value = _repeat_heads(value, reps)
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if _fusable(query, key, value, attn_mask):
+        keep = None
+        if dropout_p > 0:
+            keep = _dropout_keep(query.shape[:-1] + key.shape[-2:-1], dropout_p, query)
+        mask = None if attn_mask is None else attn_mask._data
+        return SdpaBackward0.apply(query, key, value, scale=factor, causal=bool(is_causal), mask=mask, keep=keep)
     scores = _T.matmul(query, key.transpose(-2, -1)) * factor
     if is_causal:
         xp = array_module(scores._data)
@@ -91,6 +101,40 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             scores = scores + attn_mask
     weights = _dropout(_softmax_rows(scores), dropout_p)
     return _T.matmul(weights, value)
+
+
+def _fusable(query, key, value, attn_mask):
+    """Whether the one-node attention (``_sdpa_op``) computes this call: equal leading dims, one
+    floating dtype, and a mask that is boolean or a constant of that dtype broadcastable to the
+    scores (anything else, error cases included, takes the composed path)."""
+    lead = tuple(query.shape[:-2])
+    if tuple(key.shape[:-2]) != lead or tuple(value.shape[:-2]) != lead:
+        return False
+    if not query.is_floating_point() or key.dtype is not query.dtype or value.dtype is not query.dtype:
+        return False
+    if type(query._data) is not type(key._data) or type(key._data) is not type(value._data):
+        return False
+    if attn_mask is None:
+        return True
+    if type(attn_mask._data) is not type(query._data):
+        return False
+    if attn_mask.dtype.name != "bool" and (attn_mask.dtype is not query.dtype or attn_mask.requires_grad):
+        return False
+    scores_shape = lead + (query.shape[-2], key.shape[-2])
+    try:
+        return np.broadcast_shapes(tuple(attn_mask.shape), scores_shape) == scores_shape
+    except ValueError:
+        return False
+
+
+def _dropout_keep(shape, p, like):
+    """The attention dropout's keep mask scaled by 1 / (1 - p), as an array of ``like``'s dtype
+    (drawn as ``_dropout`` draws it, so the random stream is the same on both paths)."""
+    if p >= 1:
+        return array_module(like._data).zeros(shape, dtype=like._data.dtype)
+    keep = (_T.rand(tuple(shape), dtype=like.dtype, device=like.device) >= p)._data.astype(like._data.dtype)
+    keep *= keep.dtype.type(1.0 / (1.0 - p))
+    return keep
 
 
 def _repeat_heads(x, reps):

@@ -11,8 +11,11 @@ import math
 
 import numpy as np
 
+from .. import _intra_op
 from .._backend import array_module
+from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
+from ._gelu_float32 import gelu_float32
 from .pointwise import _erf as _erf_exact
 from .pointwise import _sigmoid as _sigmoid_array
 
@@ -57,8 +60,7 @@ class LinearAddmm(Op):
 
     def forward(self, bias, x, weight):
         out = x @ weight.T
-        out += bias
-        return out
+        return _intra_op.add_(out, bias)  # split over the intra-op threads when large
 
     def backward(self, g, ns, x, weight):
         n = self.needs_input_grad
@@ -112,7 +114,23 @@ class EmbeddingBackward0(Op):
             factor = keep if factor is None else factor * keep
         if factor is not None:
             rows = rows * ns.const(factor.reshape(-1, 1), rows)
+        if not ns.graph and type(rows) is np.ndarray and type(idx) is np.ndarray:
+            return (_sum_rows_by_index(self.wshape, idx, rows),)
         return (ns.index_add(self.wshape, idx, rows, rows),)
+
+
+def _sum_rows_by_index(shape, idx, rows):
+    """Zeros of ``shape`` with each row of ``rows`` added at row ``idx[i]``: the rows sorted by
+    index (stable, so repeats add in their original order) and summed per run with one
+    ``add.reduceat``; about 2x (many distinct indices) to 7x (few) faster than ``np.add.at``."""
+    out = np.zeros(shape, dtype=rows.dtype)
+    if idx.size == 0:
+        return out
+    order = np.argsort(idx, kind="stable")
+    ordered = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    out[ordered[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
 
 
 # ---- dropout -------------------------------------------------------------------------------------
@@ -190,9 +208,16 @@ class GeluBackward0(Op):
         if approximate == "tanh":
             inner = (x + _GELU_C * x * x * x) * _SQRT_2_OVER_PI
             return 0.5 * x * (1 + xp.tanh(inner))
+        if type(x) is np.ndarray and x.dtype == np.float32:
+            # PyTorch's float32 erf formula, chunked; the derivative is nearly free here
+            out, self.derivative = gelu_float32(x, with_derivative=STATE.enabled)
+            return out
         return 0.5 * x * (1 + erf(_ARRAY_NS, x * _INV_SQRT_2))
 
     def backward(self, g, ns, x):
+        derivative = getattr(self, "derivative", None)
+        if derivative is not None and not ns.graph:
+            return (g * derivative,)
         if self.approximate == "tanh":
             x2 = x * x
             t = ns.tanh((x + _GELU_C * x2 * x) * _SQRT_2_OVER_PI)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .._backend import array_module
 from ._base import Op, fast_mean
+from ._layer_norm_rows import layer_norm_rows, layer_norm_rows_backward
 
 
 def _norm_input_grad(ns, dxhat, xhat, invstd, axes):
@@ -159,7 +160,6 @@ class NativeBatchNormBackward0(_AffineNorm):
             return super().backward(g, ns, x, *saved)
         # d loss/d x = scale * (g - mean(g) - xc * invstd^2 * mean(g * xc)), scale = weight * invstd:
         # two per-channel reductions, then g * scale + xc * k1 + k0 in four passes
-        xp = array_module(g)
         need = self.needs_input_grad
         w = saved[0] if self.has_weight else None
         n, c = g.shape[0], g.shape[1]
@@ -205,6 +205,19 @@ class NativeLayerNormBackward0(_AffineNorm):
         self.param_axes = tuple(range(x.ndim - k))
         self.pshape = x.shape[x.ndim - k:]
         self.bshape = self.pshape
+        self.rows = None
+        if x.dtype.kind == "f" and x.dtype.itemsize >= 4 and x.size:
+            # the fast path: rows of C = prod(normalized_shape), statistics as matrix-vector products
+            c = 1
+            for d in self.pshape:
+                c *= d
+            w, b = self._split(wb)
+            out, xhat, invstd = layer_norm_rows(x.reshape(-1, c), None if w is None else w.reshape(c),
+                                                None if b is None else b.reshape(c), eps)
+            self.rows = (xhat, invstd)
+            self.xhat = xhat.reshape(x.shape)
+            self.invstd = invstd.reshape(x.shape[:x.ndim - k] + (1,) * k)
+            return out.reshape(x.shape)
         mean = fast_mean(x, axis=self.stat_axes, keepdims=True)
         xc = x - mean
         var = fast_mean(xc * xc, axis=self.stat_axes, keepdims=True)
@@ -213,6 +226,22 @@ class NativeLayerNormBackward0(_AffineNorm):
         self.invstd = invstd
         w, b = self._split(wb)
         return _affine_forward(self.xhat, w, b, self.bshape)
+
+    def backward(self, g, ns, x, *saved):
+        if ns.graph or self.rows is None:
+            return super().backward(g, ns, x, *saved)
+        xhat, invstd = self.rows
+        c = xhat.shape[1]
+        w = saved[0].reshape(c) if self.has_weight else None
+        n = self.needs_input_grad
+        dx, dw, db = layer_norm_rows_backward(g.reshape(-1, c), xhat, invstd, w, n[0],
+                                              self.has_weight and n[1], self.has_bias and n[-1])
+        grads = [None if dx is None else dx.reshape(x.shape)]
+        if self.has_weight:
+            grads.append(None if dw is None else dw.reshape(self.pshape))
+        if self.has_bias:
+            grads.append(None if db is None else db.reshape(self.pshape))
+        return tuple(grads)
 
     def _graph_stats(self, ns, x):
         return _stats_graph(ns, x, self.stat_axes, self.eps)

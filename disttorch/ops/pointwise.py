@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _intra_op
 from .. import _dtype as D
 from ._base import Op, _as_array, unbroadcast
 from ..tensor import Tensor
@@ -190,7 +190,7 @@ class AddBackward0(_Binary):
         if alpha != 1:
             self.alpha = alpha
             b = b * alpha
-        return a + b
+        return _intra_op.add(a, b)
 
     def backward(self, g, ns, *saved):
         need = self.needs_input_grad
@@ -242,7 +242,7 @@ class MulBackward0(_Binary):
         if type(b) is not np.ndarray and not hasattr(b, "shape"):
             self.scalar = b
             self.save_inputs = ()
-        return a * b
+        return _intra_op.mul(a, b)
 
     def backward(self, g, ns, a=None, b=None):
         if b is None:
@@ -699,7 +699,7 @@ TruncBackward0 = _unary("TruncBackward0", lambda xp, x: xp.trunc(x), lambda ns, 
 FracBackward0 = _unary("FracBackward0", lambda xp, x: x - xp.trunc(x), lambda ns, g, x, o: g, save_in=False, fresh=False)
 ReciprocalBackward0 = _unary("ReciprocalBackward0", lambda xp, x: 1 / x, lambda ns, g, x, o: -g * o * o, save_in=False, save_out=True)
 ErfBackward0 = _unary("ErfBackward0", lambda xp, x: _erf(xp, x), lambda ns, g, x, o: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x))
-ReluBackward0 = _unary("ReluBackward0", lambda xp, x: xp.maximum(x, 0), lambda ns, g, x, o: g * (o > 0) if not ns.graph else ns.where(o > 0, g, g * 0), save_in=False, save_out=True, float_only=False)
+ReluBackward0 = _unary("ReluBackward0", _intra_op.relu, lambda ns, g, x, o: _intra_op.relu_backward(g, o) if not ns.graph else ns.where(o > 0, g, g * 0), save_in=False, save_out=True, float_only=False)
 
 
 def _sigmoid(xp, x):

@@ -12,6 +12,19 @@ from __future__ import annotations
 import numpy as np
 
 
+class Scratch:
+    """Fixed scratch arrays served like the optimizer workspace's ``get(like, slot)``: the slots
+    of one contiguous chunk when an update is split over the intra-op threads (``_intra_op.py``)."""
+
+    __slots__ = ("tmps",)
+
+    def __init__(self, *tmps):
+        self.tmps = tmps
+
+    def get(self, like, slot):
+        return self.tmps[slot]
+
+
 def effective_grad(grad, param, weight_decay, maximize, ws):
     """``g = ±grad (+ weight_decay * param)``: the raw gradient itself when nothing applies."""
     g = grad

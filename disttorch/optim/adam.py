@@ -1,9 +1,12 @@
 """Adam (and, with decoupled weight decay, AdamW): PyTorch's single-tensor update."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _kernels as K
+from .. import _intra_op
 from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
 from ..tensor import Tensor
 
@@ -80,28 +83,40 @@ class Adam(Optimizer):
                 step_t._data += 1
                 step = float(step_t._data)
                 param, grad = _real(p._data), _real(p.grad._data)
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                    g = K.effective_grad(grad, param, 0, group["maximize"], ws)
-                else:
-                    g = K.effective_grad(grad, param, weight_decay, group["maximize"], ws)
                 exp_avg, exp_avg_sq = _real(state["exp_avg"]._data), _real(state["exp_avg_sq"]._data)
-                tmp = ws.get(grad, 1)
-                K.lerp_(exp_avg, g, 1 - beta1, tmp)
-                K.decay_addcmul_(exp_avg_sq, beta2, g, 1 - beta2, tmp)
-
-                bias_correction1 = 1 - beta1 ** step
-                bias_correction2 = 1 - beta2 ** step
-                step_size = lr / bias_correction1
-                bias_correction2_sqrt = bias_correction2 ** 0.5
-                second = exp_avg_sq
+                arrays = [param, grad, exp_avg, exp_avg_sq, ws.get(grad, 0), ws.get(grad, 1)]
                 if amsgrad:
-                    second = _real(state["max_exp_avg_sq"]._data)
-                    np.maximum(second, exp_avg_sq, out=second)
-                denom = np.sqrt(second, out=tmp)
-                denom /= bias_correction2_sqrt
-                denom += eps
-                # Slot 0 held the effective gradient, which is dead by now.
-                K.addcdiv_(param, exp_avg, denom, -step_size, ws.get(grad, 0))
+                    arrays.append(_real(state["max_exp_avg_sq"]._data))
+                settings = (step, lr, beta1, beta2, eps, weight_decay, decoupled, group["maximize"])
+                # each intra-op thread makes every pass over its own chunk (all passes are elementwise)
+                _intra_op.split_flat(functools.partial(_adam_chunk, settings), arrays, param.size)
                 p._vc[0] += 1
         return loss
+
+
+def _adam_chunk(settings, param, grad, exp_avg, exp_avg_sq, tmp0, tmp1, max_exp_avg_sq=None):
+    """One parameter's Adam update in place, or the same on one contiguous chunk of every array."""
+    step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize = settings
+    ws = K.Scratch(tmp0, tmp1)
+    if weight_decay != 0 and decoupled:
+        param *= 1 - lr * weight_decay
+        g = K.effective_grad(grad, param, 0, maximize, ws)
+    else:
+        g = K.effective_grad(grad, param, weight_decay, maximize, ws)
+    tmp = tmp1
+    K.lerp_(exp_avg, g, 1 - beta1, tmp)
+    K.decay_addcmul_(exp_avg_sq, beta2, g, 1 - beta2, tmp)
+
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2 ** 0.5
+    second = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        second = max_exp_avg_sq
+        np.maximum(second, exp_avg_sq, out=second)
+    denom = np.sqrt(second, out=tmp)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    # Slot 0 held the effective gradient, which is dead by now.
+    K.addcdiv_(param, exp_avg, denom, -step_size, tmp0)

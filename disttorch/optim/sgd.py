@@ -1,9 +1,12 @@
 """Stochastic gradient descent, optionally with momentum / Nesterov momentum (PyTorch's SGD)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _kernels as K
+from .. import _intra_op
 from .optimizer import Optimizer, _check_differentiable, _empty_like, _real, _to_scalar
 from ..tensor import Tensor
 
@@ -64,25 +67,39 @@ class SGD(Optimizer):
                 if p.grad is None:
                     continue
                 param, grad = _real(p._data), _real(p.grad._data)
-                g = K.effective_grad(grad, param, weight_decay, maximize, ws)
+                buf, first = None, False
                 if momentum != 0:
                     state = self.state[p]
                     buf_t = state.get("momentum_buffer")
                     if buf_t is None:
-                        # The first buffer is the gradient itself, undampened (PyTorch's choice).
                         buf_t = state["momentum_buffer"] = _empty_like(p)
-                        buf = _real(buf_t._data)
-                        buf[...] = g
-                    else:
-                        buf = _real(buf_t._data)
-                        buf *= momentum
-                        K.add_scaled_(buf, g, 1 - dampening, ws.get(grad, 1))
-                    if nesterov:
-                        tmp = ws.get(grad, 1)
-                        np.multiply(buf, momentum, out=tmp)
-                        g = np.add(g, tmp, out=ws.get(grad, 0))
-                    else:
-                        g = buf
-                K.add_scaled_(param, g, -lr, ws.get(grad, 1))
+                        first = True
+                    buf = _real(buf_t._data)
+                arrays = [param, grad, ws.get(grad, 0), ws.get(grad, 1)] + ([buf] if buf is not None else [])
+                update = functools.partial(_sgd_chunk, (first, lr, momentum, dampening, weight_decay, nesterov,
+                                                        maximize))
+                _intra_op.split_flat(update, arrays, param.size)  # each intra-op thread updates a chunk
                 p._vc[0] += 1
         return loss
+
+
+def _sgd_chunk(settings, param, grad, tmp0, tmp1, buf=None):
+    _sgd_update(param, grad, buf, K.Scratch(tmp0, tmp1), *settings)
+
+
+def _sgd_update(param, grad, buf, ws, first, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """One parameter's update, in place (or one contiguous chunk of it: every pass is elementwise)."""
+    g = K.effective_grad(grad, param, weight_decay, maximize, ws)
+    if buf is not None:
+        if first:
+            buf[...] = g  # the first buffer is the gradient itself, undampened (PyTorch's choice)
+        else:
+            buf *= momentum
+            K.add_scaled_(buf, g, 1 - dampening, ws.get(grad, 1))
+        if nesterov:
+            tmp = ws.get(grad, 1)
+            np.multiply(buf, momentum, out=tmp)
+            g = np.add(g, tmp, out=ws.get(grad, 0))
+        else:
+            g = buf
+    K.add_scaled_(param, g, -lr, ws.get(grad, 1))

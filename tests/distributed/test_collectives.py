@@ -39,6 +39,20 @@ def test_collective_matrix_two_simulated_hosts():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("layout", ["AABB", "AAABBB", "AABBCC", "AAB"])
+def test_hierarchical_all_reduce_is_bit_identical_on_every_rank(layout):
+    # equal hosts take the sliced form (each local rank all-reduces its slice across hosts; with
+    # 3 hosts and a small switch that is a ring), unequal ones the leader form; small slots and
+    # rounds make 300k elements run many pipelined rounds
+    per_rank = {r: {"DISTTORCH_HOST_ID": h} for r, h in enumerate(layout)}
+    env = {**SHM, "DISTTORCH_HIER_CHUNK_BYTES": 48 * 1024, "DISTTORCH_CHUNK_BYTES": 16 * 1024,
+           "DISTTORCH_ALLREDUCE_SWITCH": 8 * 1024}
+    results = harness.run(workers.hierarchical_bits, len(layout), env=env, per_rank_env=per_rank, job_timeout=100)
+    assert all(r["digests"] == results[0]["digests"] for r in results)
+    assert results[0]["worst"] < 1e-5 * len(layout)
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("world,env", [(2, {}), (3, TCP), (4, {})])
 def test_p2p_async_objects_and_groups(world, env):
     _assert_clean(harness.run(workers.p2p_and_objects, world, env=env, job_timeout=100))

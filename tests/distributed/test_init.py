@@ -87,3 +87,16 @@ def test_port_in_use_and_missing_variables():
     # a single process needs no master at all
     res = harness.run(workers.init_with, 1, {"world_size": 1, "rank": 0}, init=False, env=NO_TORCHRUN)
     assert res[0]["world"] == 1 and res[0]["sum"] == 0, res
+
+
+@pytest.mark.timeout(120)
+def test_the_rank_serving_the_store_waits_until_every_rank_is_done_with_it():
+    # Before: rank 0 saw every doorbell first, returned, destroyed the store, and rank 1's own
+    # wait for the doorbells, sent a moment later, was never answered (DistTimeoutError after
+    # the whole timeout: the 5-rank flake of test_direct_reduce on the loaded machine).
+    import _init_workers
+
+    res = harness.run(_init_workers.store_served_until_every_rank_is_done, 3, 8.0, 1.5, init=False,
+                      timeout=8.0, job_timeout=60)
+    assert [r["shm"] for r in res] == [True, True, True], res
+    assert res[0]["init_s"] >= 1.5, res  # rank 0 stayed until rank 1 was done

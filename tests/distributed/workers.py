@@ -507,3 +507,29 @@ def wrapped_transport(rank: int, world: int) -> dict:
     finally:
         dist.destroy_process_group()
         set_transport_wrapper(None)
+
+
+def hierarchical_bits(rank: int, world: int) -> dict:
+    """All-reduces float32 inputs of several sizes (one round, many rounds, sizes that do not divide)
+    and returns each result's bytes as hex digests with the worst error against float64 NumPy."""
+    import hashlib
+
+    import disttorch as torch
+    import disttorch.distributed as dist
+
+    digests, worst = [], 0.0
+    for size in (0, 5, 1001, 40_000, 300_001):
+        inputs = [make(r, (size,), np.float32, salt=7) for r in range(world)]
+        x = torch.from_numpy(inputs[rank].copy())
+        dist.all_reduce(x)
+        got = x.numpy()
+        want = np.sum(np.stack(inputs).astype(np.float64), 0)
+        if size:
+            worst = max(worst, float(np.max(np.abs(got - want))))
+        digests.append(hashlib.sha256(got.tobytes()).hexdigest())
+        avg = torch.from_numpy(inputs[rank].copy())
+        dist.all_reduce(avg, op=dist.ReduceOp.AVG)
+        if size:
+            worst = max(worst, float(np.max(np.abs(avg.numpy() - want / world))))
+        digests.append(hashlib.sha256(avg.numpy().tobytes()).hexdigest())
+    return {"digests": digests, "worst": worst}

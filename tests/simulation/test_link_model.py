@@ -6,17 +6,30 @@ import numpy as np
 import pytest
 
 from disttorch.distributed.simulation import trailer as tr
-from disttorch.distributed.simulation.link import LinkModel, doubling_all_reduce_seconds, ring_all_reduce_seconds
+from disttorch.distributed.simulation.link import (LinkModel, doubling_all_reduce_seconds, ring_all_reduce_seconds,
+                                                   wire_bytes)
 from disttorch.distributed.simulation.spec import parse_network
 from disttorch.distributed.wire import Header, Kind, Op, decode, encode, pack
 
 MS = 1_000_000
 
 
+US = 1_000
+
+
+def test_tcp_over_ethernet_framing():
+    # one segment: 90 bytes of framing + half a delayed ACK (42); 1448 data bytes fill a segment
+    assert wire_bytes(0) == 132
+    assert wire_bytes(1000) == 1132
+    assert wire_bytes(1448) == 1448 + 132
+    assert wire_bytes(1449) == 1449 + 2 * 132
+    assert wire_bytes(1 << 20) / (1 << 20) == pytest.approx(1 + 132 / 1448, rel=1e-3)  # 0.917 of the line
+
+
 def test_serialization_then_latency():
     link = LinkModel(parse_network("latency=2ms,bandwidth=8mbit"), random.Random(0))  # 1 byte per us
     t = link.schedule(0, 1000, "a")
-    assert t == (0, 1 * MS, 3 * MS)
+    assert t == (0, 1132 * US, 2 * MS + 1132 * US)
 
 
 def test_concurrent_transfers_share_the_nic_across_peers():
@@ -24,8 +37,8 @@ def test_concurrent_transfers_share_the_nic_across_peers():
     a = link.schedule(0, 1000, "peer1")
     b = link.schedule(0, 1000, "peer2")      # queued behind a: the NIC is busy
     c = link.schedule(5 * MS, 1000, "peer1")  # the NIC is idle again by then
-    assert (a.tx_end_ns, b.tx_start_ns, b.arrival_ns) == (1 * MS, 1 * MS, 2 * MS)
-    assert (c.tx_start_ns, c.arrival_ns) == (5 * MS, 6 * MS)
+    assert (a.tx_end_ns, b.tx_start_ns, b.arrival_ns) == (1132 * US, 1132 * US, 2264 * US)
+    assert (c.tx_start_ns, c.arrival_ns) == (5 * MS, 5 * MS + 1132 * US)
     assert link.bytes_sent == 3000
 
 
@@ -45,10 +58,11 @@ def test_jitter_is_seeded_clipped_and_never_reorders_a_route():
 
 def test_analytical_costs():
     gbit = parse_network("bandwidth=1gbit")
-    assert ring_all_reduce_seconds(1_000_000, 4, gbit) == pytest.approx(2 * 3 / 4 * 8e6 / 1e9)
+    # 6 steps of 250,000 bytes: 173 segments each, 132 bytes of framing per segment
+    assert ring_all_reduce_seconds(1_000_000, 4, gbit) == pytest.approx(6 * (250_000 + 173 * 132) * 8 / 1e9)
     assert ring_all_reduce_seconds(1_000_000, 1, gbit) == 0
     lat = parse_network("latency=1ms,bandwidth=1gbit")
-    assert ring_all_reduce_seconds(1_000_000, 4, lat) == pytest.approx(0.012 + 0.006)
+    assert ring_all_reduce_seconds(1_000_000, 4, lat) == pytest.approx(0.013096128 + 0.006)
     assert doubling_all_reduce_seconds(1000, 4, parse_network("latency=1ms")) == pytest.approx(0.002)
 
 

@@ -135,6 +135,10 @@ class Doorbell:
         os.mkfifo(path, 0o600)
         self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
         self.peers: dict[int, int] = {}
+        # poll, not select: with 128 local ranks a process holds ~900 descriptors before this
+        # one is opened, and select() cannot watch a descriptor numbered 1024 or above
+        self._poller = select.poll()
+        self._poller.register(self.fd, select.POLLIN)
 
     def open_peers(self, paths: dict[int, str]) -> None:
         for k, path in paths.items():
@@ -155,8 +159,7 @@ class Doorbell:
             pass
 
     def wait(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
+        if self._poller.poll(max(0, int(timeout * 1000)) or 1):
             try:
                 os.read(self.fd, 4096)
             except BlockingIOError:

@@ -6,7 +6,8 @@
 - Every rank connects a PUSH socket to each peer, so a message's destination is a socket, sends
   never block (no high-water mark: memory is bounded by the algorithms, which never have more than
   one tensor's worth in flight), and ZMTP heartbeats on that connection tell a dead or stopped
-  peer from a slow one without any Python on the other side.
+  peer from a slow one without any Python on the other side (tcp only: a same-host peer on ipc
+  is watched through /proc by the process group).
 - Payloads above ``ZERO_COPY_MIN`` bytes are sent zero-copy with a tracker (``sends_done``); smaller
   ones are copied (cheaper than tracking). Incoming payloads go straight into the waiting array
   (``recv_into``) when the mailbox has one, else stay in libzmq's buffer (no copy) until used.
@@ -16,6 +17,7 @@
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -92,6 +94,18 @@ class ZmqTransport(Transport):
     # -- setup ---------------------------------------------------------------------------------
     def connect(self, endpoints: dict[int, str]) -> None:
         """Connects a PUSH socket to every peer's endpoint (``{rank: endpoint}``, self excluded)."""
+        try:
+            self._connect(endpoints)
+        except zmq.ZMQError as e:
+            if e.errno != errno.EMFILE:
+                raise
+            from .._runtime import limits_report
+
+            raise DistNetworkError(
+                f"rank {self.rank} ran out of sockets connecting to {len(endpoints)} peers ({e}): "
+                f"{limits_report()}. Raise the one that is reached") from None
+
+    def _connect(self, endpoints: dict[int, str]) -> None:
         for peer, endpoint in endpoints.items():
             if peer == self.rank:
                 continue
@@ -100,9 +114,14 @@ class ZmqTransport(Transport):
             sock.sndhwm = 0
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            sock.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ms)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
-            sock.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
+            if not endpoint.startswith("ipc://"):
+                # Heartbeats tell a dead or stopped remote host from a slow one. A same-host peer
+                # (ipc) is watched through /proc instead, and its heartbeats would only cost: 128
+                # ranks on one host are 16,256 connections pinging every second, and on a loaded
+                # machine a starved peer misses its pong and looks lost while it is merely slow.
+                sock.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ms)
+                sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
+                sock.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
             sock.setsockopt(zmq.HANDSHAKE_IVL, self.heartbeat_timeout_ms)
             self.credentials.client(sock)
             monitor = sock.get_monitor_socket(_MONITOR_EVENTS)

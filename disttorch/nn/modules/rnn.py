@@ -7,7 +7,9 @@ weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k} (+ ``_reverse``; LSTM
 ``proj_size`` adds weight_hr_l{k}) and start as U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
 
 Each layer computes the input projection of the whole sequence in one matmul and then loops
-over time for the recurrent part; gradients come from the differentiable ops it is built from.
+over time for the recurrent part. An LSTM layer without projection is one fused autograd node with
+its own backward through time (``_lstm_layer_op.py``); the other layers' gradients come from the
+differentiable ops they are built from.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .. import functional as NF
 from .. import init
 from ..parameter import Parameter
 from ._lstm_cell_op import LstmCellBackward0
+from ._lstm_layer_op import LstmLayerBackward0, LstmLayerNoBiasBackward0
 from .module import Module
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -63,7 +66,15 @@ def _input_projection(x, w_ih, b_ih):
 
 
 def _run_direction(mode, x, h, c, weights, reverse):
-    """Runs one layer in one direction over x (L, N, H_in): returns (outputs (L, N, H_out), h_n, c_n)."""
+    """Runs one layer in one direction over x (L, N, H_in): returns (outputs (L, N, H_out), h_n, c_n).
+    (``amp`` wraps this function: autocast applies to the fused LSTM path and the per-step one.)"""
+    if mode == "LSTM" and weights[4] is None:
+        return _lstm_layer(x, h, c, weights, reverse)
+    return _run_direction_steps(mode, x, h, c, weights, reverse)
+
+
+def _run_direction_steps(mode, x, h, c, weights, reverse):
+    """``_run_direction`` from per-step differentiable ops (GRU, RNN, projected LSTM, double backward)."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     if mode != "GRU" and b_hh is not None:  # GRU's b_hn sits inside the reset gate: it cannot fold
         b_ih, b_hh = b_ih + b_hh, None  # both biases added once per sequence, not once per step
@@ -78,6 +89,17 @@ def _run_direction(mode, x, h, c, weights, reverse):
         h, c = _step(mode, gx_all[t], h, c, w_hh, b_hh, w_hr)
         outs[t] = h
     return _T.stack(outs), h, c
+
+
+def _lstm_layer(x, h0, c0, weights, reverse):
+    """One LSTM layer and direction (no projection) as one fused node: (outputs, h_n, c_n)."""
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    if b_ih is None:
+        packed = LstmLayerNoBiasBackward0.apply(x, h0, c0, w_ih, w_hh, reverse=reverse)
+    else:
+        packed = LstmLayerBackward0.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+    length = x.shape[0]
+    return packed[:length], packed[length], packed[length + 1]
 
 
 class RNNBase(Module):

@@ -161,6 +161,14 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _note_sigterm(signum, frame):
+    # During the clean-up a SIGTERM must not cut it short: the parent-pid check and the kernel's
+    # parent-death signal race (the main's death triggers both), and a SystemExit raised between
+    # two unlinks would leak the rest. Noted here, acted on once the clean-up is done.
+    global _terminating_signal
+    _terminating_signal = signum
+
+
 def _worker_loop(is_iterable, dataset, index_queue, result_conn, auto_collation, collate_fn,
                  drop_last, base_seed, init_fn, worker_id, num_workers, shm_prefix, main_pid,
                  fds_to_close, set_pdeathsig):
@@ -250,6 +258,7 @@ def _worker_loop(is_iterable, dataset, index_queue, result_conn, auto_collation,
     except (BrokenPipeError, EOFError, ConnectionResetError):
         parent_gone = True  # the main process closed its end: it is shutting down or dead
     finally:
+        signal.signal(signal.SIGTERM, _note_sigterm)
         allocator.unlink_all()
         if parent_gone or os.getppid() != parent_pid:
             # Batches sent but never received would leak; nobody else will unlink them now.

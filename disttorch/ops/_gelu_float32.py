@@ -1,0 +1,92 @@
+"""Exact GELU on float32 NumPy arrays, in cache-sized chunks, with its derivative in the same pass.
+
+PyTorch's vectorised CPU kernel evaluates float32 ``erf`` with the Abramowitz-Stegun formula 7.1.26
+(absolute error below 1.5e-7, i.e. about one float32 ulp of ``1 + erf``):
+
+    erf(|z|) = 1 - t * (a1 + t*(a2 + t*(a3 + t*(a4 + t*a5)))) * exp(-z*z),  t = 1 / (1 + p*|z|)
+
+and keeps ``std::erf`` for float64. This module does the same for float32, so GELU's values follow
+PyTorch's (including its cancellation for very negative inputs) at a fraction of the cost of
+SciPy's double-precision ``erf``. The formula takes about 25 NumPy passes; run over the whole
+activation each pass streams megabytes through memory, so the passes run chunk by chunk on
+slices that stay in the L2 cache (about 2.5x faster per pass on this machine's Xeon).
+
+The derivative ``Phi(x) + x * phi(x)`` reuses ``exp(-x*x/2)``, which the formula computes anyway:
+computing it in the forward costs a few more passes and leaves the backward one multiplication.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_CHUNK = 32768  # elements per chunk: a few float32 buffers of 128 KiB fit the L2 cache together
+
+_P = np.float32(0.3275911 / math.sqrt(2.0))  # the formula's p, for |x| instead of |x| / sqrt(2)
+# the formula's a1..a5 halved: the polynomial then gives erfc / 2 = Phi(-|x|) directly
+_A1, _A2, _A3, _A4, _A5 = (np.float32(c / 2) for c in (0.254829592, -0.284496736, 1.421413741,
+                                                       -1.453152027, 1.061405429))
+_INV_SQRT_2PI = np.float32(1.0 / math.sqrt(2.0 * math.pi))
+_MINUS_HALF = np.float32(-0.5)
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+_SIGN_BIT = np.int32(-2 ** 31)
+
+
+def gelu_float32(x, with_derivative):
+    """``(x * Phi(x), Phi(x) + x * phi(x) or None)`` for a float32 NumPy array ``x`` (any shape).
+
+    With ``h = Phi(-|x|)`` (the formula's erfc, halved): ``x * Phi(x) = max(x, 0) - |x| * h``, and
+    the derivative is ``1/2 + sign(x) * (1/2 - h + |x| * phi(x))``, the sign applied by copying
+    x's sign bit (the bracket is never negative). Both avoid NumPy's copysign and where, each
+    several times slower than a multiplication.
+    """
+    x = np.ascontiguousarray(x)
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    deriv = np.empty_like(flat) if with_derivative else None
+    n = flat.size
+    size = min(n, _CHUNK)
+    a = np.empty(size, np.float32)  # |x|
+    t = np.empty(size, np.float32)
+    h = np.empty(size, np.float32)  # the polynomial, then Phi(-|x|)
+    e = np.empty(size, np.float32)  # exp(-x*x/2)
+    sign = np.empty(size, np.int32)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        m = stop - start
+        if m != size:
+            a, t, h, e, sign = a[:m], t[:m], h[:m], e[:m], sign[:m]
+        xs = flat[start:stop]
+        np.abs(xs, out=a)
+        np.multiply(a, _P, out=t)
+        t += _ONE
+        np.reciprocal(t, out=t)
+        np.multiply(t, _A5, out=h)  # Horner: a1 + t*(a2 + t*(a3 + t*(a4 + t*a5)))
+        h += _A4
+        h *= t
+        h += _A3
+        h *= t
+        h += _A2
+        h *= t
+        h += _A1
+        h *= t
+        np.square(xs, out=e)
+        e *= _MINUS_HALF
+        np.exp(e, out=e)
+        h *= e                                        # Phi(-|x|)
+        o = out[start:stop]
+        np.maximum(xs, 0, out=o)
+        np.multiply(a, h, out=t)
+        o -= t                                        # x * Phi(x)
+        if deriv is not None:
+            d = deriv[start:stop]
+            np.multiply(a, e, out=d)
+            d *= _INV_SQRT_2PI                        # |x| * phi(x)
+            d += _HALF
+            d -= h                                    # 1/2 - Phi(-|x|) + |x| * phi(x) >= 0
+            np.bitwise_and(xs.view(np.int32), _SIGN_BIT, out=sign)
+            di = d.view(np.int32)
+            di |= sign
+            d += _HALF
+    return out.reshape(x.shape), (None if deriv is None else deriv.reshape(x.shape))

@@ -1,0 +1,87 @@
+"""GELU: the float32 kernel (PyTorch's float32 erf formula, chunked, derivative from the forward)
+against float64 exact values and PyTorch, across chunk boundaries and for strided input; the tanh
+form against PyTorch; float64 still exact (finite differences); create_graph on float32."""
+import math
+
+import numpy as np
+import pytest
+
+import disttorch as dt
+import disttorch.nn.functional as F
+from disttorch.autograd import gradcheck, gradgradcheck
+from disttorch.ops import _gelu_float32
+
+rng = np.random.default_rng(31)
+
+
+def _exact(x):
+    """GELU and its derivative in float64 with math.erf."""
+    x = x.astype(np.float64)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return x * cdf, cdf + x * pdf
+
+
+def test_float32_kernel_is_within_float32_rounding_of_the_exact_values():
+    # two whole chunks and a ragged tail, values from -9 to 9 (both tails of the cdf)
+    n = 2 * _gelu_float32._CHUNK + 37
+    x = np.concatenate([np.linspace(-9, 9, 4001), rng.standard_normal(n - 4001) * 3]).astype(np.float32)
+    out, deriv = _gelu_float32.gelu_float32(x, with_derivative=True)
+    value, slope = _exact(x)
+    assert out.dtype == deriv.dtype == np.float32
+    np.testing.assert_allclose(out, value, rtol=0, atol=5e-7 + 2e-7 * np.abs(value).max())
+    np.testing.assert_allclose(deriv, slope, rtol=0, atol=1e-6)
+    assert (out[x < -6] <= 0).all() and (out[x < -6] > -1e-7).all()  # the far tail stays tiny, not noise
+    assert _gelu_float32.gelu_float32(x, with_derivative=False)[1] is None
+
+
+def test_float32_gelu_matches_torch_forward_and_backward_on_strided_input():
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+    base = (rng.standard_normal((40, 600)) * 2.5).astype(np.float32)
+    g = rng.standard_normal((40, 300)).astype(np.float32)
+    results = []
+    for lib in (torch, dt):
+        x = lib.tensor(base, requires_grad=True)
+        y = lib.nn.functional.gelu(x[:, ::2])  # a strided view
+        y.backward(lib.tensor(g))
+        results.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=2e-6)
+
+
+def test_tanh_gelu_matches_torch():
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+    base = (rng.standard_normal((8, 50)) * 3).astype(np.float32)
+    results = []
+    for lib in (torch, dt):
+        x = lib.tensor(base, requires_grad=True)
+        y = lib.nn.functional.gelu(x, approximate="tanh")
+        y.sum().backward()
+        results.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_float64_gelu_gradcheck_and_gradgradcheck(approximate):
+    x = dt.tensor(rng.standard_normal((3, 4)) * 2, requires_grad=True)
+    fn = lambda t: F.gelu(t, approximate=approximate)  # noqa: E731
+    assert gradcheck(fn, (x,))
+    assert gradgradcheck(fn, (x,))
+
+
+def test_float32_create_graph_gives_the_same_gradient_and_a_second_derivative():
+    x = dt.tensor((rng.standard_normal(64) * 2).astype(np.float32), requires_grad=True)
+    plain, = dt.autograd.grad(F.gelu(x).sum(), x)
+    graph, = dt.autograd.grad(F.gelu(x).sum(), x, create_graph=True)
+    np.testing.assert_allclose(graph.detach().numpy(), plain.numpy(), rtol=0, atol=1e-6)
+    second, = dt.autograd.grad(graph.sum(), x)
+    xs = x.detach().numpy().astype(np.float64)
+    expected = np.exp(-0.5 * xs * xs) / math.sqrt(2 * math.pi) * (2 - xs * xs)  # d2/dx2 of x * Phi(x)
+    np.testing.assert_allclose(second.numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_no_grad_keeps_no_derivative():
+    with dt.no_grad():
+        y = F.gelu(dt.tensor(rng.standard_normal(10).astype(np.float32)))
+    assert y.grad_fn is None
