@@ -12,6 +12,8 @@ Every direction is one of three kernels over a ``Window2d`` that slides over the
 A convolution's forward is ``correlate``, its input gradient ``correlate_adjoint``; a transposed
 convolution swaps the two. Batches are processed in chunks of a few MiB of columns: the columns
 then stay in cache and in reused heap memory instead of a fresh (page-faulting) buffer per call.
+The three kernels here serve grouped convolutions and double backward; ungrouped ones (nearly all)
+run the same three directions in ``conv_nhwc``, over a channels-last copy of the input.
 """
 from __future__ import annotations
 
