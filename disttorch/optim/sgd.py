@@ -75,7 +75,10 @@ class SGD(Optimizer):
                         buf_t = state["momentum_buffer"] = _empty_like(p)
                         first = True
                     buf = _real(buf_t._data)
-                arrays = [param, grad, ws.get(grad, 0), ws.get(grad, 1)] + ([buf] if buf is not None else [])
+                # scratch slot 0 (as large as the largest parameter) only where the update writes it;
+                # otherwise grad just holds its place in the chunk list and is never written
+                tmp0 = ws.get(grad, 0) if (maximize or weight_decay != 0 or nesterov) else grad
+                arrays = [param, grad, tmp0, ws.get(grad, 1)] + ([buf] if buf is not None else [])
                 update = functools.partial(_sgd_chunk, (first, lr, momentum, dampening, weight_decay, nesterov,
                                                         maximize))
                 _intra_op.split_flat(update, arrays, param.size)  # each intra-op thread updates a chunk
