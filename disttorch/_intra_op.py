@@ -217,20 +217,25 @@ def iop(uf, target, other):
     return ufunc(uf, target, other, out=target)
 
 
-# ---- the ops' dispatch point: NumPy arrays may be split, anything else (CuPy) runs as it is ----
+# ---- the ops' dispatch point: large NumPy arrays may be split; small ones and anything else (CuPy)
+# take the plain operator at once, so small ops pay one type check and one size check
 def add(a, b):
     """``a + b``."""
-    return ufunc(np.add, a, b) if type(a) is np.ndarray else a + b
+    if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
+        return ufunc(np.add, a, b)
+    return a + b
 
 
 def mul(a, b):
     """``a * b``."""
-    return ufunc(np.multiply, a, b) if type(a) is np.ndarray else a * b
+    if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
+        return ufunc(np.multiply, a, b)
+    return a * b
 
 
 def add_(target, other):
     """``target += other``."""
-    if type(target) is np.ndarray:
+    if type(target) is np.ndarray and target.size >= MIN_ELEMENTS:
         return ufunc(np.add, target, other, out=target)
     target += other
     return target
@@ -238,12 +243,14 @@ def add_(target, other):
 
 def relu(xp, x):
     """``max(x, 0)``."""
-    return ufunc(np.maximum, x, 0) if xp is np and type(x) is np.ndarray else xp.maximum(x, 0)
+    if xp is np and type(x) is np.ndarray and x.size >= MIN_ELEMENTS:
+        return ufunc(np.maximum, x, 0)
+    return xp.maximum(x, 0)
 
 
 def relu_backward(g, out):
     """``g * (out > 0)``: the gradient where the ReLU passed its input."""
-    if type(g) is np.ndarray and type(out) is np.ndarray:
+    if type(g) is np.ndarray and type(out) is np.ndarray and g.size >= MIN_ELEMENTS:
         return ufunc(np.multiply, g, ufunc(np.greater, out, 0))
     return g * (out > 0)
 
