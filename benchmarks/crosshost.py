@@ -89,11 +89,12 @@ def run_torch(rig: Cluster, per_host: int, args: list[str], port: int) -> dict:
     return _result(outputs[0], "torchrun")
 
 
-def _last_step_ms(output: str) -> float:
+def _windows_ms(output: str) -> list[float]:
+    """The 10-step windows' ms/step after the first (connection set-up and warm-up)."""
     found = re.findall(r"steps +\d+-\d+ +([\d.]+) ms/step", output)
-    if not found:
+    if len(found) < 2:
         raise RuntimeError(f"simulate_cluster.py printed no step time:\n{output[-3000:]}")
-    return float(found[-1])
+    return [float(x) for x in found[1:]]
 
 
 def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, curve: str, repeats: int) -> None:
@@ -108,13 +109,14 @@ def simulator_versus_rig(rig: Cluster, rate: str, overlap: str, curve: str, repe
         real = rig.run("testhost1", [sys.executable, "-m", "disttorch_launcher", "--hosts",
                                      "testhost1:1,testhost2:1", *script],
                        cwd=str(REPO), env=env, timeout=300)
-        measured.append(_last_step_ms(real.stdout + real.stderr))
+        measured += _windows_ms(real.stdout + real.stderr)
         sim = rig.run("testhost1", [sys.executable, "-m", "disttorch_launcher", "--nproc-per-node", "2",
                                     "--simulate-network", f"bandwidth={rate}", *script],
                       cwd=str(REPO), env=env, timeout=300)
-        predicted.append(_last_step_ms(sim.stdout + sim.stderr))
+        predicted += _windows_ms(sim.stdout + sim.stderr)
     m, q = statistics.median(measured), statistics.median(predicted)
-    print(f"\nsimulator vs rig: examples/simulate_cluster.py (batch 32, steps 31-40), 2 ranks, {rate}, "
+    print(f"\nsimulator vs rig: examples/simulate_cluster.py (batch 32, median of steps 11-40 in 10-step windows), "
+          f"2 ranks, {rate}, "
           f"DISTTORCH_DDP_OVERLAP={overlap}, DISTTORCH_CURVE={'1' if curve == 'on' else '0'}")
     print(f"  measured on 2 test hosts   {m:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in measured)})")
     print(f"  simulated on one host      {q:6.1f} ms/step  ({', '.join(f'{x:.1f}' for x in predicted)})")

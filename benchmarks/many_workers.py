@@ -100,7 +100,7 @@ def _run(label: str, argv: list[str], n: int, torch_name: str, timeout: float) -
     agree = all(r["params"] == records[0]["params"] for r in records)
     uss = [r["uss"] / 2**20 for r in records]
     return {"label": label, "n": n, "wall_s": wall, "uss_median_mb": statistics.median(uss),
-            "uss_max_mb": max(uss), "params_agree": agree}
+            "uss_max_mb": max(uss), "uss_max_rank": uss.index(max(uss)), "params_agree": agree}
 
 
 def _sizes(text: str) -> list[int]:
@@ -119,6 +119,7 @@ def main() -> None:
     with open(script, "w") as f:
         f.write(JOB)
     launcher = [sys.executable, "-m", "disttorch_launcher"]
+    load_at_start = os.getloadavg()[0]
     rows = []
     for n in _sizes(args.sizes):
         rows.append(_run("disttorch-run (fork server)",
@@ -134,8 +135,8 @@ def main() -> None:
                          [torchrun, "--standalone", "--nproc-per-node", str(n), script], n, "torch",
                          args.timeout))
     load = os.getloadavg()
-    print(f"# {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
-          "at the end")
+    print(f"# {os.cpu_count()} cores, load average {load_at_start:.1f} at the start, {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f} at the end")
     print(f"{'launcher':<36} {'workers':>7} {'launch to exit':>15} {'USS median':>11} "
           f"{'USS max':>8}")
     for row in rows:
@@ -144,7 +145,7 @@ def main() -> None:
             continue
         agree = "" if row["params_agree"] else "  (ranks' parameters differ!)"
         print(f"{row['label']:<36} {row['n']:>7} {row['wall_s']:>13.2f} s {row['uss_median_mb']:>8.1f} MB "
-              f"{row['uss_max_mb']:>5.1f} MB{agree}")
+              f"{row['uss_max_mb']:>5.1f} MB (rank {row['uss_max_rank']}){agree}")
     shutil.rmtree(os.path.dirname(script), ignore_errors=True)
 
 

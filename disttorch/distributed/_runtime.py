@@ -41,10 +41,12 @@ def context(credentials: Credentials | None = None) -> zmq.Context:
         return _context
 
 
-#: per peer and group: the PUSH socket, its monitor and libzmq's end of that monitor
+#: per peer and group, at most: the PUSH socket, its monitor and libzmq's end of that monitor
+#: (a same-host peer on ipc has no monitor: one socket)
 SOCKETS_PER_PEER = 3
-#: per peer, measured (8 and 16 local ranks: 73 and 129 descriptors): PUSH and PULL connections,
-#: the three sockets' wake-up eventfds, the shared-memory doorbell, and the peer's monitor pipe
+#: per peer, at most: measured with monitors on every link (8 and 16 local ranks: 73 and 129
+#: descriptors): PUSH and PULL connections, the sockets' wake-up eventfds, the shared-memory
+#: doorbell; same-host peers without monitors take 5
 FDS_PER_PEER = 7
 #: what a process holds besides its peers: interpreter, libraries, store, ZAP handler, I/O threads
 FDS_BASE = 128

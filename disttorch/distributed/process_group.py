@@ -111,6 +111,7 @@ class ProcessGroup(Watchdog, CollectiveBackend):
         self._p2p_send: dict = collections.defaultdict(int)
         self._p2p_recv: dict = collections.defaultdict(int)
         self._dead_seen: dict[int, float] = {}
+        self._stopped_seen: dict[int, float] = {}
         self._tls = threading.local()
         self.report_period = report_period_s()
 
@@ -194,8 +195,15 @@ class ProcessGroup(Watchdog, CollectiveBackend):
                 # report gives the exit status; this rank only knows it is gone
                 return (f"exited before the job ended (pid {p['pid']} on {p.get('hostname')}; "
                         f"disttorch-run's report gives its exit status)")
-        if state == "stopped" and final:
-            return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger)"
+        if state == "stopped":
+            # what heartbeats told before same-host links dropped them: a peer stopped this long
+            # will not answer in time (a stop shorter than that, a debugger's step, is tolerated)
+            first = self._stopped_seen.setdefault(g, time.monotonic())
+            stopped_s = time.monotonic() - first
+            if final or stopped_s >= self.config.heartbeat_timeout_s + 1.0:
+                return f"is stopped (pid {p['pid']}: SIGSTOP or a debugger, for {stopped_s:.1f} s)"
+        else:
+            self._stopped_seen.pop(g, None)
         problem = self.transport.peer_problem(g)
         if problem is None:
             return None
@@ -444,8 +452,9 @@ class ProcessGroup(Watchdog, CollectiveBackend):
     def _hierarchical(self) -> bool:
         """All-reduce across hosts with several ranks on some: shared memory inside each host, tcp
         between them. Every rank decides alike (a host of one rank has no shared memory but takes
-        part as its own leader)."""
-        return (not self.shm_all and len(self.hosts) > 1 and any(len(h) > 1 for h in self.hosts)
+        part as its own leader; ``DISTTORCH_TRANSPORT=tcp|ipc``, a job-wide setting, turns it off)."""
+        return (self.config.transport == "auto" and not self.shm_all and len(self.hosts) > 1
+                and any(len(h) > 1 for h in self.hosts)
                 and (self.shm is not None or len(self.local_members) == 1))
 
     def _hier_all_reduce(self, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:

@@ -65,7 +65,9 @@ class SdpaBackward0(Op):
         # within +-_NO_SHIFT_BOUND, exp neither overflows nor leaves the normal range, and the
         # unshifted quotient is the same up to rounding: two whole-array reductions replace a
         # row-by-row maximum, the slowest pass here (rows are as short as the sequence).
-        shift = scores.size == 0 or not (-_NO_SHIFT_BOUND <= scores.min() and scores.max() <= _NO_SHIFT_BOUND)
+        # (float32 and float64 only: exp(60) overflows half precision)
+        shift = (scores.size == 0 or scores.dtype.itemsize < 4
+                 or not (-_NO_SHIFT_BOUND <= scores.min() and scores.max() <= _NO_SHIFT_BOUND))
         hidden = _masked_positions(xp, q.shape[-2], k.shape[-2], causal, mask)
         if hidden is not None:
             xp.copyto(scores, -xp.inf, where=hidden)

@@ -12,6 +12,8 @@ Every direction is one of three kernels over a ``Window2d`` that slides over the
 A convolution's forward is ``correlate``, its input gradient ``correlate_adjoint``; a transposed
 convolution swaps the two. Batches are processed in chunks of a few MiB of columns: the columns
 then stay in cache and in reused heap memory instead of a fresh (page-faulting) buffer per call.
+The three kernels here serve grouped convolutions and double backward; ungrouped ones (nearly all)
+run the same three directions in ``conv_nhwc``, over a channels-last copy of the input.
 """
 from __future__ import annotations
 
@@ -150,8 +152,8 @@ class ConvolutionBackward0(Op):
             out = conv_nhwc.correlate_adjoint(x, w, win, w.shape[1])
         elif groups == 1:
             # the channels-last input and the permuted weight serve the backward too
-            self.prepared = (conv_nhwc.channels_last(x, win), conv_nhwc.weight_matrix(w))
-            out = conv_nhwc.correlate(x, w, win, *self.prepared)
+            self.prepared = conv_nhwc.prepare(x, w, win)
+            out = conv_nhwc.correlate(x, w, win, self.prepared)
         elif transposed:
             out = correlate_adjoint(x, _w3(w, groups), win, groups * w.shape[1])
         else:
@@ -186,8 +188,8 @@ class ConvolutionBackward0(Op):
         """(input grad, weight grad) of an ungrouped convolution, each None when not needed."""
         win = self.win
         if not self.transposed:  # one column buffer per chunk serves both gradients
-            xh, wm = self.prepared  # kept: a retained graph may run this backward again
-            return conv_nhwc.backward(x4, g4, w4, win, x4.shape[1], need_input, need_weight, xh, wm)
+            # self.prepared is kept: a retained graph may run this backward again
+            return conv_nhwc.backward(x4, g4, w4, win, x4.shape[1], need_input, need_weight, self.prepared)
         # transposed: the large grid is the output's, so its gradient g4 is the one windows slide over
         gx = conv_nhwc.correlate(g4, w4, win) if need_input else None
         gw = conv_nhwc.weight_grad(g4, x4, win) if need_weight else None

@@ -128,6 +128,14 @@ class _ClassLoss(Op):
         return out
 
 
+def _softmax_rows(xp, rows):
+    """Softmax of each row of a 2-D array (a new array), shifted by the row maximum."""
+    e = xp.subtract(rows, rows.max(axis=1, keepdims=True))
+    xp.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
 class CrossEntropyNll(_ClassLoss):
     """Cross-entropy of logits against class indices: log-softmax and NLL fused.
 
@@ -163,7 +171,11 @@ class CrossEntropyNll(_ClassLoss):
             p_rows = ns.reshape(ns.moveaxis(p, 1, -1), (self.m, self.c)) if x.ndim > 2 else ns.reshape(p, (self.m, self.c))
             rows = (p_rows - ns.const(self._onehot(x._data.dtype), p)) * self._column(ns, coef)
         else:
-            rows = self.p * (coef if coef.ndim == 0 else coef[:, None])
+            # the kept softmax becomes the gradient in place (saves a logits-sized allocation and
+            # pass); a second backward through a retained graph recomputes it from the input
+            rows = self.p if self.p is not None else _softmax_rows(array_module(x), _to_rows(x))
+            self.p = None
+            rows *= coef if coef.ndim == 0 else coef[:, None]
             rows[array_module(rows).arange(self.m), self.tc] -= coef
         return (_from_rows(ns, rows, self.xshape),)
 

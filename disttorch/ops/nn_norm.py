@@ -160,7 +160,6 @@ class NativeBatchNormBackward0(_AffineNorm):
             return super().backward(g, ns, x, *saved)
         # d loss/d x = scale * (g - mean(g) - xc * invstd^2 * mean(g * xc)), scale = weight * invstd:
         # two per-channel reductions, then g * scale + xc * k1 + k0 in four passes
-        xp = array_module(g)
         need = self.needs_input_grad
         w = saved[0] if self.has_weight else None
         n, c = g.shape[0], g.shape[1]

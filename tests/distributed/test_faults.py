@@ -27,6 +27,18 @@ def test_dead_or_stopped_rank_is_named_within_timeout(engine, how):
         assert "Aborted" in r["again"] and float(r["again"].split()[-1][:-1]) < 1.0, r["again"]
 
 
+@pytest.mark.timeout(90)
+def test_a_stopped_same_host_rank_is_named_before_the_deadline():
+    # same-host links carry no heartbeats: /proc's "stopped" state, held longer than the
+    # heartbeat timeout (1 s here) plus a second, names it, as a missed heartbeat did before
+    res = harness.run(workers.dies_mid_collective, 2, 1, "stop", env={"DISTTORCH_HEARTBEAT_TIMEOUT": "1"},
+                      timeout=20, job_timeout=60, raise_errors=False, wait_for=[0])
+    r = res[0]
+    assert r["error"] == "PeerFailureError", r
+    assert "rank 1 is stopped (pid" in r["message"], r["message"]
+    assert r["elapsed"] < 10, r  # not the 20 s deadline
+
+
 MISMATCH = {
     "shape": [r"\(5,\)", r"\(4,\)", "float32", "all_reduce"],
     "dtype": ["float64", "float32", "all_reduce"],

@@ -201,11 +201,16 @@ def test_conv2d_errors_name_the_bad_values():
     (dict(in_channels=5, out_channels=7, kernel_size=3, padding=1), (2, 5, 12, 12)),  # >= 64 positions: per-sample GEMMs
     (dict(in_channels=5, out_channels=7, kernel_size=3, padding=1), (6, 5, 3, 3)),    # few positions: chunk GEMM + transpose
     (dict(in_channels=3, out_channels=4, kernel_size=(3, 2), stride=(2, 3), dilation=(2, 1), padding=(2, 1)), (2, 3, 11, 10)),
+    # weight larger than the batch's columns (out channels >= samples * positions): channel-major
+    # columns over the NCHW input, no weight permutation
+    (dict(in_channels=4, out_channels=40, kernel_size=3, padding=1), (2, 4, 3, 3)),
+    (dict(in_channels=6, out_channels=40, kernel_size=1, stride=2, bias=False), (3, 6, 5, 5)),
 ])
 def test_conv2d_channels_last_kernels_match_torch(kw, shape):
     # Ungrouped convolutions run over a channels-last copy of the input (ops/conv_nhwc.py); each case
     # takes another branch of it: unstrided 1x1 (no window copy), strided 1x1, the forward's
-    # per-sample GEMM into NCHW and its whole-chunk GEMM + transpose, dilation with uneven strides.
+    # per-sample GEMM into NCHW and its whole-chunk GEMM + transpose, dilation with uneven strides,
+    # and the channel-major columns of deep layers.
     torch = ref_torch()
     torch.manual_seed(0)
     check_module_parity(nn.Conv2d(**kw), torch.nn.Conv2d(**kw), [randn(*shape)])

@@ -120,6 +120,23 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), atol=1e-6)
 
 
+@needs_torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_backward_twice_through_a_retained_graph_gives_pytorchs_gradient_each_time(reduction):
+    # the first backward turns the kept softmax into the gradient in place; the second recomputes it
+    x0 = np.random.default_rng(7).standard_normal((6, 9)).astype(np.float32) * 4
+    target = [0, 8, 3, 3, 5, 1]
+    x = disttorch.tensor(x0, requires_grad=True)
+    loss = DF.cross_entropy(x, disttorch.tensor(target), reduction=reduction)
+    xt = torch.tensor(x0, requires_grad=True)
+    lt = TF.cross_entropy(xt, torch.tensor(target), reduction=reduction)
+    upstream = np.linspace(0.5, 2.0, 6, dtype=np.float32) if reduction == "none" else np.float32(1.5)
+    for _ in range(2):
+        loss.backward(disttorch.tensor(upstream), retain_graph=True)
+        lt.backward(torch.tensor(upstream), retain_graph=True)
+        np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_cross_entropy_keeps_float32():
     x = disttorch.randn(8, 5, requires_grad=True)
     loss = DF.cross_entropy(x, disttorch.tensor([0, 1, 2, 3, 4, 0, 1, 2]), weight=disttorch.ones(5))

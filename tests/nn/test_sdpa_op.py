@@ -100,3 +100,14 @@ def test_broadcast_leading_dims_take_the_composed_path():
     out = F.scaled_dot_product_attention(q, k2, v2)
     assert type(out.grad_fn).__name__ != FUSED
     assert tuple(out.shape) == (2, 3, 5, 3)
+
+
+def test_half_precision_scores_beyond_exp_range_stay_finite():
+    # every score is 25 (within +-60, where float32 skips the shift): exp(25) overflows float16,
+    # so half precision always subtracts row maxima; equal scores give uniform weights
+    q = np.full((1, 2, 4, 4), 2.5, dtype=np.float32)
+    v = rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
+    out = F.scaled_dot_product_attention(dt.tensor(q).half(), dt.tensor(q).half(), dt.tensor(v).half(), scale=1.0)
+    assert out.dtype is dt.float16
+    expected = np.broadcast_to(v.astype(np.float16).astype(np.float32).mean(axis=2, keepdims=True), v.shape)
+    np.testing.assert_allclose(out.float().numpy(), expected, rtol=1e-2, atol=1e-2)

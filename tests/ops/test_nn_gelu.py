@@ -2,6 +2,7 @@
 against float64 exact values and PyTorch, across chunk boundaries and for strided input; the tanh
 form against PyTorch; float64 still exact (finite differences); create_graph on float32."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -47,6 +48,21 @@ def test_float32_gelu_matches_torch_forward_and_backward_on_strided_input():
         results.append((y.detach().numpy(), x.grad.numpy()))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=0, atol=2e-6)
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=2e-6)
+
+
+def test_float32_far_negative_tail_cancels_to_zero_as_torch_and_no_grad_gives_the_same_values():
+    # PyTorch forms 0.5 * (1 + erf) first, so below about -7 the cdf cancels to 0 and GELU is -0.0;
+    # the kernel forms Phi(x) first too, and its values do not depend on whether a gradient is kept
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+    x = np.array([-13.0, -10.5, -9.5, -8.0, -7.5, -5.0, -1e-8, 0.0, 1e-8, 3.0, 1e20], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # x*x overflowing for 1e20 is no warning to the user
+        out, _ = _gelu_float32.gelu_float32(x, with_derivative=True)
+    expected = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    assert (out[x <= -8] == 0).all() and (expected[x <= -8] == 0).all()
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=4e-7)
+    assert out[-1] == np.float32(1e20)
+    np.testing.assert_array_equal(_gelu_float32.gelu_float32(x, with_derivative=False)[0], out)
 
 
 def test_tanh_gelu_matches_torch():

@@ -114,17 +114,20 @@ class ZmqTransport(Transport):
             sock.sndhwm = 0
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            if not endpoint.startswith("ipc://"):
-                # Heartbeats tell a dead or stopped remote host from a slow one. A same-host peer
-                # (ipc) is watched through /proc instead, and its heartbeats would only cost: 128
-                # ranks on one host are 16,256 connections pinging every second, and on a loaded
-                # machine a starved peer misses its pong and looks lost while it is merely slow.
+            remote = not endpoint.startswith("ipc://")
+            if remote:
+                # Heartbeats and the connection monitor tell a dead or stopped remote host from a
+                # slow one. A same-host peer (ipc) is watched through /proc instead (its secret
+                # was checked by the store already), and for it they would only cost: 128 ranks
+                # on one host are 16,256 connections pinging every second plus two more sockets
+                # per connection, and on a loaded machine a starved peer misses its pong and
+                # looks lost while it is merely slow.
                 sock.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ms)
                 sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
                 sock.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
             sock.setsockopt(zmq.HANDSHAKE_IVL, self.heartbeat_timeout_ms)
             self.credentials.client(sock)
-            monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+            monitor = sock.get_monitor_socket(_MONITOR_EVENTS) if remote else None
             sock.connect(endpoint)
             self._peers[peer] = _Peer(sock, monitor, endpoint)
 
@@ -234,7 +237,7 @@ class ZmqTransport(Transport):
     def _poll_monitors_locked(self) -> None:
         now = time.monotonic()
         for p in self._peers.values():
-            while p.monitor.poll(0):
+            while p.monitor is not None and p.monitor.poll(0):
                 try:
                     event = recv_monitor_message(p.monitor, zmq.NOBLOCK)["event"]
                 except zmq.Again:
@@ -252,7 +255,7 @@ class ZmqTransport(Transport):
     def peer_problem(self, peer: int, grace_s: float = 1.0) -> str | None:
         self._poll_monitors()
         p = self._peers.get(peer)
-        if p is None or p.connected:
+        if p is None or p.connected or p.monitor is None:  # no monitor: a same-host peer (see connect)
             return None
         quiet = time.monotonic() - p.since
         if p.ever and quiet > grace_s:
@@ -268,11 +271,12 @@ class ZmqTransport(Transport):
 
     def _close(self) -> None:
         for p in self._peers.values():
-            try:
-                p.sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            p.monitor.close(0)
+            if p.monitor is not None:
+                try:
+                    p.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                p.monitor.close(0)
             p.sock.close(CLOSE_LINGER_MS)
         self._peers.clear()
         self._trackers.clear()
