@@ -217,19 +217,29 @@ def main() -> int:
                 print(f"  disttorch / gloo speed: {statistics.median(rows['gloo']) / statistics.median(rows['disttorch']):.2f}x")
         if not args.no_ddp:
             rows = {"disttorch": [], "gloo": []}
+            parts = {"disttorch": [], "gloo": []}  # the jobs' step breakdowns
             for _ in range(args.repeats):
-                rows["disttorch"].append(run_disttorch(
-                    rig, 2, ["ddp", str(args.ddp_steps)], extra_env)["samples_per_s"])
+                mine = run_disttorch(rig, 2, ["ddp", str(args.ddp_steps)], extra_env)
+                rows["disttorch"].append(mine["samples_per_s"])
+                parts["disttorch"].append(mine)
                 if not args.no_torch:
                     port += 1
                     gloo = _tolerant(run_torch, rig, 2, ["ddp", str(args.ddp_steps)], port)
                     if gloo:
                         rows["gloo"].append(gloo["samples_per_s"])
+                        parts["gloo"].append(gloo)
             print("\nDDP MLP 784-512-512-10, batch 256 per rank, 2 hosts x 2 ranks:")
             for name, values in rows.items():
                 if values:
                     print(f"  {name:9s} {statistics.median(values):8.0f} samples/s  "
                           f"({', '.join(f'{v:.0f}' for v in values)})")
+            for name, jobs in parts.items():
+                if jobs:
+                    step, compute, reduce = (statistics.median(j[k] for j in jobs) * 1e3
+                                             for k in ("seconds", "compute_s", "all_reduce_s"))
+                    print(f"  {name:9s} step {step:5.1f} ms = compute of the slowest rank {compute:5.1f} ms "
+                          f"+ all-reduce of the {jobs[0]['gradient_bytes'] / 2**20:.2f} MiB of gradients alone "
+                          f"{reduce:5.1f} ms {step - compute - reduce:+5.1f} ms (overlap hides: -, interplay costs: +)")
             if rows["gloo"]:
                 print(f"  disttorch / PyTorch DDP: "
                       f"{statistics.median(rows['disttorch']) / statistics.median(rows['gloo']):.2f}x")
