@@ -94,25 +94,23 @@ def global_rank(group_rank, group=None) -> int:
 OVERLAP_ENV = "DISTTORCH_DDP_OVERLAP"
 
 
-def prefers_overlap(world: int, group=None) -> bool:
+def prefers_overlap(world: int) -> bool:
     """Whether this rank wants bucket all-reduces on the communication thread during backward.
 
-    ``DISTTORCH_DDP_OVERLAP=on|off|auto`` (default auto). On one host, overlap needs a core for
-    the communication thread: when every core already runs a rank's compute threads, the thread
-    only takes CPU from backward (measured on 2 ranks x 1 thread on 2 cores: backward 0.5 ms
-    slower per step, and the early bucket still finished when backward did). Across hosts the
-    network is the bottleneck and a transfer needs no core, only its ends do: ``auto`` overlaps
-    there whatever the cores (2 test hosts x 2 ranks on 2 cores, 1 Gbit, MLP 784-512-512-10:
-    16.0k samples/s with overlap, 14.6k without, medians of 3 jobs; benchmarks/crosshost.py).
-    Elsewhere ``auto`` overlaps only when this host has a spare core per rank.
+    ``DISTTORCH_DDP_OVERLAP=on|off|auto`` (default auto). Overlap needs a core for the
+    communication thread: when every core already runs a rank's compute threads, the thread only
+    takes CPU from backward (measured on 2 ranks x 1 thread on 2 cores: backward 0.5 ms slower per
+    step, and the early bucket still finished when backward did). The same holds across hosts,
+    where the network is the bottleneck: on 2 test hosts x 2 ranks on 2 cores at 1 Gbit (MLP
+    784-512-512-10, quiet machine, benchmarks/crosshost.py) overlap cost 1.5-11% in 5 of 5
+    comparisons, with 25, 0.5 and 0.25 MiB buckets. ``auto`` therefore overlaps only when this
+    host has a spare core per rank.
     """
     mode = settings.get(OVERLAP_ENV)
     if mode in ("on", "1", "true"):
         return True
     if mode in ("off", "0", "false"):
         return False
-    if len(getattr(engine(group), "hosts", ())) > 1:
-        return True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     return cores >= local_ranks * (get_num_threads() + 1)

@@ -8,8 +8,7 @@ How a step goes:
 - backward: each parameter's post-accumulate-grad hook hands its gradient to the reducer
   (``_reducer.py``), which all-reduces full buckets on the communication thread while backward
   goes on, and returns from the last hook once every bucket is reduced (on a host with no core to
-  spare for that thread and no other host in the group, ``DISTTORCH_DDP_OVERLAP=auto`` reduces all
-  buckets in the last hook);
+  spare for that thread, ``DISTTORCH_DDP_OVERLAP=auto`` reduces all buckets in the last hook);
 - the second forward rebuilds the buckets in the order the first backward produced gradients.
 """
 from __future__ import annotations
@@ -135,7 +134,7 @@ class DistributedDataParallel(Module, Joinable):
         mine = [(n, tuple(int(d) for d in p.shape), str(p._data.dtype)) for n, p in zip(self._param_names,
                                                                                        self._params)]
         direct = _comm.wants_direct(self._params, self.gradient_as_bucket_view, self.find_unused_parameters)
-        fingerprint = np.array([len(mine), zlib.crc32(repr(mine).encode()), _comm.prefers_overlap(self._world, self.process_group),
+        fingerprint = np.array([len(mine), zlib.crc32(repr(mine).encode()), _comm.prefers_overlap(self._world),
                                 direct], np.int64)
         gathered = [Tensor._wrap(np.zeros(4, np.int64)) for _ in range(self._world)]
         _comm.dist().all_gather(gathered, Tensor._wrap(fingerprint), **_comm.group_kwargs(self.process_group))
