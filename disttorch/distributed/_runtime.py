@@ -14,6 +14,7 @@ import time
 import zmq
 
 from disttorch_launcher import settings
+from disttorch_launcher.process import raise_open_file_limit
 
 from .errors import DistError, DistStoreError
 from . import security
@@ -83,22 +84,16 @@ def ensure_fd_limit(world_size: int) -> None:
     except ImportError:  # pragma: no cover - not POSIX
         return
     need = fds_needed(world_size)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = raise_open_file_limit(need)  # the launcher's: the soft limit up to the hard one
     if soft == resource.RLIM_INFINITY or soft >= need:
         return
-    target = need if hard == resource.RLIM_INFINITY else min(hard, need)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (OSError, ValueError):
-            target = soft
-    if target < need:
-        import logging
+    import logging
 
-        logging.getLogger("disttorch.distributed").warning(
-            "disttorch: a rank of this %d-rank job may need %d file descriptors, but RLIMIT_NOFILE allows "
-            "%d (hard limit %s); raise it (ulimit -n / -Hn, limits.conf, systemd LimitNOFILE) if sockets "
-            "fail with 'Too many open files'", world_size, need, target, hard)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    logging.getLogger("disttorch.distributed").warning(
+        "disttorch: a rank of this %d-rank job may need %d file descriptors, but RLIMIT_NOFILE allows "
+        "%d (hard limit %s); raise it (ulimit -n / -Hn, limits.conf, systemd LimitNOFILE) if sockets "
+        "fail with 'Too many open files'", world_size, need, soft, hard)
 
 
 def limits_report() -> str:
