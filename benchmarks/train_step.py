@@ -214,7 +214,11 @@ def _build_large(tl, model):
     opt = opt_factory(net.parameters())
     x = tl.from_numpy(x)
     y = tl.from_numpy(y.astype(np.int64))
-    loss_fn = tl.nn.CrossEntropyLoss()
+    return _training_step(net, opt, tl.nn.CrossEntropyLoss(), x, y)
+
+
+def _training_step(net, opt, loss_fn, x, y):
+    """One training step on a fixed batch (forward, backward, optimizer), the same in both frameworks."""
 
     def step():
         opt.zero_grad()
@@ -248,16 +252,7 @@ def _build(tl, model):
             p.copy_(tl.from_numpy(rng.uniform(-bound, bound, tuple(p.shape)).astype(np.float32)))
     x = tl.from_numpy(rng.standard_normal((batch,) + shape).astype(np.float32))
     y = tl.from_numpy(rng.integers(0, 10, batch).astype(np.int64))
-    loss_fn = tl.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return _training_step(net, opt, tl.nn.CrossEntropyLoss(), x, y)
 
 
 def time_worker(framework, model, threads, steps, warmup):
