@@ -123,6 +123,8 @@ _DECLARED = (
     Setting("DISTTORCH_HIER_CHUNK_BYTES", "bytes", None, "round size of the hierarchical all-reduce across "
             "hosts (at most the slot size): one round's network part overlaps the next's shared memory",
             doc_default="2 MiB"),
+    Setting("DISTTORCH_HIER_RAMP", "flag", True, "0: the hierarchical all-reduce's first and last rounds keep "
+            "the full round size instead of a ramp of 1/8, 1/8, 1/4, 1/2 of it (for comparisons)"),
     Setting("DISTTORCH_SHM_YIELD_S", "float", 50e-6, "seconds a shared-memory waiter spins before it yields the "
             "core (for experiments)", minimum=0),
     Setting("DISTTORCH_DEBUG", "choice", "off", "`detail`: every collective first exchanges fingerprints "

@@ -58,6 +58,11 @@ class CollectiveBackend(abc.ABC):
     @abc.abstractmethod
     def all_reduce(self, buf, op, async_op: bool = False, after=None): ...
 
+    def all_reduce_staged(self, buf, op, cuts):
+        """An all-reduce that starts while ``buf`` is still being written, ``(work, gate)``; None
+        where the engine has no such form (``process_group.ProcessGroup.all_reduce_staged``)."""
+        return None
+
     @abc.abstractmethod
     def broadcast(self, buf, root: int, async_op: bool = False, after=None): ...
 

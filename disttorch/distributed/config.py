@@ -71,6 +71,7 @@ class Config:
     shm_slot_bytes: int = 4 * MiB
     shm_chunk_bytes: int = 0          # 0: 1 MiB, or the slot size when ranks outnumber cores
     hier_chunk_bytes: int = 0         # 0: hierarchical.DEFAULT_ROUND_BYTES
+    hier_ramp: bool = True            # hier_rounds.py: small first and last rounds
     debug: str = "off"
     nan_check: bool = False
     heartbeat_timeout_s: float = 5.0
@@ -91,6 +92,7 @@ class Config:
             shm_slot_bytes=settings.get("DISTTORCH_SHM_SLOT_BYTES"),
             shm_chunk_bytes=settings.get("DISTTORCH_SHM_CHUNK_BYTES") or 0,
             hier_chunk_bytes=settings.get("DISTTORCH_HIER_CHUNK_BYTES") or 0,
+            hier_ramp=settings.get("DISTTORCH_HIER_RAMP"),
             debug=debug,
             nan_check=settings.get("DISTTORCH_NAN_CHECK"),
             heartbeat_timeout_s=settings.get("DISTTORCH_HEARTBEAT_TIMEOUT"),

@@ -24,13 +24,17 @@ memory, all-reduce among those leaders, broadcast back (``leader_all_reduce``).
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
+from .errors import DistError, DistTimeoutError
+from .hier_rounds import round_ranges
 from .mailbox import Fingerprint
+from ..profiler import trace as _trace
 from .reduce_op import ReduceOp, finalize
 
 #: default round size (at most the shared-memory slot). Measured on 2 test hosts x 2 ranks at 1 Gbit
@@ -57,13 +61,19 @@ def shm_op(pg, seq: int, fp: Fingerprint, deadline: float) -> cs.ShmOp:
                     pg._shm_cap())  # noqa: SLF001
 
 
-def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
-    """The sliced, pipelined form (see the module docstring); ``flat`` is reduced in place."""
+def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp,
+                      gate: ReadyGate | None = None, cuts=()) -> None:
+    """The sliced, pipelined form (see the module docstring); ``flat`` is reduced in place.
+
+    ``gate``: the staged form (``ProcessGroup.all_reduce_staged``): a round starts only once the
+    gate says its elements are final, so the first rounds travel while the caller still computes
+    the rest. ``cuts``: element offsets where rounds must end (the stages' boundaries)."""
     partial = ReduceOp.SUM if op is ReduceOp.AVG else op
     o = shm_op(pg, seq, fp, deadline)
     k = pg.shm.me
     peers = [host[k] for host in pg.hosts]  # local rank k of every host, in host order
-    rounds = alg.chunk_ranges(0, flat.size, max(1, round_bytes(pg) // max(1, flat.itemsize)))
+    rounds = round_ranges(flat.size, max(1, round_bytes(pg) // max(1, flat.itemsize)), flat.itemsize, cuts,
+                          ramp=pg.config.hier_ramp)
     segments = []
     for a, b in rounds:
         lo, hi = alg.partition(b - a, pg.shm.n)[k]
@@ -76,12 +86,19 @@ def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
         x = pg._exchange(seq, fp, deadline, flat.itemsize, peers)  # noqa: SLF001
         net = _NetworkThread(pg, seq, x, flat, segments, partial)
         for i, (a, b) in enumerate(rounds):
-            cs.reduce_scatter_round(o, flat[a:b], partial)
+            if gate is not None:
+                with _trace.span("hier wait for input", "wait", round=i):
+                    gate.wait(b, pg, deadline)
+            with _trace.span("hier reduce-scatter", "comm", round=i, bytes=(b - a) * flat.itemsize):
+                cs.reduce_scatter_round(o, flat[a:b], partial)
             net.ready(i)
         for i, (a, b) in enumerate(rounds):
-            net.wait(i)
-            cs.all_gather_round(o, flat[a:b])
-        net.wait(len(rounds))  # its flush: no send reads ``flat`` any more
+            with _trace.span("hier wait network", "wait", round=i):
+                net.wait(i)
+            with _trace.span("hier all-gather", "comm", round=i):
+                cs.all_gather_round(o, flat[a:b])
+        with _trace.span("hier wait flush", "wait"):
+            net.wait(len(rounds))  # its flush: no send reads ``flat`` any more
     finally:
         if net is not None:
             net.cancel()
@@ -103,6 +120,47 @@ def leader_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
     if o is not None:
         cs.broadcast(o, flat, 0)
     finalize(op, flat, pg.size())
+
+
+class ReadyGate:
+    """How much of a staged all-reduce's buffer is final: its owner calls ``mark(stop)`` once
+    elements ``[0, stop)`` hold their last values (DDP: a bucket's gradients are in), or
+    ``cancel(reason)`` when they never will; the collective's thread waits in ``wait``."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._ready = 0
+        self._cancelled: str | None = None
+
+    def mark(self, stop: int) -> None:
+        with self._cv:
+            if stop > self._ready:
+                self._ready = stop
+                self._cv.notify_all()
+
+    def cancel(self, reason: str) -> None:
+        with self._cv:
+            self._cancelled = reason
+            self._cv.notify_all()
+
+    def wait(self, stop: int, pg, deadline: float) -> None:
+        """Returns once ``[0, stop)`` is final; raises at the deadline, on a peer's abort, or when
+        the owner cancelled."""
+        while True:
+            with self._cv:
+                if self._ready >= stop:
+                    return
+                if self._cancelled is not None:
+                    raise DistError(f"{pg._what()} on {pg.describe_rank(pg._rank)}: its input was never "  # noqa: SLF001
+                                    f"completed ({self._cancelled})")
+                self._cv.wait(POLL_S)
+                if self._ready >= stop:
+                    return
+            if time.monotonic() > deadline:
+                raise DistTimeoutError(f"{pg._what()} timed out after {pg.timeout:.1f} s on "  # noqa: SLF001
+                                       f"{pg.describe_rank(pg._rank)}: this rank's own input (elements "
+                                       f"{self._ready} to {stop}) never became ready")
+            pg._shm_stalled([], False)  # noqa: SLF001 - a local rank's or another host's abort
 
 
 class _NetworkThread:
@@ -160,12 +218,13 @@ class _NetworkThread:
         switch = pg.config.allreduce_switch_bytes
         try:
             for i, (lo, hi) in enumerate(self.segments):
-                with self._cv:
+                with _trace.span("hier network waits for its round", "wait", round=i), self._cv:
                     while self._ready <= i and not self._cancelled:
                         self._cv.wait()
                     if self._cancelled:
                         return
-                cz.all_reduce_part(self.x, self.flat[lo:hi], self.op, switch, i * self._stride)
+                with _trace.span("hier network", "comm", round=i, bytes=(hi - lo) * self.flat.itemsize):
+                    cz.all_reduce_part(self.x, self.flat[lo:hi], self.op, switch, i * self._stride)
                 with self._cv:
                     self._done = i + 1
                     self._cv.notify_all()

@@ -39,16 +39,18 @@ def test_collective_matrix_two_simulated_hosts():
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("layout", ["AABB", "AAABBB", "AABBCC", "AAB", "AAB/tcp"])
+@pytest.mark.parametrize("layout", ["AABB", "AAABBB", "AABBCC", "AAB", "AAB/tcp", "AABB/ramp"])
 def test_hierarchical_all_reduce_is_bit_identical_on_every_rank(layout):
     # equal hosts take the sliced form (each local rank all-reduces its slice across hosts; with
     # 3 hosts and a small switch that is a ring), unequal ones the leader form, and with
     # DISTTORCH_TRANSPORT=tcp every rank the flat ring; small slots and rounds make 300k elements
-    # run many pipelined rounds
+    # run many pipelined rounds; "ramp": 512 KiB rounds, so the first and last are split into the
+    # ramp of 1/8, 1/8, 1/4, 1/2 (hier_rounds.py)
     layout, _, transport = layout.partition("/")
     per_rank = {r: {"DISTTORCH_HOST_ID": h} for r, h in enumerate(layout)}
-    env = {**SHM, "DISTTORCH_HIER_CHUNK_BYTES": 48 * 1024, "DISTTORCH_CHUNK_BYTES": 16 * 1024,
-           "DISTTORCH_ALLREDUCE_SWITCH": 8 * 1024, "DISTTORCH_TRANSPORT": transport or "auto"}
+    env = {**SHM, "DISTTORCH_HIER_CHUNK_BYTES": 512 * 1024 if transport == "ramp" else 48 * 1024,
+           "DISTTORCH_CHUNK_BYTES": 16 * 1024, "DISTTORCH_ALLREDUCE_SWITCH": 8 * 1024,
+           "DISTTORCH_TRANSPORT": "auto" if transport in ("", "ramp") else transport}
     results = harness.run(workers.hierarchical_bits, len(layout), env=env, per_rank_env=per_rank, job_timeout=100)
     assert all(r["digests"] == results[0]["digests"] for r in results)
     assert results[0]["worst"] < 1e-5 * len(layout)

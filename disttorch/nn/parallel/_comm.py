@@ -45,6 +45,16 @@ def all_reduce_async(tensor, group=None, op=None):
     return d.all_reduce(tensor, op=d.ReduceOp.SUM if op is None else op, async_op=True, **group_kwargs(group))
 
 
+def all_reduce_staged(arena, group, cuts):
+    """Starts a SUM all-reduce of the host array ``arena`` whose parts are still being written:
+    ``(work, gate)``, ``gate.mark(stop)`` releasing ``arena[:stop]``; None where the group's engine
+    has no staged form (then the caller reduces the finished arena)."""
+    pg = engine(group)
+    if pg is None or type(arena) is not np.ndarray:
+        return None
+    return pg.all_reduce_staged(arena, dist().ReduceOp.SUM, cuts)
+
+
 def all_reduce(tensor, group=None, op=None):
     d = dist()
     d.all_reduce(tensor, op=d.ReduceOp.SUM if op is None else op, **group_kwargs(group))

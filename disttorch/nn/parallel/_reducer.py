@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _comm
 from ._bucket import GradBucket, allocate_buffers, assign_buckets
-from ._reductions import AllAtOnce, BucketOverlap, CommHook, DirectSharedMemory
+from ._reductions import AllAtOnce, BucketOverlap, CommHook, DirectSharedMemory, StagedAcrossHosts
 from ...profiler import trace as _trace
 
 
@@ -63,8 +63,9 @@ class Reducer:
         self._direct = {}                        # dtype -> DirectAllReduce (enable_direct)
         self.direct_slot = []                   # param index -> (DirectAllReduce, start element)
         self._direct_on = False                  # this iteration reduces through the direct areas
-        self._modes = {m: m(self) for m in (BucketOverlap, AllAtOnce, DirectSharedMemory, CommHook)}
+        self._modes = {m: m(self) for m in (BucketOverlap, StagedAcrossHosts, AllAtOnce, DirectSharedMemory, CommHook)}
         self.dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
+        self.staged_iterations = 0              # iterations that took StagedAcrossHosts' staged all-reduce
         self.reset()
 
     def enable_direct(self):
@@ -102,6 +103,12 @@ class Reducer:
         for b in self.buckets:
             for slot, j in enumerate(b.param_indices):
                 self._where[j] = (b, slot)
+        # where each bucket ends in its dtype's arena, whose slices follow bucket order
+        # (StagedAcrossHosts releases the arena up to the end of each bucket that is full)
+        self.bucket_ends, used = [], {}
+        for b in self.buckets:
+            used[b.flat.dtype] = used.get(b.flat.dtype, 0) + b.flat.size
+            self.bucket_ends.append(used[b.flat.dtype])
 
     def rebuild_buckets(self):
         """Once, between iterations on every rank: buckets in the order rank 0's gradients arrived.
@@ -155,6 +162,9 @@ class Reducer:
             self.reset()
 
     def reset(self):
+        staged, self.staged = getattr(self, "staged", None), None
+        if staged is not None:  # an iteration that ended without its last bucket (an error in backward)
+            staged[1].cancel(f"DDP on rank {self.rank} began a new iteration before all gradients were in")
         for b in self.buckets:
             b.reset()
         self._next_launch = 0
@@ -188,12 +198,13 @@ class Reducer:
                 self.ready_order.append(index)
         mode = self.reduction()
         view = mode.destination(index, view, grad)
-        if grad is None:
-            view.fill(0)
-        elif mode.scales:
-            np.multiply(grad, self._scale, out=view)  # the copy into the bucket divides too
-        elif grad is not view:  # a bucket-view gradient already holds its values in place
-            np.copyto(view, grad)
+        with _trace.span("gradient into bucket", "ddp", param=index):
+            if grad is None:
+                view.fill(0)
+            elif mode.scales:
+                np.multiply(grad, self._scale, out=view)  # the copy into the bucket divides too
+            elif grad is not view:  # a bucket-view gradient already holds its values in place
+                np.copyto(view, grad)
         if bucket.pending == 0:
             self._launch_ready_buckets(mode)
 
@@ -203,7 +214,7 @@ class Reducer:
             return self._modes[CommHook]
         if self._direct_on:
             return self._modes[DirectSharedMemory]
-        return self._modes[BucketOverlap if self.overlap else AllAtOnce]
+        return self._modes[StagedAcrossHosts if self.overlap else AllAtOnce]
 
     def _launch_ready_buckets(self, mode):
         # Strict index order: every rank issues the same collectives in the same order.
@@ -243,6 +254,7 @@ class Reducer:
                 if globally_used is not None and globally_used[index] == 0:
                     continue  # no rank used it: its .grad stays as it was, as in PyTorch
                 self._hand_back(index, p, view, from_bucket=True)
+        self.staged = None  # complete: nothing for reset to cancel
         self.reset()
         if not self.rebuilt:
             self.rebuild_due = True

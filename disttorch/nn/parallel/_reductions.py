@@ -7,6 +7,8 @@ where a gradient is copied, when collectives start and what they are:
 - ``BucketOverlap``: gradients divided by the world size into their bucket; each full bucket's
   all-reduce starts on the communication thread while backward goes on (the last one in the
   backward thread itself).
+- ``StagedAcrossHosts``: the same copies; across hosts one all-reduce of all buckets starts with
+  the first and each bucket releases its part (see the class).
 - ``AllAtOnce``: the same copies; nothing is sent until the last gradient is in, then one
   all-reduce per dtype covers every bucket (their buffers lie back to back).
 - ``DirectSharedMemory``: gradients divided into this rank's shared-memory input area
@@ -59,6 +61,31 @@ class BucketOverlap(Reduction):
             _comm.all_reduce(tensor, r.group)
             return completed(tensor)
         return from_work(_comm.all_reduce_async(tensor, r.group), tensor)
+
+
+class StagedAcrossHosts(Reduction):
+    """Overlap where the engine can stage (ranks on several hosts, shared memory on each): one
+    all-reduce of the whole arena starts when the first bucket is full, and each later bucket
+    releases its part of it (``gate.mark``). So the first buckets cross the network while backward
+    computes the last ones, with no second collective to set up and no pause of the link between
+    buckets; the work runs on the group's communication thread and its network thread, which
+    mostly wait on the kernel. Elsewhere it is ``BucketOverlap``."""
+    overlaps = True
+
+    def launch(self, bucket, last):
+        r = self.reducer
+        if bucket.index() == 0:
+            r.staged = None
+            if len(r.arenas) == 1:  # one dtype: the buckets lie back to back in one arena
+                arena = next(iter(r.arenas.values()))
+                r.staged = _comm.all_reduce_staged(arena, r.group, r.bucket_ends[:-1])
+        if r.staged is None:
+            return BucketOverlap.launch(self, bucket, last)
+        work, gate = r.staged
+        if bucket.index() == 0:
+            r.staged_iterations += 1
+        gate.mark(r.bucket_ends[bucket.index()])
+        return from_work(work, None)  # None: reduced in place
 
 
 class AllAtOnce(Reduction):

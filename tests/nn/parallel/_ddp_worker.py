@@ -73,6 +73,7 @@ def scenario_equiv(rank, world, out):
         out[f"{name}_traj"] = train(ddp, world, rank, accum)
         out[f"{name}_nbuckets"] = np.array(len(ddp._buckets))
         out["overlap"] = np.array(ddp.reducer.overlap)
+        out[f"{name}_staged"] = np.array(ddp.reducer.staged_iterations)
         if name == "plain":
             out["direct"] = np.array(bool(ddp.reducer._direct))
         out[f"{name}_rebuilt_buckets"] = np.array(json.dumps([b.param_indices for b in ddp._buckets]))

@@ -15,8 +15,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(script, world, args=(), timeout=60.0, extra_env=None):
-    """Runs ``script`` as ``world`` processes; returns [(returncode, output)] in rank order."""
+def run_ranks(script, world, args=(), timeout=60.0, extra_env=None, per_rank_env=None):
+    """Runs ``script`` as ``world`` processes; returns [(returncode, output)] in rank order.
+    ``per_rank_env``: {rank: {variable: value}} on top of ``extra_env``."""
     port = free_port()
     base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                 DISTTORCH_SECRET=secrets.token_hex(16), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
@@ -24,7 +25,8 @@ def run_ranks(script, world, args=(), timeout=60.0, extra_env=None):
     procs = []
     try:
         for rank in range(world):
-            env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+            env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                       **(per_rank_env or {}).get(rank, {}))
             procs.append(subprocess.Popen([sys.executable, str(script), *map(str, args)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         deadline = time.monotonic() + timeout

@@ -30,14 +30,14 @@ def reference(world, accum, seed=100):
         w.B = saved_b
 
 
-def run(tmp_path, world, *scenarios, overlap="on"):
+def run(tmp_path, world, *scenarios, overlap="on", per_rank_env=None):
     """Runs the scenarios on ``world`` ranks; ``overlap`` on: buckets reduced on the communication
     thread during backward; off: all in the last hook (what ``auto`` picks on a host without a
     spare core), through the shared-memory input areas (direct_reduce.py); "bucket": off, with the
     bucket all-reduce instead of the areas."""
     env = {"DISTTORCH_DDP_OVERLAP": "off" if overlap == "bucket" else overlap,
            "DISTTORCH_DDP_DIRECT": "off" if overlap == "bucket" else "on"}
-    results = run_ranks(WORKER, world, [tmp_path, *scenarios], timeout=80, extra_env=env)
+    results = run_ranks(WORKER, world, [tmp_path, *scenarios], timeout=80, extra_env=env, per_rank_env=per_rank_env)
     for rank, (code, out) in enumerate(results):
         assert code == 0, f"rank {rank} failed (exit {code}):\n{out[-4000:]}"
     return [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(world)]
@@ -132,6 +132,23 @@ def test_ddp_matches_single_process_full_batch(tmp_path, world, overlap):
             assert traj.shape == ref.shape
             err = np.abs(traj - ref).max()
             assert err < 1e-5, f"{name}: rank {r} of {world} differs from 1-process training by {err:g}"
+
+
+@pytest.mark.parametrize("overlap", ["on", "off"])
+def test_ddp_across_two_simulated_hosts_matches_single_process(tmp_path, overlap):
+    # ranks 0,1 on "host A", 2,3 on "host B": the hierarchical all-reduce; with overlap one staged
+    # all-reduce per iteration that each bucket releases in turn (tiny buckets: many stages)
+    hosts = {r: {"DISTTORCH_HOST_ID": "AB"[r // 2]} for r in range(4)}
+    ranks = run(tmp_path, 4, "equiv", overlap=overlap, per_rank_env=hosts)
+    ref1, ref2 = reference(4, 1), reference(4, 2)
+    for name, ref in [("plain", ref1), ("buckets", ref1), ("nosync", ref2), ("view", ref1)]:
+        for r, got in enumerate(ranks):
+            # every iteration but no_sync's accumulation steps staged its all-reduce
+            staged = {"nosync": 10}.get(name, 10) if overlap == "on" else 0
+            assert int(got[f"{name}_staged"]) == staged, (name, r, int(got[f"{name}_staged"]))
+            err = np.abs(got[f"{name}_traj"] - ref).max()
+            assert err < 1e-5, f"{name}: rank {r} of 4 differs from 1-process training by {err:g}"
+            np.testing.assert_array_equal(got[f"{name}_traj"], ranks[0][f"{name}_traj"])
 
 
 @pytest.mark.parametrize("overlap", ["on", "off", "bucket"])

@@ -8,7 +8,7 @@ import disttorch.distributed as dist
 from disttorch.nn import Parameter
 from disttorch.nn.parallel._future import completed
 from disttorch.nn.parallel._reducer import Reducer
-from disttorch.nn.parallel._reductions import AllAtOnce, BucketOverlap, CommHook, DirectSharedMemory
+from disttorch.nn.parallel._reductions import AllAtOnce, CommHook, DirectSharedMemory, StagedAcrossHosts
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _backward(reducer, params):
     return grads
 
 
-@pytest.mark.parametrize("overlap, mode", [(True, BucketOverlap), (False, AllAtOnce)])
+@pytest.mark.parametrize("overlap, mode", [(True, StagedAcrossHosts), (False, AllAtOnce)])
 def test_the_mode_follows_the_overlap_setting_and_gradients_come_back(world1, overlap, mode):
     params, reducer = _reducer(overlap)
     assert type(reducer.reduction()) is mode and len(reducer.buckets) > 1
@@ -44,6 +44,8 @@ def test_the_mode_follows_the_overlap_setting_and_gradients_come_back(world1, ov
     before = [p.grad for p in params]
     grads = _backward(reducer, params)  # a .grad that already exists keeps its identity
     assert all(p.grad is b for p, b in zip(params, before))
+    # one process has no hierarchical all-reduce to stage: the overlap mode reduced bucket by bucket
+    assert reducer.staged_iterations == 0
 
 
 @pytest.mark.parametrize("overlap", [True, False])
