@@ -1,7 +1,7 @@
 """Across test hosts (tools/testcluster, root only): all-reduce and DDP, disttorch and PyTorch gloo
 side by side in one run, with the link's bound printed.
 
-    sudo python benchmarks/crosshost.py [--rate 1gbit] [--mib 16] [--layouts 2x1,2x2]
+    sudo python benchmarks/crosshost.py [--rate 1gbit] [--mtu 1500] [--mib 16] [--layouts 2x1,2x2]
                                         [--repeats 3] [--curve on|off] [--no-ddp] [--no-torch]
                                         [--no-simulator] [--run-id ID]
 
@@ -40,8 +40,13 @@ from tools.testcluster import Cluster  # noqa: E402 (needs REPO on sys.path)
 from tools.testcluster.rig import rate_bits  # noqa: E402
 
 WORKER = REPO / "benchmarks" / "_crosshost_worker.py"
-#: the share of a tbf-shaped veth link's bytes that is TCP data (MSS 1448 in a 1514-byte frame)
-TCP_SHARE = 1448 / 1514
+
+
+def tcp_share(mtu: int) -> float:
+    """The share of a tbf-shaped veth link's bytes that is TCP data: the MSS (MTU less 20 bytes of
+    IP, 20 of TCP, 12 of timestamps) in a frame of MTU + 14 bytes of Ethernet header; at 1500,
+    1448 of 1514."""
+    return (mtu - 52) / (mtu + 14)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -139,6 +144,9 @@ def ring_bound(nbytes: int, n: int, rate: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate", default="1gbit")
+    p.add_argument("--mtu", type=int, default=1500,
+                   help="the rig's MTU (1500, Ethernet's default, for every target figure; 9000: jumbo "
+                        "frames, for information)")
     p.add_argument("--mib", type=float, default=16.0, help="all-reduce size in MiB")
     p.add_argument("--iters", type=int, default=8, help="timed all-reduces per job")
     p.add_argument("--layouts", default="2x1,2x2",
@@ -178,12 +186,14 @@ def main() -> int:
         layouts.append(int(ranks))
 
     owned = args.run_id is None
-    rig = Cluster.up(2, rate=args.rate, owner_pid=os.getpid()) if owned else Cluster.attach(args.run_id)
+    rig = Cluster.up(2, rate=args.rate, owner_pid=os.getpid(), mtu=args.mtu) if owned \
+        else Cluster.attach(args.run_id)
+    share = tcp_share(rig.mtu)
     rate = rate_bits(rig.rate) if rig.rate else rate_bits(args.rate)
     nbytes = int(args.mib * 2 ** 20)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
-    print(f"rig {rig.run_id}: 2 hosts, links {rig.rate} both ways; load average {' '.join(load)}; "
+    print(f"rig {rig.run_id}: 2 hosts, links {rig.rate} both ways, MTU {rig.mtu}; load average {' '.join(load)}; "
           f"{os.cpu_count()} cores")
     port = 29700
     try:
@@ -205,8 +215,8 @@ def main() -> int:
             print(f"\nall-reduce {args.mib:g} MiB, 2 hosts x {per_host} rank(s): link bound "
                   f"{hier * 1e3:.1f} ms (ring over hosts, n=2)"
                   + (f"; flat ring over {world} ranks {flat * 1e3:.1f} ms" if per_host > 1 else ""))
-            print(f"  (tbf counts frames: TCP data is 1448 of every 1514 bytes, so even a perfect ring needs "
-                  f"{hier * 1e3 / TCP_SHARE:.1f} ms, {TCP_SHARE:.3f} of the bound)")
+            print(f"  (tbf counts frames: TCP data is {rig.mtu - 52} of every {rig.mtu + 14} bytes, so even a "
+                  f"perfect ring needs {hier * 1e3 / share:.1f} ms, {share:.3f} of the bound)")
             for name, times in rows.items():
                 if not times:
                     continue

@@ -50,6 +50,11 @@ def test_hosts_have_their_own_name_shm_and_address_and_reach_each_other_by_ssh(r
                            capture_output=True, text=True, check=True).stdout
     assert "tbf" in inner and "rate 1Gbit" in inner, inner
     assert "tbf" in outer and "rate 1Gbit" in outer, outer
+    # Ethernet's default MTU unless --mtu says otherwise, on both ends of the link (/sys inside a
+    # host still shows the machine's own links: ask ip)
+    assert rig.mtu == 1500 and " mtu 1500 " in rig.run("testhost2", ["ip", "-o", "link", "show", "eth0"]).stdout
+    with open(f"/sys/class/net/{rig.host('testhost2').root_link}/mtu") as f:
+        assert f.read().strip() == "1500"
 
 
 def test_links_carry_their_rate_in_both_directions(rig, tmp_path):
@@ -105,17 +110,24 @@ def test_command_line_up_list_exec_down_leaves_nothing():
         pytest.skip(reason)
     cli = [sys.executable, "-m", "tools.testcluster"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    up = subprocess.run([*cli, "up", "1", "--rate", "none"], cwd=str(REPO), env=env,
+    bad = subprocess.run([*cli, "up", "1", "--mtu", "50"], cwd=str(REPO), env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--mtu: expected an integer from 68 to 65535 bytes" in bad.stderr \
+        and "got '50'" in bad.stderr, bad.stderr
+    up = subprocess.run([*cli, "up", "1", "--rate", "none", "--mtu", "9000"], cwd=str(REPO), env=env,
                         capture_output=True, text=True, timeout=60, check=False)
     assert up.returncode == 0, up.stderr
     run_id = up.stdout.split()[2].rstrip(":")
+    assert "MTU 9000" in up.stdout, up.stdout
     try:
         listed = subprocess.run([*cli, "list"], cwd=str(REPO), env=env, capture_output=True,
                                 text=True, timeout=30, check=True).stdout
         assert f"{run_id}  alive" in listed, listed
-        name = subprocess.run([*cli, "exec", run_id, "testhost1", "--", "hostname"], cwd=str(REPO),
+        name = subprocess.run([*cli, "exec", run_id, "testhost1", "--", "sh", "-c",
+                               "hostname; ip -o link show eth0"], cwd=str(REPO),
                               env=env, capture_output=True, text=True, timeout=30, check=True)
-        assert name.stdout.strip() == "testhost1"
+        assert name.stdout.split()[0] == "testhost1" and " mtu 9000 " in name.stdout, name.stdout
+        assert Cluster.attach(run_id).mtu == 9000
     finally:
         down = subprocess.run([*cli, "down", run_id], cwd=str(REPO), env=env,
                               capture_output=True, text=True, timeout=60, check=False)

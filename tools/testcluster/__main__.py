@@ -1,4 +1,4 @@
-"""`python -m tools.testcluster up N [--rate R] | down [ID | --all] | exec ID HOST -- CMD | list`."""
+"""`python -m tools.testcluster up N [--rate R] [--mtu BYTES] | down [ID | --all] | exec ID HOST -- CMD | list`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import sweep, system
-from .rig import Cluster, parse_rate
+from .rig import DEFAULT_MTU, Cluster, parse_mtu, parse_rate
 from .system import ClusterError
 
 
@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("n", type=int)
     up.add_argument("--rate", default="1gbit", type=_rate,
                     help="each link's bandwidth in both directions (tc tbf), or 'none'")
+    up.add_argument("--mtu", default=DEFAULT_MTU, type=_mtu,
+                    help=f"MTU of every link and the bridge (default {DEFAULT_MTU}, Ethernet's; 9000: "
+                         "jumbo frames)")
     down = sub.add_parser("down", help="remove a rig (by run id), or every rig with --all")
     down.add_argument("run_id", nargs="?")
     down.add_argument("--all", action="store_true")
@@ -43,11 +46,18 @@ def _rate(text: str) -> str | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _mtu(text: str) -> int:
+    try:
+        return parse_mtu(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _dispatch(args, parser) -> int:
     if args.action == "up":
-        rig = Cluster.up(args.n, rate=args.rate)
+        rig = Cluster.up(args.n, rate=args.rate, mtu=args.mtu)
         print(f"run id {rig.run_id}: {len(rig.hosts)} hosts on {rig.subnet}, links "
-              f"{rig.rate or 'unshaped'}")
+              f"{rig.rate or 'unshaped'}, MTU {rig.mtu}")
         for h in rig.hosts:
             print(f"  {h.name}  {h.address}  (python -m tools.testcluster exec {rig.run_id} "
                   f"{h.name} -- CMD)")

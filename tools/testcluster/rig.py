@@ -61,6 +61,24 @@ def parse_rate(text: str) -> str:
     raise ValueError(f"--rate: expected a rate such as 1gbit, 100mbit or 500kbit, got {text!r}")
 
 
+#: Ethernet's common default; every figure of issue 13 is measured at it
+DEFAULT_MTU = 1500
+#: what Linux accepts on a veth link and a bridge (IPv4 needs 68; 65535 is veth's largest)
+MTU_RANGE = (68, 65535)
+
+
+def parse_mtu(value) -> int:
+    """Check an MTU in bytes (``--mtu``): an integer in ``MTU_RANGE``."""
+    try:
+        mtu = int(value)
+    except (TypeError, ValueError):
+        mtu = None
+    if mtu is None or not MTU_RANGE[0] <= mtu <= MTU_RANGE[1] or str(value).strip() != str(mtu):
+        raise ValueError(f"--mtu: expected an integer from {MTU_RANGE[0]} to {MTU_RANGE[1]} bytes "
+                         f"(1500: Ethernet's default, 9000: jumbo frames), got {value!r}")
+    return mtu
+
+
 def rate_bits(rate: str) -> float:
     scale = {"gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
     for unit, factor in scale.items():
@@ -83,8 +101,8 @@ class Cluster:
     """A rig of N test hosts; make one with :meth:`up`, remove it with :meth:`down`."""
 
     def __init__(self, run_id: str, subnet: str, rate: str | None, hosts: list[Host],
-                 owner_pid: int | None) -> None:
-        self.run_id, self.subnet, self.rate = run_id, subnet, rate
+                 owner_pid: int | None, mtu: int = DEFAULT_MTU) -> None:
+        self.run_id, self.subnet, self.rate, self.mtu = run_id, subnet, rate, mtu
         self.hosts, self.owner_pid = hosts, owner_pid
         self.state_dir = os.path.join(system.STATE_ROOT, run_id)
         self.bridge = f"{sweep.link_prefix(run_id)}br"
@@ -92,14 +110,16 @@ class Cluster:
     # -- making and removing ----------------------------------------------------------------
     @classmethod
     def up(cls, n: int, *, rate: str | None = "1gbit", owner_pid: int | None = None,
-           sweep_stale: bool = True) -> Cluster:
-        """Make `n` test hosts testhost1..testhostN, links shaped to `rate` (None: unshaped).
+           sweep_stale: bool = True, mtu: int = DEFAULT_MTU) -> Cluster:
+        """Make `n` test hosts testhost1..testhostN, links shaped to `rate` (None: unshaped), every
+        link and the bridge with MTU `mtu` (1500, Ethernet's default; 9000 for jumbo frames).
 
         `owner_pid`: the rig belongs to that process; a later rig removes it once that process
         is gone (tests pass their own pid, so a killed test run leaves nothing for long)."""
         if not 1 <= n <= 200:
             raise ValueError(f"number of hosts must be in 1..200, got {n}")
         rate = parse_rate(rate) if rate else None
+        mtu = parse_mtu(mtu)
         reason = cannot_make_namespaces()
         if reason:
             raise ClusterError(reason)
@@ -118,7 +138,7 @@ class Cluster:
             net = ipaddress.ip_network(subnet)
             hosts = [Host(f"testhost{i + 1}", str(net.network_address + _FIRST_HOST_OCTET + i),
                           0, f"{sweep.link_prefix(run_id)}h{i + 1}") for i in range(n)]
-            rig = cls(run_id, subnet, rate, hosts, owner_pid)
+            rig = cls(run_id, subnet, rate, hosts, owner_pid, mtu)
             rig._make()
             return rig
         except BaseException:
@@ -130,7 +150,7 @@ class Cluster:
         with open(os.path.join(self.state_dir, "hosts"), "w") as f:
             f.write("127.0.0.1\tlocalhost\n")
             f.writelines(f"{h.address}\t{h.name}\n" for h in self.hosts)
-        system.run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        system.run(["ip", "link", "add", self.bridge, "mtu", str(self.mtu), "type", "bridge"])
         system.run(["ip", "link", "set", self.bridge, "up"])
         for index, host in enumerate(self.hosts, 1):
             host.holder_pid = self._start_holder(host)
@@ -160,7 +180,8 @@ class Cluster:
     def _wire(self, index: int, host: Host) -> None:
         inner = f"{sweep.link_prefix(self.run_id)}n{index}"
         prefixlen = ipaddress.ip_network(self.subnet).prefixlen
-        system.run(["ip", "link", "add", host.root_link, "type", "veth", "peer", "name", inner])
+        system.run(["ip", "link", "add", host.root_link, "mtu", str(self.mtu), "type", "veth",
+                    "peer", "name", inner, "mtu", str(self.mtu)])
         system.run(["ip", "link", "set", inner, "netns", str(host.holder_pid)])
         system.run(["ip", "link", "set", host.root_link, "master", self.bridge])
         system.run(["ip", "link", "set", host.root_link, "up"])
@@ -193,7 +214,7 @@ class Cluster:
 
     def _save(self) -> None:
         _write_json(os.path.join(self.state_dir, "state.json"), {
-            "owner_pid": self.owner_pid, "subnet": self.subnet, "rate": self.rate,
+            "owner_pid": self.owner_pid, "subnet": self.subnet, "rate": self.rate, "mtu": self.mtu,
             "hosts": [asdict(h) for h in self.hosts]})
 
     @classmethod
@@ -207,7 +228,8 @@ class Cluster:
             raise ClusterError(f"no test cluster with run id {run_id!r} ({path} is missing)") \
                 from None
         return cls(run_id, state["subnet"], state.get("rate"),
-                   [Host(**h) for h in state["hosts"]], state.get("owner_pid"))
+                   [Host(**h) for h in state["hosts"]], state.get("owner_pid"),
+                   state.get("mtu", DEFAULT_MTU))
 
     # -- driving ------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
