@@ -117,6 +117,11 @@ class Executor:
             if self._end is not None:
                 self._end()
 
+    def queued_label(self) -> str | None:
+        """The label of the first operation waiting behind the running one (None: none waits)."""
+        with self._cv:
+            return self._queue[0][1] if self._queue else None
+
     def _start_worker(self) -> None:
         if self._worker is None:
             self._worker = threading.Thread(target=self._work_loop, name=f"disttorch-pg-{self.name}", daemon=True)

@@ -144,8 +144,9 @@ class ReadyGate:
             self._cv.notify_all()
 
     def wait(self, stop: int, pg, deadline: float) -> None:
-        """Returns once ``[0, stop)`` is final; raises at the deadline, on a peer's abort, or when
-        the owner cancelled."""
+        """Returns once ``[0, stop)`` is final; raises at the deadline, on a peer's abort, when the
+        owner cancelled, or when another collective of the group was issued meanwhile: the
+        owner (DDP's backward) then waits for that one, which waits behind this one."""
         while True:
             with self._cv:
                 if self._ready >= stop:
@@ -156,6 +157,13 @@ class ReadyGate:
                 self._cv.wait(POLL_S)
                 if self._ready >= stop:
                     return
+            behind = pg.executor.queued_label()
+            if behind is not None:
+                raise DistError(
+                    f"{pg._what()} on {pg.describe_rank(pg._rank)}: {behind} was issued while this staged "  # noqa: SLF001
+                    f"all-reduce waited for the rest of its input (DDP's gradients across hosts); a "
+                    f"collective inside backward (a custom autograd function) cannot run before DDP's "
+                    f"all-reduce ends: set DISTTORCH_DDP_OVERLAP=off for this model")
             if time.monotonic() > deadline:
                 raise DistTimeoutError(f"{pg._what()} timed out after {pg.timeout:.1f} s on "  # noqa: SLF001
                                        f"{pg.describe_rank(pg._rank)}: this rank's own input (elements "

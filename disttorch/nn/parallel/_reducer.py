@@ -66,6 +66,7 @@ class Reducer:
         self._modes = {m: m(self) for m in (BucketOverlap, StagedAcrossHosts, AllAtOnce, DirectSharedMemory, CommHook)}
         self.dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
         self.staged_iterations = 0              # iterations that took StagedAcrossHosts' staged all-reduce
+        self.may_stage = True                   # False: no collective may wait for backward (SyncBatchNorm)
         self.reset()
 
     def enable_direct(self):

@@ -76,7 +76,7 @@ class StagedAcrossHosts(Reduction):
         r = self.reducer
         if bucket.index() == 0:
             r.staged = None
-            if len(r.arenas) == 1:  # one dtype: the buckets lie back to back in one arena
+            if len(r.arenas) == 1 and r.may_stage:  # one dtype: the buckets lie back to back in one arena
                 arena = next(iter(r.arenas.values()))
                 r.staged = _comm.all_reduce_staged(arena, r.group, r.bucket_ends[:-1])
         if r.staged is None:

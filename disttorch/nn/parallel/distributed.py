@@ -109,6 +109,10 @@ class DistributedDataParallel(Module, Joinable):
                                self._rank, self._world, self.gradient_as_bucket_view, overlap)
         if direct and not overlap:
             self.reducer.enable_direct()  # a collective; every rank takes this branch or none does
+        # SyncBatchNorm all-reduces inside backward: that collective would wait behind a staged
+        # all-reduce which itself waits for the end of backward, so such models reduce bucket by bucket
+        from ..modules.syncbatchnorm import SyncBatchNorm
+        self.reducer.may_stage = not any(isinstance(m, SyncBatchNorm) for m in module.modules())
         self._expect_hooks = False  # set by a forward whose backward must reduce gradients
         self._hook_handles = [p.register_post_accumulate_grad_hook(self._make_hook(i))
                               for i, p in enumerate(self._params)]

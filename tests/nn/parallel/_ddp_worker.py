@@ -209,6 +209,7 @@ def scenario_syncbn(rank, world, out):
         sgd(list(model.parameters()))
         traj.append(flat_state(model))
     out["syncbn_traj"] = np.stack(traj)
+    out["syncbn_staged"] = np.array(ddp.reducer.staged_iterations)
 
 
 def scenario_gradsem(rank, world, out):

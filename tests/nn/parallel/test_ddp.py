@@ -134,21 +134,25 @@ def test_ddp_matches_single_process_full_batch(tmp_path, world, overlap):
             assert err < 1e-5, f"{name}: rank {r} of {world} differs from 1-process training by {err:g}"
 
 
-@pytest.mark.parametrize("overlap", ["on", "off"])
-def test_ddp_across_two_simulated_hosts_matches_single_process(tmp_path, overlap):
-    # ranks 0,1 on "host A", 2,3 on "host B": the hierarchical all-reduce; with overlap one staged
-    # all-reduce per iteration that each bucket releases in turn (tiny buckets: many stages)
-    hosts = {r: {"DISTTORCH_HOST_ID": "AB"[r // 2]} for r in range(4)}
-    ranks = run(tmp_path, 4, "equiv", overlap=overlap, per_rank_env=hosts)
-    ref1, ref2 = reference(4, 1), reference(4, 2)
+def test_ddp_across_two_simulated_hosts_stages_one_all_reduce_and_matches_single_process(tmp_path):
+    # ranks 0,1 on "host A", 2,3 on "host B": the hierarchical all-reduce, and with overlap one
+    # staged all-reduce per iteration that each bucket releases in turn (tiny buckets: many
+    # stages); SyncBatchNorm all-reduces inside backward, so its model reduces bucket by bucket
+    world = 4
+    hosts = {r: {"DISTTORCH_HOST_ID": "AB"[r // 2]} for r in range(world)}
+    ranks = run(tmp_path, world, "equiv", "syncbn", overlap="on", per_rank_env=hosts)
+    ref1, ref2 = reference(world, 1), reference(world, 2)
     for name, ref in [("plain", ref1), ("buckets", ref1), ("nosync", ref2), ("view", ref1)]:
         for r, got in enumerate(ranks):
-            # every iteration but no_sync's accumulation steps staged its all-reduce
-            staged = {"nosync": 10}.get(name, 10) if overlap == "on" else 0
-            assert int(got[f"{name}_staged"]) == staged, (name, r, int(got[f"{name}_staged"]))
+            assert int(got[f"{name}_staged"]) == 10, (name, r, int(got[f"{name}_staged"]))  # every step
             err = np.abs(got[f"{name}_traj"] - ref).max()
             assert err < 1e-5, f"{name}: rank {r} of 4 differs from 1-process training by {err:g}"
             np.testing.assert_array_equal(got[f"{name}_traj"], ranks[0][f"{name}_traj"])
+    _, traj = batchnorm_reference(world)
+    for r, got in enumerate(ranks):
+        assert int(got["syncbn_staged"]) == 0
+        err = np.abs(got["syncbn_traj"] - traj).max()
+        assert err < 1e-9, f"rank {r}: SyncBatchNorm+DDP across hosts differs from BatchNorm by {err:g}"
 
 
 @pytest.mark.parametrize("overlap", ["on", "off", "bucket"])
