@@ -17,12 +17,15 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Callable
+from typing import Callable, Generator
 
 from .errors import DistError, ProcessGroupAbortedError
 from .work import Work
 
 Body = Callable[[int, float], None]
+#: a generator function: ``body(seq, deadline)`` yields when it needs more input, and receives how much
+#: is ready (``StagedRun.feed``)
+StagedBody = Callable[[int, float], Generator[None, int, None]]
 
 
 class Executor:
@@ -51,6 +54,7 @@ class Executor:
         self._queue: collections.deque = collections.deque()
         self._busy = False
         self._worker: threading.Thread | None = None
+        self._open: str | None = None  # the staged collective that runs a part at a time, if any
 
     # -- state ---------------------------------------------------------------------------------
     def ensure_usable(self, label: str) -> None:
@@ -77,6 +81,11 @@ class Executor:
         ``async_op``, else None once the body has run (its exception propagates)."""
         self.ensure_usable(label)
         with self._cv:
+            if self._open is not None:
+                raise DistError(f"{label} on process group {self.name} was issued while the staged {self._open} "
+                                f"waits for the rest of its input (DDP's gradients across hosts, still being "
+                                f"computed): a collective inside backward (a custom autograd function) cannot run "
+                                f"before DDP's all-reduce ends; set DISTTORCH_DDP_OVERLAP=off for this model")
             self.seq += 1
             seq = self.seq
             inline = not async_op and not self._busy and not self._queue
@@ -117,10 +126,37 @@ class Executor:
             if self._end is not None:
                 self._end()
 
-    def queued_label(self) -> str | None:
-        """The label of the first operation waiting behind the running one (None: none waits)."""
+    def open_staged(self, label: str, body: StagedBody) -> "StagedRun | None":
+        """Starts a collective that runs in the caller's thread a part at a time: ``body(seq,
+        deadline)`` is a generator that yields whenever it needs more of its input, and
+        ``StagedRun.feed`` resumes it. Until it ends, the group runs nothing else: a collective
+        submitted meanwhile raises at once (it would wait for this one, whose input its caller is
+        still computing). None when something is queued or running: then submit the whole."""
+        self.ensure_usable(label)
         with self._cv:
-            return self._queue[0][1] if self._queue else None
+            if self._busy or self._queue:
+                return None
+            self.seq += 1
+            seq = self.seq
+            self._busy = True
+            self._open = f"{label} #{seq}"
+        run = StagedRun(self, seq, label)
+        run.start(body)
+        return run
+
+    def _close_staged(self, run: "StagedRun", exc: BaseException | None) -> None:
+        try:
+            if exc is None:
+                self.last_finished = run.seq
+            else:
+                self.fail(exc)
+        finally:
+            if self._end is not None:
+                self._end()
+            with self._cv:
+                self._busy = False
+                self._open = None
+                self._cv.notify_all()
 
     def _start_worker(self) -> None:
         if self._worker is None:
@@ -154,3 +190,59 @@ class Executor:
             self._cv.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(join_s)
+
+
+class StagedRun:
+    """A collective opened by ``Executor.open_staged``, run by its caller a part at a time."""
+
+    def __init__(self, executor: Executor, seq: int, label: str):
+        self.executor, self.seq, self.label = executor, seq, label
+        self.done = False
+        self._gen = None
+
+    def start(self, body: StagedBody) -> None:
+        ex = self.executor
+        if ex._begin is not None:  # noqa: SLF001
+            ex._begin(self.seq, self.label)  # noqa: SLF001
+        try:
+            self._gen = body(self.seq, time.monotonic() + ex.timeout_s)
+        except BaseException as e:
+            self._end(e)
+            raise
+        self._step(None)
+
+    def feed(self, ready: int) -> bool:
+        """Hands the body ``ready`` (how much input is final) and runs it until it needs more or
+        ends; True once it has ended. Its exception propagates (the group is then unusable)."""
+        if not self.done:
+            self._step(ready)
+        return self.done
+
+    def abort(self, reason: str) -> None:
+        """Ends a run whose input will never be complete: the body gets a DistError (and the peers,
+        who wait inside this collective, hear of it)."""
+        if self.done:
+            return
+        try:
+            self._gen.throw(DistError(f"{self.label} #{self.seq}: {reason}"))
+        except StopIteration:
+            self._end(None)
+        except BaseException as e:  # noqa: BLE001 - recorded as the group's failure
+            self._end(e)
+        else:
+            self._gen.close()
+            self._end(DistError(f"{self.label} #{self.seq}: {reason}"))
+
+    def _step(self, value) -> None:
+        try:
+            self._gen.send(value)
+        except StopIteration:
+            self._end(None)
+        except BaseException as e:
+            self._end(e)
+            raise
+
+    def _end(self, exc: BaseException | None) -> None:
+        if not self.done:
+            self.done = True
+            self.executor._close_staged(self, exc)  # noqa: SLF001

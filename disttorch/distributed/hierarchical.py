@@ -24,14 +24,12 @@ memory, all-reduce among those leaders, broadcast back (``leader_all_reduce``).
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
 from . import algorithms as alg
 from . import collectives_shm as cs
 from . import collectives_zmq as cz
-from .errors import DistError, DistTimeoutError
 from .hier_rounds import round_ranges
 from .mailbox import Fingerprint
 from ..profiler import trace as _trace
@@ -61,13 +59,27 @@ def shm_op(pg, seq: int, fp: Fingerprint, deadline: float) -> cs.ShmOp:
                     pg._shm_cap())  # noqa: SLF001
 
 
-def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp,
-                      gate: ReadyGate | None = None, cuts=()) -> None:
-    """The sliced, pipelined form (see the module docstring); ``flat`` is reduced in place.
+def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
+    """The sliced, pipelined form (see the module docstring); ``flat`` is reduced in place."""
+    run_to_end(sliced_all_reduce_steps(pg, seq, fp, deadline, flat, op), flat.size)
 
-    ``gate``: the staged form (``ProcessGroup.all_reduce_staged``): a round starts only once the
-    gate says its elements are final, so the first rounds travel while the caller still computes
-    the rest. ``cuts``: element offsets where rounds must end (the stages' boundaries)."""
+
+def run_to_end(steps, size: int) -> None:
+    """Runs a ``sliced_all_reduce_steps`` generator whose input is all final (``size`` elements)."""
+    try:
+        next(steps)
+        while True:
+            steps.send(size)
+    except StopIteration:
+        pass
+
+
+def sliced_all_reduce_steps(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp,
+                            cuts=()):
+    """The sliced form as a generator, for input that is still being written: before the
+    reduce-scatter of each round it yields until it is sent how many leading elements are final
+    (``ready = yield``) and that covers the round. So the first rounds cross the network while the
+    caller computes the rest (``StagedAllReduce``). ``cuts``: element offsets where rounds end."""
     partial = ReduceOp.SUM if op is ReduceOp.AVG else op
     o = shm_op(pg, seq, fp, deadline)
     k = pg.shm.me
@@ -79,6 +91,7 @@ def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
         lo, hi = alg.partition(b - a, pg.shm.n)[k]
         segments.append((a + lo, a + hi))
     net = None
+    ready = 0
     pg.mailbox.begin(seq, fp, pg._rank)  # noqa: SLF001
     try:
         if pg.config.debug == "detail":
@@ -86,9 +99,8 @@ def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
         x = pg._exchange(seq, fp, deadline, flat.itemsize, peers)  # noqa: SLF001
         net = _NetworkThread(pg, seq, x, flat, segments, partial)
         for i, (a, b) in enumerate(rounds):
-            if gate is not None:
-                with _trace.span("hier wait for input", "wait", round=i):
-                    gate.wait(b, pg, deadline)
+            while ready < b:
+                ready = yield
             with _trace.span("hier reduce-scatter", "comm", round=i, bytes=(b - a) * flat.itemsize):
                 cs.reduce_scatter_round(o, flat[a:b], partial)
             net.ready(i)
@@ -106,6 +118,39 @@ def sliced_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
     finalize(op, flat, pg.size())
 
 
+class StagedAllReduce:
+    """An all-reduce of ``flat`` started while ``flat`` is still being written
+    (``ProcessGroup.all_reduce_staged``): ``mark(stop)`` says that ``flat[:stop]`` is final; the
+    rounds that became complete are reduce-scattered and handed to the network thread at once, in
+    the caller's thread (no hand-off to another thread), and the ``mark`` of the whole buffer
+    finishes the collective. When the group was busy at the start, nothing runs before that last
+    ``mark``, which then runs the whole (the same rounds, so ranks of either kind match)."""
+
+    def __init__(self, pg, fp: Fingerprint, flat: np.ndarray, op: ReduceOp, cuts) -> None:
+        self.pg, self.flat, self.size = pg, flat, flat.size
+        self._steps = lambda seq, deadline: sliced_all_reduce_steps(pg, seq, fp, deadline, flat, op, cuts)
+        self._run = pg.executor.open_staged("all_reduce", self._steps)
+        self.done = self._run is not None and self._run.done
+
+    def mark(self, stop: int) -> None:
+        if self.done:
+            return
+        if self._run is not None:
+            self.done = self._run.feed(stop)
+        elif stop >= self.size:
+            def whole(seq, deadline):
+                run_to_end(self._steps(seq, deadline), self.size)
+            self.pg._submit("all_reduce", whole, False)  # noqa: SLF001
+            self.done = True
+
+    def cancel(self, reason: str) -> None:
+        """Abandons an all-reduce whose input will not be completed (the group becomes unusable:
+        the peers are inside this collective)."""
+        if not self.done and self._run is not None:
+            self._run.abort(reason)
+        self.done = True
+
+
 def leader_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp) -> None:
     """Reduce inside each host (shared memory), all-reduce among host leaders, broadcast back."""
     partial = ReduceOp.SUM if op is ReduceOp.AVG else op
@@ -120,55 +165,6 @@ def leader_all_reduce(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.n
     if o is not None:
         cs.broadcast(o, flat, 0)
     finalize(op, flat, pg.size())
-
-
-class ReadyGate:
-    """How much of a staged all-reduce's buffer is final: its owner calls ``mark(stop)`` once
-    elements ``[0, stop)`` hold their last values (DDP: a bucket's gradients are in), or
-    ``cancel(reason)`` when they never will; the collective's thread waits in ``wait``."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._ready = 0
-        self._cancelled: str | None = None
-
-    def mark(self, stop: int) -> None:
-        with self._cv:
-            if stop > self._ready:
-                self._ready = stop
-                self._cv.notify_all()
-
-    def cancel(self, reason: str) -> None:
-        with self._cv:
-            self._cancelled = reason
-            self._cv.notify_all()
-
-    def wait(self, stop: int, pg, deadline: float) -> None:
-        """Returns once ``[0, stop)`` is final; raises at the deadline, on a peer's abort, when the
-        owner cancelled, or when another collective of the group was issued meanwhile: the
-        owner (DDP's backward) then waits for that one, which waits behind this one."""
-        while True:
-            with self._cv:
-                if self._ready >= stop:
-                    return
-                if self._cancelled is not None:
-                    raise DistError(f"{pg._what()} on {pg.describe_rank(pg._rank)}: its input was never "  # noqa: SLF001
-                                    f"completed ({self._cancelled})")
-                self._cv.wait(POLL_S)
-                if self._ready >= stop:
-                    return
-            behind = pg.executor.queued_label()
-            if behind is not None:
-                raise DistError(
-                    f"{pg._what()} on {pg.describe_rank(pg._rank)}: {behind} was issued while this staged "  # noqa: SLF001
-                    f"all-reduce waited for the rest of its input (DDP's gradients across hosts); a "
-                    f"collective inside backward (a custom autograd function) cannot run before DDP's "
-                    f"all-reduce ends: set DISTTORCH_DDP_OVERLAP=off for this model")
-            if time.monotonic() > deadline:
-                raise DistTimeoutError(f"{pg._what()} timed out after {pg.timeout:.1f} s on "  # noqa: SLF001
-                                       f"{pg.describe_rank(pg._rank)}: this rank's own input (elements "
-                                       f"{self._ready} to {stop}) never became ready")
-            pg._shm_stalled([], False)  # noqa: SLF001 - a local rank's or another host's abort
 
 
 class _NetworkThread:

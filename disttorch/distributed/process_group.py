@@ -450,22 +450,19 @@ class ProcessGroup(Watchdog, CollectiveBackend):
                                 lambda x: cz.all_reduce(x, flat, op, switch), async_op, after, pre=pre)
 
     def all_reduce_staged(self, buf: np.ndarray, op: ReduceOp, cuts: list[int]):
-        """An asynchronous all-reduce of ``buf`` whose input is still being written: returns
-        ``(work, gate)``, and the all-reduce sends elements ``[0, stop)`` once ``gate.mark(stop)``
-        says they are final, cutting its rounds at ``cuts`` (DDP marks bucket after bucket, so the
-        first buckets cross the network while backward computes the last). None where this group
-        has no such form (it needs the sliced hierarchical all-reduce: ranks on several hosts,
-        shared memory on each); the caller then all-reduces the finished buffer instead.
-        Every rank must pass the same ``cuts``."""
-        if not (self._hierarchical() and hierarchical.sliced_possible(self)):
+        """An all-reduce of ``buf`` whose input is still being written: returns a
+        ``hierarchical.StagedAllReduce``; ``mark(stop)`` on it says ``buf[:stop]`` is final, and the
+        all-reduce sends those rounds at once (its rounds end at ``cuts``); the ``mark`` of the
+        whole buffer finishes it. DDP marks bucket after bucket, so the first buckets cross the
+        network while backward computes the last. None where this group has no such form (it
+        needs the sliced hierarchical all-reduce: ranks on several hosts, shared memory on each,
+        and no simulation hook); the caller then reduces otherwise. Every rank must pass the same
+        ``cuts``."""
+        if not (self._hierarchical() and hierarchical.sliced_possible(self)) or _collective_hook is not None:
             return None
+        self._ensure_usable("all_reduce")
         fp = Fingerprint(Op.ALL_REDUCE, int(op), dtype_code(buf.dtype), -1, tuple(buf.shape))
-        flat = buf.reshape(-1)
-        gate = hierarchical.ReadyGate()
-
-        def body(seq, deadline):
-            hierarchical.sliced_all_reduce(self, seq, fp, deadline, flat, op, gate=gate, cuts=cuts)
-        return self._submit("all_reduce", body, True), gate
+        return hierarchical.StagedAllReduce(self, fp, buf.reshape(-1), op, cuts)
 
     def _hierarchical(self) -> bool:
         """All-reduce across hosts with several ranks on some: shared memory inside each host, tcp

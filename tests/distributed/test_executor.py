@@ -119,3 +119,40 @@ def test_a_closed_executor_refuses_work_and_its_worker_exits():
     assert not ex._worker.is_alive()  # noqa: SLF001
     with pytest.raises(DistError, match="^barrier: process group world was destroyed$"):
         ex.submit("barrier", lambda seq, dl: None, async_op=False)
+
+
+def test_a_staged_run_goes_a_part_at_a_time_in_the_callers_thread_and_blocks_other_collectives():
+    ex = Executor("world", 10.0)
+    log = []
+
+    def body(seq, deadline):
+        ready = 0
+        for need in (3, 7):
+            while ready < need:
+                ready = yield
+            log.append((seq, need, threading.current_thread()))
+
+    run = ex.open_staged("all_reduce", body)
+    assert run is not None and not run.done and ex.seq == 1
+    assert run.feed(2) is False and log == []  # not enough input yet
+    assert run.feed(5) is False and log == [(1, 3, threading.current_thread())]
+    # anything else now would wait behind the run, whose input this thread still computes
+    with pytest.raises(DistError, match=r"barrier on process group world was issued while the staged "
+                                        r"all_reduce #1 waits for the rest of its input"):
+        ex.submit("barrier", lambda seq, dl: None, async_op=False)
+    assert run.feed(7) is True and log[-1][1] == 7 and ex.last_finished == 1
+    ex.submit("barrier", lambda seq, dl: log.append(seq), async_op=False)
+    assert log[-1] == 2
+    # busy: no staged start (the caller submits the whole instead)
+    gate = threading.Event()
+    w = ex.submit("slow", lambda seq, dl: gate.wait(5), async_op=True)
+    assert ex.open_staged("all_reduce", body) is None
+    gate.set()
+    w.wait()
+    # an abandoned run fails the group, naming the reason
+    run = ex.open_staged("all_reduce", body)
+    run.abort("backward raised")
+    assert run.done and isinstance(ex.failed, DistError) and "backward raised" in str(ex.failed)
+    with pytest.raises(ProcessGroupAbortedError, match="backward raised"):
+        ex.submit("barrier", lambda seq, dl: None, async_op=False)
+    ex.close()

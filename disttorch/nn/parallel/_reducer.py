@@ -165,7 +165,7 @@ class Reducer:
     def reset(self):
         staged, self.staged = getattr(self, "staged", None), None
         if staged is not None:  # an iteration that ended without its last bucket (an error in backward)
-            staged[1].cancel(f"DDP on rank {self.rank} began a new iteration before all gradients were in")
+            staged.cancel(f"DDP on rank {self.rank} began a new iteration before all gradients were in")
         for b in self.buckets:
             b.reset()
         self._next_launch = 0

@@ -66,10 +66,11 @@ class BucketOverlap(Reduction):
 class StagedAcrossHosts(Reduction):
     """Overlap where the engine can stage (ranks on several hosts, shared memory on each): one
     all-reduce of the whole arena starts when the first bucket is full, and each later bucket
-    releases its part of it (``gate.mark``). So the first buckets cross the network while backward
-    computes the last ones, with no second collective to set up and no pause of the link between
-    buckets; the work runs on the group's communication thread and its network thread, which
-    mostly wait on the kernel. Elsewhere it is ``BucketOverlap``."""
+    releases its part of it (``StagedAllReduce.mark``), in the backward thread itself. So the first
+    buckets cross the network (on the all-reduce's network thread, which mostly waits on the
+    kernel) while backward computes the last ones, with no second collective to set up, no pause
+    of the link between buckets and no hand-off to a communication thread. Elsewhere it is
+    ``BucketOverlap``."""
     overlaps = True
 
     def launch(self, bucket, last):
@@ -79,13 +80,12 @@ class StagedAcrossHosts(Reduction):
             if len(r.arenas) == 1 and r.may_stage:  # one dtype: the buckets lie back to back in one arena
                 arena = next(iter(r.arenas.values()))
                 r.staged = _comm.all_reduce_staged(arena, r.group, r.bucket_ends[:-1])
+                if r.staged is not None:
+                    r.staged_iterations += 1
         if r.staged is None:
             return BucketOverlap.launch(self, bucket, last)
-        work, gate = r.staged
-        if bucket.index() == 0:
-            r.staged_iterations += 1
-        gate.mark(r.bucket_ends[bucket.index()])
-        return from_work(work, None)  # None: reduced in place
+        r.staged.mark(r.bucket_ends[bucket.index()])
+        return completed(None)  # None: reduced in place (finalize reads the buckets once the last is marked)
 
 
 class AllAtOnce(Reduction):
