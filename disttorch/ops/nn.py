@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import _intra_op
+from .. import _gemm
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
@@ -59,7 +60,7 @@ class LinearAddmm(Op):
     save_inputs = (1, 2)
 
     def forward(self, bias, x, weight):
-        out = x @ weight.T
+        out = _gemm.matmul(x, weight.T)
         return _intra_op.add_(out, bias)  # split over the intra-op threads when large
 
     def backward(self, g, ns, x, weight):
@@ -79,7 +80,7 @@ class LinearMm(Op):
     save_inputs = (0, 1)
 
     def forward(self, x, weight):
-        return x @ weight.T
+        return _gemm.matmul(x, weight.T)
 
     def backward(self, g, ns, x, weight):
         n = self.needs_input_grad
