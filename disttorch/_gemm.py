@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import sys
 import threading
 
@@ -89,7 +90,9 @@ class _MKL:
         version = ctypes.create_string_buffer(256)
         lib.mkl_get_version_string.argtypes = [ctypes.c_char_p, ctypes.c_int]
         lib.mkl_get_version_string(version, 256)
-        self.version = version.value.decode(errors="replace").strip()
+        text = version.value.decode(errors="replace")
+        found = re.search(r"Version ([0-9][0-9.]*[0-9])", text)
+        self.version = found.group(1) if found else text.strip()
         self.gemm, self.gemm_batch = {}, {}
         for kind, scalar in (("s", ctypes.c_float), ("d", ctypes.c_double)):
             gemm = getattr(lib, f"cblas_{kind}gemm")
@@ -129,7 +132,7 @@ def _mkl():
 
 
 def backend() -> str:
-    """``"mkl <version>"`` when products go to MKL, else ``"numpy"`` (NumPy's own BLAS)."""
+    """``"mkl 2026.2"`` (the version) when products go to MKL, else ``"numpy"`` (NumPy's own BLAS)."""
     lib = _mkl()
     return f"mkl {lib.version}" if lib is not None else "numpy"
 
