@@ -23,9 +23,12 @@ RAMP_EIGHTHS = (1, 1, 2, 4)
 MIN_RAMP_PIECE_BYTES = 64 << 10
 
 
-def round_ranges(size: int, round_elems: int, itemsize: int, cuts=(), ramp: bool = True) -> list[tuple[int, int]]:
+def round_ranges(size: int, round_elems: int, itemsize: int, cuts=(), ramp: bool = True,
+                 ramp_up: bool = True) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(size)``: rounds of at most ``round_elems`` elements
-    that end at every cut, the first and last ramped (see the module docstring)."""
+    that end at every cut, the first and last ramped (see the module docstring). ``ramp_up=False``
+    leaves the first round whole (a staged all-reduce's first round is reduce-scattered while its
+    caller still computes, so nothing waits for it, and more rounds would only cost turnarounds)."""
     if round_elems <= 0:
         raise ValueError(f"round_elems must be positive, got {round_elems}")
     bounds = sorted({0, size, *(int(c) for c in cuts if 0 < int(c) < size)})
@@ -38,7 +41,7 @@ def round_ranges(size: int, round_elems: int, itemsize: int, cuts=(), ramp: bool
         return rounds
     if len(rounds) == 1:
         return rounds  # one round has no neighbour to overlap with: splitting it only adds rounds
-    first = _ramped(*rounds[0], RAMP_EIGHTHS, itemsize)
+    first = _ramped(*rounds[0], RAMP_EIGHTHS, itemsize) if ramp_up else [rounds[0]]
     last = _ramped(*rounds[-1], RAMP_EIGHTHS[::-1], itemsize)
     return first + rounds[1:-1] + last
 

@@ -12,7 +12,14 @@ one shared-memory slot. For each round,
 So every rank of a host drives a share of the host's link and none waits idle for a leader, and
 the rounds pipeline: a network thread runs step 2 of round ``i`` while this thread runs step 1 of
 the rounds after it, and step 3 of a round follows as soon as its network part is done. The
-network is the bottleneck across hosts; the shared-memory steps hide behind it.
+network is the bottleneck across hosts; the shared-memory steps hide behind it, except the first
+round's step 1 and the last round's step 3, which is why those two rounds are small
+(``hier_rounds.py``: a ramp of 1/8, 1/8, 1/4, 1/2 of a round at either end).
+
+Staged (``StagedAllReduce``, what DDP uses with overlap across hosts): the same rounds, started
+while the buffer is still being written. The caller marks how much of the buffer is final; the
+rounds it covers are reduce-scattered and handed to the network thread at once, in the caller's
+own thread, so the network carries the first buckets while backward computes the last.
 
 Every segment is reduced by one rank in a fixed order (its own values, then the other local ranks'
 in rank order; across hosts the ring's order) and then copied to all: the result is bit-identical
@@ -75,7 +82,7 @@ def run_to_end(steps, size: int) -> None:
 
 
 def sliced_all_reduce_steps(pg, seq: int, fp: Fingerprint, deadline: float, flat: np.ndarray, op: ReduceOp,
-                            cuts=()):
+                            cuts=(), staged: bool = False):
     """The sliced form as a generator, for input that is still being written: before the
     reduce-scatter of each round it yields until it is sent how many leading elements are final
     (``ready = yield``) and that covers the round. So the first rounds cross the network while the
@@ -85,7 +92,7 @@ def sliced_all_reduce_steps(pg, seq: int, fp: Fingerprint, deadline: float, flat
     k = pg.shm.me
     peers = [host[k] for host in pg.hosts]  # local rank k of every host, in host order
     rounds = round_ranges(flat.size, max(1, round_bytes(pg) // max(1, flat.itemsize)), flat.itemsize, cuts,
-                          ramp=pg.config.hier_ramp)
+                          ramp=pg.config.hier_ramp, ramp_up=not staged)
     segments = []
     for a, b in rounds:
         lo, hi = alg.partition(b - a, pg.shm.n)[k]
@@ -128,7 +135,8 @@ class StagedAllReduce:
 
     def __init__(self, pg, fp: Fingerprint, flat: np.ndarray, op: ReduceOp, cuts) -> None:
         self.pg, self.flat, self.size = pg, flat, flat.size
-        self._steps = lambda seq, deadline: sliced_all_reduce_steps(pg, seq, fp, deadline, flat, op, cuts)
+        self._steps = lambda seq, deadline: sliced_all_reduce_steps(pg, seq, fp, deadline, flat, op, cuts,
+                                                                    staged=True)
         self._run = pg.executor.open_staged("all_reduce", self._steps)
         self.done = self._run is not None and self._run.done
 
@@ -215,6 +223,13 @@ class _NetworkThread:
             self._cancelled = True
             self._cv.notify_all()
 
+    def _await(self, i: int) -> bool:
+        """Waits until round ``i`` is ready; False when cancelled instead."""
+        with _trace.span("hier network waits for its round", "wait", round=i), self._cv:
+            while self._ready <= i and not self._cancelled:
+                self._cv.wait()
+            return not self._cancelled
+
     def _run(self) -> None:
         pg = self.pg
         pg._tls.what = self._what  # noqa: SLF001
@@ -222,11 +237,8 @@ class _NetworkThread:
         switch = pg.config.allreduce_switch_bytes
         try:
             for i, (lo, hi) in enumerate(self.segments):
-                with _trace.span("hier network waits for its round", "wait", round=i), self._cv:
-                    while self._ready <= i and not self._cancelled:
-                        self._cv.wait()
-                    if self._cancelled:
-                        return
+                if not self._await(i):
+                    return
                 with _trace.span("hier network", "comm", round=i, bytes=(hi - lo) * self.flat.itemsize):
                     cz.all_reduce_part(self.x, self.flat[lo:hi], self.op, switch, i * self._stride)
                 with self._cv:

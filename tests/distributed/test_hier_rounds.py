@@ -31,6 +31,9 @@ def test_cuts_end_rounds_and_small_pieces_stay_whole():
     _covers(rounds, size)
     assert cut in [b for _, b in rounds]
     assert len(rounds) == 8
+    # staged (DDP): the first round is reduce-scattered during backward, so only the end ramps
+    staged = round_ranges(size, r, 4, cuts=[cut], ramp_up=False)
+    assert staged[0] == (0, cut) and staged[1:] == rounds[4:]
     # too small to ramp (a piece would hold less than MIN_RAMP_PIECE_BYTES): left whole
     small = 8 * MIN_RAMP_PIECE_BYTES // 4 - 8
     assert round_ranges(2 * small, small, 4) == [(0, small), (small, 2 * small)]
