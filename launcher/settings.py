@@ -151,7 +151,8 @@ _DECLARED = (
             "span hosts", doc_default="the interface routing to `MASTER_ADDR`"),
     # ---- DistributedDataParallel ----------------------------------------------------------------------
     Setting("DISTTORCH_DDP_OVERLAP", "choice", "auto", "`on`: bucket all-reduces on a communication thread "
-            "during backward; `off`: after it; `auto`: on when the host has a spare core per rank",
+            "during backward (across hosts: one staged all-reduce the buckets release in turn); `off`: after "
+            "it; `auto`: on when the host has a spare core per rank",
             choices=("auto", "on", "off", "1", "0", "true", "false")),
     Setting("DISTTORCH_DDP_DIRECT", "choice", "on", "`off`: keep the bucket path where DDP would sum gradients "
             "straight through shared memory", choices=("on", "off", "1", "0", "true", "false")),

@@ -113,8 +113,10 @@ def prefers_overlap(world: int) -> bool:
     step, and the early bucket still finished when backward did). The same holds across hosts,
     where the network is the bottleneck: on 2 test hosts x 2 ranks on 2 cores at 1 Gbit (MLP
     784-512-512-10, quiet machine, benchmarks/crosshost.py) overlap cost 1.5-11% in 5 of 5
-    comparisons, with 25, 0.5 and 0.25 MiB buckets. ``auto`` therefore overlaps only when this
-    host has a spare core per rank.
+    comparisons, with 25, 0.5 and 0.25 MiB buckets. With the staged all-reduce across hosts (no
+    communication thread; ``_reductions.StagedAcrossHosts``) overlap was faster in 3 of 5 ABBA
+    quadruples and slower in 2 (load 1.1-1.7), not enough to turn it on. ``auto`` therefore
+    overlaps only when this host has a spare core per rank.
     """
     mode = settings.get(OVERLAP_ENV)
     if mode in ("on", "1", "true"):
