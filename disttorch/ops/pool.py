@@ -87,6 +87,10 @@ class MaxPool2DWithIndicesBackward0(Op):
             xp.maximum(arg, step, out=arg)
         if x.dtype.kind in "fc" and xp.isnan(best).any():
             arg = self._nan_aware_argmax(grid, arg.dtype)
+        if any(win.pads) and (best == _lowest(x.dtype)).any():
+            # a window whose real values all equal the padding's: the first offset (padding)
+            # won the ties, but PyTorch never picks padding, it keeps the window's first input
+            arg = xp.where(best == _lowest(x.dtype), xp.asarray(self._first_inside()), arg).astype(arg.dtype)
         self.arg = arg
         return best.reshape(tuple(x.shape[:-2]) + tuple(self.win.out_size))
 
@@ -104,15 +108,33 @@ class MaxPool2DWithIndicesBackward0(Op):
             arg = xp.where(upd, k, arg).astype(dtype)
         return arg
 
+    def _first_inside(self):
+        """(Ho, Wo): the first kernel offset of each window that lies inside the unpadded input."""
+        win = self.win
+        firsts = []
+        for size, k, s, d, pad, o in zip(win.in_size, win.kernel, win.stride, win.dilation, win.pads[::2],
+                                         win.out_size):
+            pos = np.arange(o)[:, None] * s - pad + np.arange(k)[None, :] * d  # (outputs, offsets)
+            firsts.append(np.argmax((pos >= 0) & (pos < size), axis=1))
+        return firsts[0][:, None] * win.kernel[1] + firsts[1][None, :]
+
+    def _flat_positions(self, xp):
+        """Flat position of each maximum in its (H * W) plane, as int32 shaped like ``arg``: the
+        winning offset's position in the window (a table lookup on the compact ``arg``) plus the
+        window's origin, added in two broadcast passes (no per-element index arrays built up front)."""
+        win = self.win
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo), w_in = win.kernel, win.stride, win.dilation, win.out_size, win.in_size[1]
+        table = (np.arange(kh)[:, None] * dh * w_in + np.arange(kw)[None, :] * dw).reshape(-1).astype(np.int32)
+        origin = ((np.arange(ho) * sh - win.pads[0])[:, None] * w_in
+                  + (np.arange(wo) * sw - win.pads[2])[None, :]).astype(np.int32)
+        flat = xp.take(xp.asarray(table), self.arg)
+        flat += xp.asarray(origin)
+        return flat
+
     def indices(self):
         """Flat (row * W + col) positions of each maximum in the unpadded input, int64, output-shaped."""
-        xp = array_module(self.arg)
-        win = self.win
-        (sh, sw), (dh, dw), (ho, wo), w_in = win.stride, win.dilation, win.out_size, win.in_size[1]
-        ki, kj = xp.divmod(self.arg[0].astype(np.int64), win.kernel[1])
-        rows = xp.arange(ho, dtype=np.int64)[:, None] * sh - win.pads[0] + ki * dh
-        cols = xp.arange(wo, dtype=np.int64)[None, :] * sw - win.pads[2] + kj * dw
-        return (rows * w_in + cols).reshape(tuple(self.shape[:-2]) + (ho, wo))
+        flat = self._flat_positions(array_module(self.arg)).astype(np.int64)
+        return flat.reshape(tuple(self.shape[:-2]) + tuple(self.win.out_size))
 
     def backward(self, g, ns):
         win, shape = self.win, self.shape
@@ -123,6 +145,18 @@ class MaxPool2DWithIndicesBackward0(Op):
             gx = ns.scatter_add_axis((m, h * w), 1, idx, g.reshape(m, ho * wo), g)
             return (gx.reshape(tuple(shape)),)
         xp = array_module(g)
+        if xp is np:
+            # one scatter-add of the output gradient onto the flat input: a plane's maxima land in
+            # its own H * W block, so the index is (plane * H * W + position in plane), int32 while
+            # it fits; NumPy's ``add.at`` on a 1-D float array with an integer index is one C loop
+            # (the per-offset strided adds below walk rows of Wo elements and are ~8x slower)
+            m = int(np.prod(shape[:-2], dtype=np.int64))
+            itype = np.int32 if m * h * w < 2 ** 31 else np.int64
+            flat = self._flat_positions(xp).astype(itype, copy=False).reshape(m, ho * wo)
+            flat += (np.arange(m, dtype=itype) * (h * w))[:, None]
+            gx = np.zeros(m * h * w, dtype=g.dtype)
+            np.add.at(gx, flat.reshape(-1), np.ascontiguousarray(g).reshape(-1))
+            return (gx.reshape(shape),)
         g4 = g.reshape(1, -1, ho, wo)
         grid = xp.zeros(g4.shape[:2] + win.padded_size, dtype=g.dtype)
         add = win.overlapping
