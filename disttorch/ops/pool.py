@@ -253,6 +253,11 @@ class AdaptiveAvgPool2DBackward0(Op):
         self.shape, self.out_size = x.shape, tuple(out_size)
         self.even = h % ho == 0 and w % wo == 0
         lead = tuple(x.shape[:-2])
+        if (ho, wo) == (1, 1) and x.dtype.char in "fd":
+            # global average (ResNet's head): each plane's sum as one matrix-vector product; NumPy's
+            # mean over the last axes runs a reduction loop per plane (14x slower at 16x512x2x2)
+            sums = x.reshape(-1, h * w) @ xp.ones(h * w, dtype=x.dtype)
+            return (sums / (h * w)).reshape(lead + (1, 1))
         if self.even:  # equal disjoint windows: a reshape and a mean
             return x.reshape(lead + (ho, h // ho, wo, w // wo)).mean(axis=(-3, -1))
         a_h = xp.asarray(_averaging_matrix(h, ho, x.dtype))

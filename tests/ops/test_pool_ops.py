@@ -66,3 +66,20 @@ def test_backward_matches_finite_differences_float64():
     x = dt.tensor(rng.standard_normal((2, 3, 9, 8)), requires_grad=True)
     assert dt.autograd.gradcheck(lambda t: F.max_pool2d(t, 3, 2, 1), (x,))
     assert dt.autograd.gradcheck(lambda t: F.max_pool2d(t, 2, ceil_mode=True), (x,))
+
+
+@pytest.mark.parametrize("shape", [(4, 512, 2, 2), (2, 3, 7, 7), (5, 9, 4)], ids=str)
+def test_global_average_pool_matches_torch(shape):
+    # ResNet's head: adaptive average pooling to 1x1 as one matrix-vector product per call
+    x = rng.standard_normal(shape).astype(np.float32)
+    outs = []
+    for lib in (dt, torch):
+        xt = lib.tensor(x, requires_grad=True)
+        out = lib.nn.functional.adaptive_avg_pool2d(xt, 1)
+        out.backward(lib.tensor(np.arange(out.numel(), dtype=np.float32).reshape(tuple(out.shape))))
+        outs.append((out.detach().numpy(), xt.grad.numpy()))
+    assert outs[0][0].shape == outs[1][0].shape
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-6)
+    x64 = dt.tensor(rng.standard_normal(shape), requires_grad=True)
+    assert dt.autograd.gradcheck(lambda t: F.adaptive_avg_pool2d(t, (1, 1)), (x64,))
