@@ -59,6 +59,63 @@ def pool_window(in_size, kernel, stride, padding, dilation, ceil_mode, lead):
 
 
 # ---- max pooling ----------------------------------------------------------------------------------
+def _running_max(xp, views, arg_dtype):
+    """(maximum, position of the first maximum) over ``views`` (equal shapes), elementwise.
+
+    Views come in increasing position k, so the winner is max(k over views that beat the running
+    max): one compare, one maximum and one integer maximum per view, all without masked writes
+    (which are several times slower in NumPy)."""
+    best = arg = upd = step = None
+    for k, v in enumerate(views):
+        if best is None:
+            best = v.copy()
+            arg = xp.zeros(best.shape, dtype=arg_dtype)
+            upd = xp.empty(best.shape, dtype=bool)
+            step = xp.empty(best.shape, dtype=arg_dtype)
+            continue
+        xp.greater(v, best, out=upd)
+        xp.maximum(best, v, out=best)
+        xp.multiply(upd, k, out=step)
+        xp.maximum(arg, step, out=arg)
+    return best, arg
+
+
+def _phase_plane_max(x, win, arg_dtype):
+    """``_running_max`` over the windows of ``x`` with every kernel offset a flat, contiguous view.
+
+    The padded grid is split by stride phase into (sh, sw) planes of (Hq, Wq) = (Hp/sh, Wp/sw)
+    (rounded up): padded row r = q * sh + a lives in row q of phase a. Kernel offset (i, j) of
+    output (y, x) reads phase (i*dh % sh, j*dw % sw) at (y + i*dh // sh, x + j*dw // sw), i.e. the
+    plane flattened and shifted by a constant. So each offset is one 1-D view over all planes at
+    once: NumPy runs one long inner loop per op instead of one per output row (ResNet's 3x3/2 pool
+    at 16x64x32x32: 16k rows of 16 outputs, 36 ops: 8.5 -> 4.2 ms). Positions whose window would run
+    past its plane (the extra row and column of each plane) are computed from neighbouring data and
+    cropped; every real output's offsets stay inside its own plane.
+    Returns best and arg shaped (1, M, Ho, Wo) like the strided-view path's."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+    (h, w), (hp, wp), (pt, _, pl, _) = win.in_size, win.padded_size, win.pads
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    m = int(np.prod(x.shape[:-2], dtype=np.int64))
+    if sh == sw == 1 and not any(win.pads):
+        phases = x.reshape(1, 1, -1)
+    else:
+        full = np.full((m, hq * sh, wq * sw), _lowest(x.dtype), dtype=x.dtype)
+        full[:, pt:pt + h, pl:pl + w] = x.reshape(m, h, w)
+        phases = full.reshape(m, hq, sh, wq, sw).transpose(2, 4, 0, 1, 3)
+        phases = np.ascontiguousarray(phases).reshape(sh, sw, -1)
+    offsets = [((i * dh) % sh, (j * dw) % sw, (i * dh) // sh * wq + (j * dw) // sw)
+               for i in range(kh) for j in range(kw)]
+    length = m * hq * wq - max(shift for _, _, shift in offsets)
+    best, arg = _running_max(np, (phases[a, b, shift:shift + length] for a, b, shift in offsets), arg_dtype)
+
+    def crop(flat):  # (M, Ho, Wo) out of the (M, Hq, Wq) layout; every index read is < length
+        size = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(flat, (1, m, ho, wo), (0, hq * wq * size, wq * size, size))
+        return np.ascontiguousarray(view)
+
+    return crop(best), crop(arg)
+
+
 class MaxPool2DWithIndicesBackward0(Op):
     """Max over each window. Keeps the winning kernel offset per output (int8, int32 for huge kernels).
 
@@ -68,24 +125,16 @@ class MaxPool2DWithIndicesBackward0(Op):
     def forward(self, x, win):
         xp = array_module(x)
         self.win, self.shape = win, x.shape
-        grid = pad_grid(_planes(x), win, _lowest(x.dtype))
-        best = arg = upd = step = None
-        # Offsets come in increasing k, so the winning offset is max(k over offsets that beat the
-        # running max): one compare, one maximum and one integer maximum per offset, all without
-        # masked writes (which are several times slower in NumPy).
-        for k, rows, cols in win.offsets():
-            v = grid[:, :, rows, cols]
-            if best is None:
-                best = v.copy()
-                arg = xp.zeros(best.shape, dtype=np.int8 if win.kernel_area < 128 else np.int32)
-                upd = xp.empty(best.shape, dtype=bool)
-                step = xp.empty(best.shape, dtype=arg.dtype)
-                continue
-            xp.greater(v, best, out=upd)
-            xp.maximum(best, v, out=best)
-            xp.multiply(upd, k, out=step)
-            xp.maximum(arg, step, out=arg)
+        arg_dtype = np.int8 if win.kernel_area < 128 else np.int32
+        grid = None
+        if xp is np and win.overlapping:
+            best, arg = _phase_plane_max(x, win, arg_dtype)
+        else:
+            grid = pad_grid(_planes(x), win, _lowest(x.dtype))
+            best, arg = _running_max(xp, (grid[:, :, rows, cols] for _, rows, cols in win.offsets()), arg_dtype)
         if x.dtype.kind in "fc" and xp.isnan(best).any():
+            if grid is None:
+                grid = pad_grid(_planes(x), win, _lowest(x.dtype))
             arg = self._nan_aware_argmax(grid, arg.dtype)
         if any(win.pads) and (best == _lowest(x.dtype)).any():
             # a window whose real values all equal the padding's: the first offset (padding)

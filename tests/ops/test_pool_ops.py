@@ -81,5 +81,30 @@ def test_global_average_pool_matches_torch(shape):
     assert outs[0][0].shape == outs[1][0].shape
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-6)
-    x64 = dt.tensor(rng.standard_normal(shape), requires_grad=True)
+    x64 = dt.tensor(rng.standard_normal(shape[:-3] + (2, 3, 3)), requires_grad=True)  # finite differences: small
     assert dt.autograd.gradcheck(lambda t: F.adaptive_avg_pool2d(t, (1, 1)), (x64,))
+
+
+def test_random_geometries_match_torch():
+    # both forward paths (phase planes for overlapping windows, strided views otherwise) over random
+    # kernels, strides, dilations, paddings and ceil modes, with ties, -inf corners and NaNs
+    fuzz = np.random.default_rng(2)
+    checked = 0
+    while checked < 60:
+        k = tuple(int(v) for v in fuzz.integers(1, 5, 2))
+        s = tuple(int(v) for v in fuzz.integers(1, 4, 2))
+        d = tuple(int(v) for v in fuzz.integers(1, 3, 2))
+        p = tuple(int(fuzz.integers(0, (d[i] * (k[i] - 1) + 1) // 2 + 1)) for i in range(2))
+        kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(fuzz.integers(0, 2)))
+        x = fuzz.standard_normal((2, 3, int(fuzz.integers(3, 12)), int(fuzz.integers(3, 12)))).astype(np.float32)
+        x = np.round(x) if checked % 3 == 0 else x
+        x[0, 0, :2, :2] = -np.inf if checked % 5 == 0 else x[0, 0, :2, :2]
+        x[1, 1, 1, 1] = np.nan if checked % 7 == 0 else x[1, 1, 1, 1]
+        try:
+            t_out, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+        except RuntimeError:  # a geometry PyTorch refuses (output too small)
+            continue
+        d_out, d_idx = F.max_pool2d(dt.tensor(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(d_out.numpy(), t_out.numpy(), err_msg=str(kw))
+        np.testing.assert_array_equal(d_idx.numpy(), t_idx.numpy(), err_msg=str(kw))
+        checked += 1
