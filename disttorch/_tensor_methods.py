@@ -6,7 +6,8 @@ in-place write (version counters, leaf checks, rebasing views) is ``autograd/inp
 
 In-place ops without autograd write straight into the tensor's array with NumPy ``out=`` (the
 optimizer hot path: no temporaries). With autograd they compute the out-of-place result from a
-snapshot of the old value and rebase the tensor's history onto it, as PyTorch does.
+snapshot of the old value and rebase the tensor's history onto it, as PyTorch does; ``relu_``,
+whose backward needs only its output, writes in place under autograd too (``_relu_in_place_recorded``).
 """
 from __future__ import annotations
 
