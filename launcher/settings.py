@@ -169,6 +169,9 @@ _DECLARED = (
     Setting("DISTTORCH_TRACE_MODULE_DEPTH", "int", 3, "module forwards are traced down to this nesting depth",
             minimum=0),
     # ---- the process --------------------------------------------------------------------------------
+    Setting("DISTTORCH_BLAS", "choice", "auto", "float products of NumPy arrays: `auto`: Intel MKL's GEMM when the "
+            "`mkl` wheel is installed (`pip install disttorch[mkl]`), else NumPy's BLAS; `numpy`: always NumPy's; "
+            "`mkl`: MKL or an error", choices=("auto", "mkl", "numpy")),
     Setting("DISTTORCH_MALLOC_TUNING", "flag", True, "0: leave glibc's allocator alone (by default freed memory "
             "stays in the heap so each step reuses the previous step's pages)"),
     Setting("DISTTORCH_PROGRESS", "flag", None, "1: rank 0 draws a progress bar even when stderr is not a "

@@ -20,6 +20,7 @@ import functools
 import numpy as np
 
 from .._backend import array_module
+from .. import _gemm
 from ..ops._base import Op
 
 
@@ -57,7 +58,7 @@ class SdpaBackward0(Op):
     def forward(self, q, k, v, scale=1.0, causal=False, mask=None, keep=None):
         xp = array_module(q)
         self.scale, self.causal, self.mask, self.keep = scale, causal, mask, keep
-        scores = xp.matmul(q, xp.swapaxes(k, -1, -2))
+        scores = _gemm.matmul(q, xp.swapaxes(k, -1, -2))
         scores *= xp.asarray(scale, dtype=scores.dtype)
         if mask is not None and mask.dtype != bool:
             scores += mask
@@ -81,7 +82,7 @@ class SdpaBackward0(Op):
         xp.reciprocal(total, out=total)
         scores *= total
         self.weights = scores
-        return xp.matmul(scores if keep is None else scores * keep, v)
+        return _gemm.matmul(scores if keep is None else scores * keep, v)
 
     def backward(self, g, ns, q, k, v):
         if ns.graph:
@@ -89,18 +90,18 @@ class SdpaBackward0(Op):
         xp = array_module(g)
         w, keep = self.weights, self.keep
         n = self.needs_input_grad
-        gv = xp.matmul(xp.swapaxes(w if keep is None else w * keep, -1, -2), g) if n[2] else None
+        gv = _gemm.matmul(xp.swapaxes(w if keep is None else w * keep, -1, -2), g) if n[2] else None
         if not (n[0] or n[1]):
             return None, None, gv
-        gs = xp.matmul(g, xp.swapaxes(v, -1, -2))
+        gs = _gemm.matmul(g, xp.swapaxes(v, -1, -2))
         if keep is not None:
             gs *= keep
         gs *= w
         row = _row_sums(xp, gs)
         gs -= w * row  # softmax backward: w * (dw - sum(w * dw))
         gs *= xp.asarray(self.scale, dtype=gs.dtype)
-        gq = xp.matmul(gs, k) if n[0] else None
-        gk = xp.matmul(xp.swapaxes(gs, -1, -2), q) if n[1] else None
+        gq = _gemm.matmul(gs, k) if n[0] else None
+        gk = _gemm.matmul(xp.swapaxes(gs, -1, -2), q) if n[1] else None
         return gq, gk, gv
 
     def _graph_backward(self, g, q, k, v):

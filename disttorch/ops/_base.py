@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from .. import _gemm
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
 from ..autograd.inplace import register_view
@@ -237,6 +238,8 @@ class ArrayNamespace:
         self.reshape = _reshape_method
         self.swapaxes = _swapaxes_method
         self.transpose = _transpose_method
+        if xp is np:
+            self.matmul = _gemm.matmul  # MKL's GEMM when installed (disttorch/_gemm.py)
 
     @staticmethod
     def out(node):

@@ -18,6 +18,7 @@ run the same three directions in ``conv_nhwc``, over a channels-last copy of the
 from __future__ import annotations
 
 from .._backend import array_module
+from .. import _gemm
 from . import conv_nhwc
 from ._base import Op
 from .window import Window2d, col2im, im2col, out_length, pad_grid
@@ -67,7 +68,7 @@ def correlate(x, w3, win):
     ho, wo = win.out_size
     out = xp.empty((n, g, a, ho * wo), dtype=x.dtype)
     for s, e in _chunks(n, g * b * ho * wo * x.itemsize):
-        prod = xp.matmul(w3, _columns(x[s:e], win, g))  # (G, A, m*Ho*Wo)
+        prod = _gemm.matmul(w3, _columns(x[s:e], win, g))  # (G, A, m*Ho*Wo)
         out[s:e] = prod.reshape(g, a, e - s, ho * wo).transpose(2, 0, 1, 3)
     return out.reshape(n, g * a, ho, wo)
 
@@ -82,7 +83,7 @@ def correlate_adjoint(y, w3, win, channels):
     out = xp.zeros((n, channels) + win.in_size, dtype=y.dtype)
     for s, e in _chunks(n, g * b * ho * wo * y.itemsize):
         m = e - s
-        cols = xp.matmul(wt, _sample_major(y[s:e], g))  # (G, B, m*Ho*Wo)
+        cols = _gemm.matmul(wt, _sample_major(y[s:e], g))  # (G, B, m*Ho*Wo)
         # (m, G*B, Ho*Wo) as a strided view of cols (merging G and B keeps it a view)
         per_sample = cols.reshape(g, b, m, ho * wo).transpose(2, 0, 1, 3).reshape(m, g * b, ho * wo)
         col2im(per_sample, win, channels, out=out[s:e])
@@ -98,7 +99,7 @@ def weight_grad(x, y, win, groups):
     b = x.shape[1] // groups * win.kernel_area
     acc = None
     for s, e in _chunks(n, groups * b * ho * wo * x.itemsize):
-        part = xp.matmul(_sample_major(y[s:e], groups), _columns(x[s:e], win, groups).swapaxes(-1, -2))
+        part = _gemm.matmul(_sample_major(y[s:e], groups), _columns(x[s:e], win, groups).swapaxes(-1, -2))
         if acc is None:
             acc = part
         else:
@@ -211,7 +212,7 @@ class ConvolutionBackward0(Op):
             n, ho, wo = big.shape[0], win.out_size[0], win.out_size[1]
             cols = Im2ColBackward0.apply(big, win=win).reshape(n, groups, -1, ho * wo)
             small = small.reshape(n, groups, small.shape[1] // groups, ho * wo)
-            gw = (small @ cols.transpose(-1, -2)).sum(0).reshape(tuple(w.shape))
+            gw = _gemm.matmul(small, cols.transpose(-1, -2)).sum(0).reshape(tuple(w.shape))
         if len(need) > 2 and need[2]:
             gb = g.sum((0, 2) if self.one_d else (0, 2, 3))
         return gx, gw, gb

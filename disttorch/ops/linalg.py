@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _gemm
 from ._base import Op, unbroadcast
 from .pointwise import _xp
 
@@ -23,7 +24,7 @@ class MmBackward0(Op):
     save_inputs = (0, 1)
 
     def forward(self, a, b):
-        return a @ b
+        return _gemm.matmul(a, b)
 
     def backward(self, g, ns, a, b):
         n = self.needs_input_grad
@@ -65,7 +66,7 @@ class MatmulBackward0(Op):
     save_inputs = (0, 1)
 
     def forward(self, a, b):
-        return _xp(a).matmul(a, b)
+        return _gemm.matmul(a, b)
 
     def backward(self, g, ns, a, b):
         a2 = ns.expand_dims(a, 0) if a.ndim == 1 else a
@@ -165,7 +166,7 @@ class AddmmBackward0(Op):
     def forward(self, bias, a, b, beta=1, alpha=1):
         self.bshape = bias.shape
         self.beta, self.alpha = beta, alpha
-        out = a @ b
+        out = _gemm.matmul(a, b)
         if alpha != 1:
             out *= alpha
         if beta != 0:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import _intra_op
+from .. import _gemm
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
@@ -19,18 +20,31 @@ from ._gelu_float32 import gelu_float32
 from .pointwise import _erf as _erf_exact
 from .pointwise import _sigmoid as _sigmoid_array
 
-try:  # scipy's erf is ~20x faster than the exact math.erf fallback; scipy is optional
-    from scipy.special import erf as _scipy_erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _scipy_erf = None
+_scipy_erf = None  # scipy.special.erf once looked up; False: scipy is not installed
+
+
+def _load_scipy_erf():
+    """scipy's erf is ~20x faster than the exact math.erf fallback, and scipy is optional. Looked
+    up on first use, not at import: importing scipy.special costs ~60 ms and loads scipy's own
+    OpenBLAS with its threads, which a process that never calls erf should not pay (nor the
+    fork server's template carry)."""
+    global _scipy_erf
+    try:
+        from scipy.special import erf as found
+    except ImportError:  # pragma: no cover - depends on the environment
+        found = False
+    _scipy_erf = found
+    return found
 
 
 # ---- helpers that work on arrays and (under create_graph) on Tensors -------------------------------
 def erf(ns, x):
     if ns.graph:
         return ns.erf(x)
-    if _scipy_erf is not None and type(x) is np.ndarray:
-        return _scipy_erf(x)
+    if type(x) is np.ndarray:
+        fast = _scipy_erf if _scipy_erf is not None else _load_scipy_erf()
+        if fast:
+            return fast(x)
     return _erf_exact(array_module(x), x)
 
 
@@ -59,7 +73,7 @@ class LinearAddmm(Op):
     save_inputs = (1, 2)
 
     def forward(self, bias, x, weight):
-        out = x @ weight.T
+        out = _gemm.matmul(x, weight.T)
         return _intra_op.add_(out, bias)  # split over the intra-op threads when large
 
     def backward(self, g, ns, x, weight):
@@ -79,7 +93,7 @@ class LinearMm(Op):
     save_inputs = (0, 1)
 
     def forward(self, x, weight):
-        return x @ weight.T
+        return _gemm.matmul(x, weight.T)
 
     def backward(self, g, ns, x, weight):
         n = self.needs_input_grad

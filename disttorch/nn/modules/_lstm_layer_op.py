@@ -17,6 +17,7 @@ differentiable per-step ops instead, so higher-order gradients still work.
 from __future__ import annotations
 
 from ..._backend import array_module
+from ... import _gemm
 from ...ops._base import Op
 
 
@@ -43,7 +44,7 @@ class LstmLayerBackward0(Op):
         # projections give tanh's arguments directly; one tanh and one multiply-add per step then
         # activate all four gates of the contiguous (N, 4H) block.
         half_w_ih = w_ih * scale[:, None]
-        act = xp.matmul(x.reshape(length * batch, x.shape[2]), half_w_ih.T)
+        act = _gemm.matmul(x.reshape(length * batch, x.shape[2]), half_w_ih.T)
         if b_ih is not None:
             act += (b_ih + b_hh) * scale
         act = act.reshape(length, batch, 4 * hidden)
@@ -56,7 +57,7 @@ class LstmLayerBackward0(Op):
         h, c = h0, c0
         for t in (range(length - 1, -1, -1) if reverse else range(length)):
             gates = act[t]
-            xp.matmul(h, half_w_hh_t, out=recurrent)
+            _gemm.matmul(h, half_w_hh_t, out=recurrent)
             gates += recurrent
             xp.tanh(gates, out=gates)
             gates *= scale
@@ -108,11 +109,11 @@ class LstmLayerBackward0(Op):
             xp.multiply(dh, tanh_cells[t], out=dg[:, 3 * hidden:])
             dg *= deriv[t]
             dc *= f[t]
-            dh = dg @ w_hh
+            dh = _gemm.matmul(dg, w_hh)
         n = self.needs_input_grad
         flat = dgates.reshape(length * batch, 4 * hidden)
-        gx = xp.matmul(flat, w_ih).reshape(x.shape) if n[0] else None
-        gw_ih = xp.matmul(flat.T, x.reshape(length * batch, x.shape[2])) if n[3] else None
+        gx = _gemm.matmul(flat, w_ih).reshape(x.shape) if n[0] else None
+        gw_ih = _gemm.matmul(flat.T, x.reshape(length * batch, x.shape[2])) if n[3] else None
         gw_hh = None
         if n[4]:
             h_prev = xp.empty_like(cells)
@@ -122,7 +123,7 @@ class LstmLayerBackward0(Op):
             else:
                 h_prev[0] = h0
                 h_prev[1:] = packed[:length - 1]
-            gw_hh = xp.matmul(flat.T, h_prev.reshape(length * batch, hidden))
+            gw_hh = _gemm.matmul(flat.T, h_prev.reshape(length * batch, hidden))
         grads = [gx, dh if n[1] else None, dc if n[2] else None, gw_ih, gw_hh]
         if b_ih is not None:
             gb = flat.sum(axis=0) if (n[5] or n[6]) else None
