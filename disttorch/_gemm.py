@@ -49,6 +49,7 @@ SPLIT_MACS = 1 << 21
 _SPLIT_ALIGN = 16
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_INT_MAX = 2**31 - 1
 _MKL_THREADING_SEQUENTIAL = 1
 
 _lock = threading.Lock()
@@ -228,6 +229,8 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
     stride_a, stride_b = _batch_stride(a, count), _batch_stride(b, count)
     if stride_a is None or stride_b is None:
         return None
+    if max(m, n, k, la[1], lb[1], stride_a, stride_b, m * n, count) > _INT_MAX:
+        return None  # MKL's LP64 interface takes 32-bit sizes
     shape = batch_shape + (m, n)
     if out is None:
         result = np.empty(shape, dtype=a.dtype)
@@ -236,7 +239,7 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
         result = out
     else:
         return None
-    if count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1]:
+    if count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1] and m * count <= _INT_MAX:
         # a stack times one matrix, the stack's rows evenly spaced: one tall product
         m, count, stride_a = m * count, 1, 0
     kind = _KINDS[a.dtype]

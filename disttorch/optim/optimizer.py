@@ -146,6 +146,19 @@ def _real(a):
     return a.view(a.real.dtype) if a.dtype.kind == "c" else a
 
 
+_ARG_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def _check_nonnegative(**values):
+    """PyTorch's constructor checks, in the order given: a Tensor ``lr`` must hold one element, and
+    every value must satisfy ``0 <= value`` (NaN fails), else ``Invalid <label>: <value>``."""
+    for name, value in values.items():
+        if name == "lr" and isinstance(value, Tensor) and value.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_ARG_LABELS.get(name, name + ' value')}: {value}")
+
+
 def _check_differentiable(differentiable):
     if differentiable:
         raise ValueError("differentiable=True is not supported by disttorch optimizers: "
