@@ -233,3 +233,47 @@ def test_conv2d_channels_last_strided_input_and_retained_graph():
         (t_out * torch.tensor(g)).sum().backward(retain_graph=True)
         np.testing.assert_allclose(d_x.grad.numpy(), t_x.grad.numpy(), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(d_w.grad.numpy(), t_w.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,kw", [((12, 8, 20, 20), dict(kernel_size=3, padding=1)),     # per-sample GEMMs
+                                      ((12, 16, 4, 4), dict(kernel_size=3, padding=1)),      # whole-chunk GEMMs
+                                      ((12, 8, 20, 20), dict(kernel_size=2, stride=2))])     # disjoint windows
+def test_conv2d_on_two_threads_matches_one(shape, kw, monkeypatch):
+    """With 2 intra-op threads the chunks of samples run in parallel: the output and the input
+    gradient are the same bits as with 1 thread (each chunk writes its own samples), the weight
+    gradient sums the same terms in two blocks (so it may differ in the last bits only)."""
+    from disttorch import _threads
+    from disttorch.ops import conv_nhwc
+
+    monkeypatch.setattr(conv_nhwc, "_CHUNK_BYTES", 4096)  # several chunks even at this small size
+    split_calls = []
+    real_run = conv_nhwc._intra_op.run
+
+    def counting_run(fn, parts):
+        split_calls.append(parts if _threads.intra_op_threads() == 2 else 0)
+        return real_run(fn, parts)
+
+    monkeypatch.setattr(conv_nhwc._intra_op, "run", counting_run)
+    x = randn(*shape)
+    gy = None
+    results = []
+    previous = _threads.get_num_threads()
+    try:
+        for threads in (1, 2):
+            _threads.set_num_threads(threads)
+            dt.manual_seed(0)
+            conv = nn.Conv2d(shape[1], 16, **kw)
+            xt = dt.tensor(x, requires_grad=True)
+            y = conv(xt)
+            if gy is None:
+                gy = randn(*y.shape)
+            y.backward(dt.tensor(gy))
+            results.append((y.detach().numpy(), xt.grad.numpy(), conv.weight.grad.numpy(), conv.bias.grad.numpy()))
+    finally:
+        _threads.set_num_threads(previous)
+    (y1, gx1, gw1, gb1), (y2, gx2, gw2, gb2) = results
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(gx2, gx1)
+    np.testing.assert_allclose(gw2, gw1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gb2, gb1)
+    assert {12, 2} <= set(split_calls)  # 2 threads: the forward ran its 12 chunks, the backward 2 blocks, in parallel
