@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import numpy as np  # noqa: E402
+from _timing import median_time  # noqa: E402
 
 # ResNet-18 at 16x3x64x64: the stem's output, then the four stages' (N, C, H, W)
 RESNET_BN = [(16, 64, 32, 32), (16, 64, 16, 16), (16, 128, 8, 8), (16, 256, 4, 4), (16, 512, 2, 2)]
@@ -32,17 +31,6 @@ CASES = {
     "maxpool": [("resnet 3x3/2 p1", (16, 64, 32, 32)), ("cnn 2x2/2", (64, 64, 24, 24))],
     "avgpool": [("resnet adaptive 1x1", (16, 512, 2, 2))],
 }
-
-
-def _median(fn, reps, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _case(tl, op, label, shape, rng):
@@ -91,7 +79,7 @@ def _case(tl, op, label, shape, rng):
 
 def _time(tl, op, label, shape, reps):
     fwd, fwd_bwd = _case(tl, op, label, shape, np.random.default_rng(0))
-    return _median(fwd, reps), _median(fwd_bwd, reps)
+    return median_time(fwd, reps), median_time(fwd_bwd, reps)
 
 
 def main():

@@ -162,7 +162,7 @@ def _matrix_layout(strides, rows, cols, itemsize):
     return None
 
 
-def _batch_stride(x, count):
+def _batch_stride(x):
     """The one element stride between consecutive matrices of ``x``'s leading dims, or None when
     they do not collapse into one evenly strided run (a broadcast 2-D operand has stride 0)."""
     if x.ndim == 2:
@@ -226,7 +226,7 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
     lb = _matrix_layout(b.strides[-2:], k, n, itemsize)
     if la is None or lb is None:
         return None
-    stride_a, stride_b = _batch_stride(a, count), _batch_stride(b, count)
+    stride_a, stride_b = _batch_stride(a), _batch_stride(b)
     if stride_a is None or stride_b is None:
         return None
     if max(m, n, k, la[1], lb[1], stride_a, stride_b, m * n, count) > _INT_MAX:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _new_scalar, _real, _to_scalar, _zeros_like
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 class Adadelta(Optimizer):
@@ -40,15 +40,8 @@ class Adadelta(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             rho, eps = group["rho"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["square_avg"] = _zeros_like(p)
-                    state["acc_delta"] = _zeros_like(p)
-                state["step"]._data += 1
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, "square_avg", "acc_delta")
                 param, grad = _real(p._data), _real(p.grad._data)
                 g = K.effective_grad(grad, param, group["weight_decay"], group["maximize"], ws)
                 square_avg, acc_delta = _real(state["square_avg"]._data), _real(state["acc_delta"]._data)

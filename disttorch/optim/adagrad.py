@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _new_scalar, _real, _to_scalar
+from .optimizer import (Optimizer, _check_differentiable, _check_nonnegative, _new_scalar, _params_with_grad,
+                         _real, _to_scalar)
 from ..tensor import Tensor
 from .. import _backend
 
@@ -55,9 +56,7 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             lr_decay, eps = group["lr_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in _params_with_grad(group):
                 state = self.state[p]
                 if len(state) == 0:  # a parameter added later through add_param_group
                     state = self._init_state(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _new_scalar, _real, _to_scalar, _zeros_like
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 class RMSprop(Optimizer):
@@ -40,18 +40,9 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             alpha, eps, momentum, centered = group["alpha"], group["eps"], group["momentum"], group["centered"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["square_avg"] = _zeros_like(p)
-                    if momentum > 0:
-                        state["momentum_buffer"] = _zeros_like(p)
-                    if centered:
-                        state["grad_avg"] = _zeros_like(p)
-                state["step"]._data += 1
+            buffers = ("square_avg",) + ("momentum_buffer",) * bool(momentum > 0) + ("grad_avg",) * bool(centered)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, *buffers)
                 param, grad = _real(p._data), _real(p.grad._data)
                 g = K.effective_grad(grad, param, group["weight_decay"], group["maximize"], ws)
                 square_avg = _real(state["square_avg"]._data)
