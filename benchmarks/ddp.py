@@ -12,7 +12,10 @@ bucket all-reduces and writing ``.grad``.
 Targets (issue 7): disttorch N ranks >= 2x PyTorch DDP's samples/s; N ranks >= 1.8x one rank.
 Restated at the physical floor (issue 17): >= 1.5x PyTorch DDP and >= 1.8x one rank in every one of
 5 consecutive runs, and the 1-rank step within 5% of the NumPy floor.
-A "NumPy floor" row runs the same step written by hand in plain NumPy, the bound for one rank.
+A "NumPy floor" row runs the same step written by hand in plain NumPy, the bound for one rank;
+"floor, MKL GEMM" the same with disttorch's GEMM (MKL when installed), which the 5% is checked
+against. "1 rank, N at once" runs N one-rank jobs side by side with no communication: N times its
+samples/s is what N ranks can reach on this machine at all (shared caches and memory bandwidth).
 """
 from __future__ import annotations
 
@@ -139,17 +142,20 @@ print("RESULT " + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
 '''
 
 
-def run_ranks(code, world, steps, timeout=300, extra_env=None):
-    """Rank 0's per-phase median seconds (and reducer timings), from ``code`` run as ``world`` processes."""
+def run_ranks(code, world, steps, timeout=300, extra_env=None, independent=False):
+    """Rank 0's per-phase median seconds (and reducer timings), from ``code`` run as ``world`` processes
+    (``independent``: as ``world`` one-rank jobs at the same time, which share nothing but the machine)."""
     port = free_port()
-    env = dict(os.environ, **(extra_env or {}), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+    env = dict(os.environ, **(extra_env or {}), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               WORLD_SIZE="1" if independent else str(world),
                DISTTORCH_SECRET=secrets.token_hex(16), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
     procs = []
     try:
         for r in range(world):
+            rank = 0 if independent else r
             procs.append(subprocess.Popen([sys.executable, "-c", code, str(steps)],
-                                          env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                                          env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         outs = [p.communicate(timeout=timeout)[0] for p in procs]
     finally:
@@ -183,8 +189,11 @@ def main():
                     help="add disttorch rows with DISTTORCH_DDP_OVERLAP=on and off (the default row is auto)")
     args = ap.parse_args()
     n = args.ranks
+    # "1 rank, N at once": N one-rank jobs side by side, no communication at all. Their step is the
+    # fastest a DDP rank can step while the other cores compute too (shared caches, memory bandwidth),
+    # so N x its samples/s bounds what DDP can scale to on this machine.
     rows = [("NumPy floor", 1, NUMPY_WORKER), ("floor, MKL GEMM", 1, NUMPY_WORKER), ("disttorch", 1, WORKER),
-            ("disttorch DDP", n, WORKER)]
+            (f"1 rank, {n} at once", n, WORKER), ("disttorch DDP", n, WORKER)]
     envs = {"floor, MKL GEMM": {"BENCH_FLOOR_GEMM": "1"}}
     if args.bucket_view:
         rows.append(("DDP bucket view", n, WORKER))
@@ -200,7 +209,8 @@ def main():
         for name, world, code in rows:
             for attempt in (1, 2):  # gloo now and then aborts at start-up on a loaded machine
                 try:
-                    runs[name].append(run_ranks(code, world, args.steps, extra_env=envs.get(name)))
+                    runs[name].append(run_ranks(code, world, args.steps, extra_env=envs.get(name),
+                                                independent=name.endswith("at once")))
                     break
                 except RuntimeError as e:
                     lines = str(e).splitlines()
@@ -223,6 +233,10 @@ def main():
     sps = {name: w * 256 / med[name]["step"] for name, w, _ in rows if name in med}
     if "disttorch" in sps and "disttorch DDP" in sps:
         print(f"scaling {n} ranks vs 1: {sps['disttorch DDP'] / sps['disttorch']:.2f}x (target >= 1.8x)")
+    together = f"1 rank, {n} at once"
+    if "disttorch" in sps and together in sps:
+        print(f"scaling ceiling of this machine: {n} one-rank jobs at once, no communication, "
+              f"{sps[together] / sps['disttorch']:.2f}x one job alone")
     if "torch DDP (gloo)" in sps and "disttorch DDP" in sps:
         print(f"disttorch vs torch DDP, {n} ranks: {sps['disttorch DDP'] / sps['torch DDP (gloo)']:.2f}x "
               "(target >= 2x; >= 1.5x at the floor, issue 17)")

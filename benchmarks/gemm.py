@@ -15,7 +15,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from _timing import median_time
 
 # (label, m, k, n, transpose A, transpose B)
 SHAPES = [
@@ -43,14 +44,7 @@ def _measure(repeats: int) -> list:
     rows = []
 
     def best(fn):
-        fn()
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times)) * 1e3
+        return median_time(fn, repeats, warmup=2) * 1e3
 
     for label, m, k, n, ta, tb in SHAPES:
         a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)

@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from _console import console_script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -61,11 +63,6 @@ with open(os.path.join(os.environ["BENCH_OUT"], f"rank{rank}.json"), "w") as f:
 dist.barrier()
 dist.destroy_process_group()
 """
-
-
-def _tool(name: str) -> str | None:
-    local = os.path.join(os.path.dirname(sys.executable), name)
-    return local if os.path.exists(local) else shutil.which(name)
 
 
 def _run(label: str, argv: list[str], n: int, torch_name: str, timeout: float) -> dict:
@@ -129,7 +126,7 @@ def main() -> None:
         rows.append(_run("disttorch-run --start-method spawn",
                          [*launcher, "--start-method", "spawn", "--nproc-per-node", str(n), script],
                          n, "disttorch", args.timeout))
-    torchrun = _tool("torchrun")
+    torchrun = console_script("torchrun")
     for n in _sizes(args.torch_sizes) if torchrun else []:
         rows.append(_run("torchrun (PyTorch, gloo)",
                          [torchrun, "--standalone", "--nproc-per-node", str(n), script], n, "torch",

@@ -10,22 +10,11 @@ Prints, for each case, the median time of a forward + backward and the ratios:
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
-
-def _median_time(fn, reps, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from _timing import median_time
 
 
 def chain_step(mod, x, w, ops):
@@ -113,14 +102,14 @@ def main():
                 continue
             x = mod.ones(n, requires_grad=True)
             w = mod.full((n,), 1.0001)
-            res[name] = _median_time(chain_step(mod, x, w, ops), reps) * scale
-        res["numpy"] = _median_time(numpy_chain(n, ops), reps) * scale
+            res[name] = median_time(chain_step(mod, x, w, ops), reps) * scale
+        res["numpy"] = median_time(numpy_chain(n, ops), reps) * scale
         rows.append((label, res))
     res = {}
     for name, mod in (("disttorch", disttorch), ("torch", torch)):
         if mod is not None:
-            res[name] = _median_time(matmul_case(mod, 1024), 10) * 1e3
-    res["numpy"] = _median_time(numpy_matmul(1024), 10) * 1e3
+            res[name] = median_time(matmul_case(mod, 1024), 10) * 1e3
+    res["numpy"] = median_time(numpy_matmul(1024), 10) * 1e3
     rows.append(("matmul 1024x1024 fwd+bwd, ms", res))
 
     print(f"{'case':34s} {'disttorch':>10s} {'torch':>10s} {'numpy':>10s} {'vs torch':>9s} {'vs numpy':>9s}")

@@ -18,12 +18,13 @@ init_process_group. Figures depend on the machine: compare ratios from one run.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from _console import console_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -44,12 +45,6 @@ dist.init_process_group(backend="zmq", init_method="env://",
 dist.barrier()
 dist.destroy_process_group()
 """
-
-
-def _tool(name: str) -> str | None:
-    """A console script next to this interpreter, else on PATH."""
-    local = os.path.join(os.path.dirname(sys.executable), name)
-    return local if os.path.exists(local) else shutil.which(name)
 
 
 def _has_module(name: str, attr: str | None = None) -> bool:
@@ -83,9 +78,9 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "OMPI_", "PMI_", "TORCHELASTIC_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
-    disttorch_run = _tool("disttorch-run")
+    disttorch_run = console_script("disttorch-run")
     dt = [disttorch_run] if disttorch_run else [sys.executable, "-m", "disttorch_launcher"]
-    torchrun = _tool("torchrun")
+    torchrun = console_script("torchrun")
     have_torch = torchrun is not None and _has_module("torch.distributed")
     have_disttorch = _has_module("disttorch.distributed", "init_process_group")
 

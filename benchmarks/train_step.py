@@ -41,7 +41,13 @@ import time
 
 import numpy as np
 
-TARGETS = {"mlp": 1.0, "cnn": 1.5, "resnet18": 1.2, "gpt": 1.2, "lstm": 1.1}  # disttorch step time at most this multiple of PyTorch's
+# disttorch step time at most this multiple of PyTorch's (issue 17), per model and thread count
+TARGETS = {"mlp": 1.0, "cnn": 1.0, "resnet18": 1.2, "gpt": 1.2, "lstm": 1.1}
+TARGETS_2_THREADS = {"mlp": 1.0, "cnn": 1.1}
+
+
+def _target(model, threads):
+    return TARGETS_2_THREADS.get(model, TARGETS[model]) if threads >= 2 else TARGETS[model]
 MEMORY_TARGET = 1.5                   # CNN step peak memory at most this multiple of PyTorch's
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -360,9 +366,9 @@ def main():
             min_ratio = min(r["min_ms"] for r in rounds["disttorch"]) / min(r["min_ms"] for r in rounds["torch"])
             cpu_ratio = (min(r["cpu_median_ms"] for r in rounds["disttorch"])
                          / min(r["cpu_median_ms"] for r in rounds["torch"]))
-            verdict = "ok" if ratio <= TARGETS[model] else "MISS"
+            verdict = "ok" if ratio <= _target(model, threads) else "MISS"
             print(f"{model:8} {threads:7d} {ours['median_ms']:13.2f} {ref['median_ms']:9.2f} {ratio:6.2f} "
-                  f"{'<=' + str(TARGETS[model]):>7} {verdict:4}  {ours['first_loss']:.5f}/{ref['first_loss']:.5f}"
+                  f"{'<=' + str(_target(model, threads)):>7} {verdict:4}  {ours['first_loss']:.5f}/{ref['first_loss']:.5f}"
                   f"  (min-step ratio {min_ratio:.2f}, CPU-time ratio {cpu_ratio:.2f})")
             results.append({"model": model, "threads": threads, "time": t, "min_ratio": min_ratio,
                             "cpu_ratio": cpu_ratio})

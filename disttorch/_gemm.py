@@ -49,6 +49,7 @@ SPLIT_MACS = 1 << 21
 _SPLIT_ALIGN = 16
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_INT_MAX = 2**31 - 1
 _MKL_THREADING_SEQUENTIAL = 1
 
 _lock = threading.Lock()
@@ -161,7 +162,7 @@ def _matrix_layout(strides, rows, cols, itemsize):
     return None
 
 
-def _batch_stride(x, count):
+def _batch_stride(x):
     """The one element stride between consecutive matrices of ``x``'s leading dims, or None when
     they do not collapse into one evenly strided run (a broadcast 2-D operand has stride 0)."""
     if x.ndim == 2:
@@ -225,9 +226,11 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
     lb = _matrix_layout(b.strides[-2:], k, n, itemsize)
     if la is None or lb is None:
         return None
-    stride_a, stride_b = _batch_stride(a, count), _batch_stride(b, count)
+    stride_a, stride_b = _batch_stride(a), _batch_stride(b)
     if stride_a is None or stride_b is None:
         return None
+    if max(m, n, k, la[1], lb[1], stride_a, stride_b, m * n, count) > _INT_MAX:
+        return None  # MKL's LP64 interface takes 32-bit sizes
     shape = batch_shape + (m, n)
     if out is None:
         result = np.empty(shape, dtype=a.dtype)
@@ -236,7 +239,7 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
         result = out
     else:
         return None
-    if count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1]:
+    if count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1] and m * count <= _INT_MAX:
         # a stack times one matrix, the stack's rows evenly spaced: one tall product
         m, count, stride_a = m * count, 1, 0
     kind = _KINDS[a.dtype]

@@ -34,7 +34,7 @@ import numpy as np
 from . import _threads
 
 __all__ = ["MIN_ELEMENTS", "ALIGN", "parts_for", "run", "chunk_bounds", "ufunc", "iop", "split_flat",
-           "add", "mul", "add_", "relu", "relu_backward",
+           "add", "mul", "add_", "relu", "relu_into", "relu_backward",
            "started_threads"]
 
 #: the smallest op (elements) worth splitting. Measured on this 2-core machine: a hand-off to a
@@ -246,6 +246,13 @@ def relu(xp, x):
     if xp is np and type(x) is np.ndarray and x.size >= MIN_ELEMENTS:
         return ufunc(np.maximum, x, 0)
     return xp.maximum(x, 0)
+
+
+def relu_into(x):
+    """``x = max(x, 0)`` in place."""
+    if type(x) is np.ndarray and x.size >= MIN_ELEMENTS:
+        return ufunc(np.maximum, x, 0, out=x)
+    return np.maximum(x, 0, out=x)
 
 
 def relu_backward(g, out):

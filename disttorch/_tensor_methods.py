@@ -6,7 +6,8 @@ in-place write (version counters, leaf checks, rebasing views) is ``autograd/inp
 
 In-place ops without autograd write straight into the tensor's array with NumPy ``out=`` (the
 optimizer hot path: no temporaries). With autograd they compute the out-of-place result from a
-snapshot of the old value and rebase the tensor's history onto it, as PyTorch does.
+snapshot of the old value and rebase the tensor's history onto it, as PyTorch does; ``relu_``,
+whose backward needs only its output, writes in place under autograd too (``_relu_in_place_recorded``).
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import numpy as np
 
 from . import _backend
 from . import _dtype as D
+from . import _intra_op
 from . import _torch_api as T
 from .ops import registry
 from .autograd.grad_mode import STATE
 from .autograd.inplace import (apply_inplace, check_inplace_allowed, check_no_internal_overlap,
-                                make_inplace, records, shape_inplace, store, write_in_place)
+                                make_inplace, records, refresh_views, shape_inplace, store, write_in_place)
 from .ops import index as I
 from .ops import pointwise as P
 from .ops import shape as S
@@ -182,9 +184,32 @@ def clamp_(self, min=None, max=None):
 
 def relu_(self):
     if records(self, ()):
+        if self._base is None and type(self._data) is np.ndarray and self._data.dtype.kind == "f":
+            return _relu_in_place_recorded(self)
         return apply_inplace(self, T.relu, (), {})
     write_in_place(self, np.maximum, self._data, 0, out=self._data)
     self._vc[0] += 1
+    return self
+
+
+def _relu_in_place_recorded(self):
+    """``relu_`` under autograd, written into the tensor's own memory (the ``nn.ReLU(inplace=True)``
+    after every batch norm of a ResNet): no snapshot of the old value, no temporary result, since
+    ReLU's backward needs only its output. The node saves that output at the version the write
+    leaves, so a later in-place change of the tensor raises PyTorch's error at backward."""
+    check_no_internal_overlap(self)
+    check_inplace_allowed(self)
+    node = P.ReluBackward0()
+    node.needs_input_grad = (True,)
+    node.next_functions = ((self.grad_fn or self._grad_accumulator(), 0),)
+    write_in_place(self, _intra_op.relu_into, self._data)
+    self._vc[0] += 1
+    node.saved, node._saved_versions = (), ()
+    node.out, node._out_vc, node._out_version = self._data, self._vc, self._vc[0]
+    self.grad_fn = node
+    self._requires_grad = True
+    if self._views:
+        refresh_views(self)
     return self
 
 

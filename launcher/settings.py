@@ -193,6 +193,18 @@ def get(name: str, environ=None):
     return setting.get(environ)
 
 
+def first_int(*names: str, environ=None) -> int:
+    """The first of the variables ``names`` that holds a whole number, else 0: for what the launcher
+    hands its workers (``RANK``, ``DISTTORCH_RESTART_COUNT``...), read leniently by code that also
+    runs without it."""
+    env = os.environ if environ is None else environ
+    for name in names:
+        value = env.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def markdown_table() -> str:
     """The README's table of settings."""
     rows = ["| variable | type | default | set by | meaning |", "| --- | --- | --- | --- | --- |"]

@@ -1,6 +1,7 @@
 """The intra-op thread pool (disttorch/_intra_op.py): split ops and optimizer updates are bit-identical
 to one thread, the pool starts only when a split needs it, never at import, and forgets its
 threads in a forked child; with one thread nothing is split."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,24 +16,27 @@ ROWS, COLS = 640, 512  # 327,680 elements: above _intra_op.MIN_ELEMENTS, so two 
 assert ROWS * COLS >= _intra_op.MIN_ELEMENTS
 
 
-@pytest.fixture
-def two_threads():
+@contextlib.contextmanager
+def intra_op_threads(n):
+    """``disttorch.set_num_threads(n)`` inside the block, the previous count restored after it."""
     old = disttorch.get_num_threads()
-    disttorch.set_num_threads(2)
+    disttorch.set_num_threads(n)
     try:
         yield
     finally:
         disttorch.set_num_threads(old)
+
+
+@pytest.fixture
+def two_threads():
+    with intra_op_threads(2):
+        yield
 
 
 @pytest.fixture
 def one_thread():
-    old = disttorch.get_num_threads()
-    disttorch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         yield
-    finally:
-        disttorch.set_num_threads(old)
 
 
 class _Counting:
@@ -146,9 +150,7 @@ OPTIMIZERS = {
 
 def _optimize(make, threads, steps=3):
     """Final parameters and optimizer state after ``steps`` updates with ``threads`` intra-op threads."""
-    old = disttorch.get_num_threads()
-    disttorch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         big = disttorch.from_numpy(_data(6)).requires_grad_()
         small = disttorch.from_numpy(_data(7, (COLS,))).requires_grad_()
         opt = make([big, small])
@@ -159,8 +161,6 @@ def _optimize(make, threads, steps=3):
         state = [v.numpy().copy() for p in (big, small) for v in opt.state[p].values()
                  if isinstance(v, disttorch.Tensor) and v.ndim > 0]
         return [big.detach().numpy().copy(), small.detach().numpy().copy()] + state
-    finally:
-        disttorch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

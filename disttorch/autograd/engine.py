@@ -54,8 +54,8 @@ def _check_versions(node):
         if t._vc[0] != v:
             raise _modified_error(_type_str(t), t.grad_fn, t._vc[0], v)
     out_vc = node._out_vc
-    if out_vc is not None and out_vc[0] != 0:
-        raise _modified_error(_type_str(Tensor._wrap(node.out)), node, out_vc[0], 0)
+    if out_vc is not None and out_vc[0] != node._out_version:
+        raise _modified_error(_type_str(Tensor._wrap(node.out)), node, out_vc[0], node._out_version)
 
 
 def _make_root_grads(tensors, grad_tensors, create_graph):
@@ -202,7 +202,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if saved is _FREED:
                         raise RuntimeError(_FREED_MSG)
                     out_vc = node._out_vc
-                    if out_vc is not None and out_vc[0]:
+                    if out_vc is not None and out_vc[0] != node._out_version:
                         _check_versions(node)
                     n_saved = len(saved)
                     if n_saved == 2:

@@ -20,6 +20,7 @@ class Node:
     saved = None
     _saved_versions = None
     _out_vc = None  # version counter of the output, set by ops that save their output
+    _out_version = 0  # the output's version when saved: 0, except for an in-place op's (relu_)
     _hooks = None
     _pre_hooks = None
 

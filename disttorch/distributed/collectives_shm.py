@@ -51,29 +51,12 @@ class ShmOp:
 
 
 def all_reduce(o: ShmOp, buf: np.ndarray, op: ReduceOp) -> None:
-    c, n, me = o.c, o.c.n, o.c.me
+    """Each slot-sized round is ``reduce_scatter_round`` then ``all_gather_round`` (defined below,
+    shared with ``hierarchical.py``, which puts its cross-host step between the two)."""
     for a, b in alg.chunk_ranges(0, buf.size, o.cap(buf.itemsize)):
-        m = b - a
         x = buf[a:b]
-        segs = alg.partition(m, n)
-        p = c.next_parity()
-        mine = o.slot(me, p, buf.dtype, m)
-        for k, (lo, hi) in enumerate(segs):
-            if k != me and hi > lo:
-                np.copyto(mine[lo:hi], x[lo:hi])
-        o.barrier()
-        lo, hi = segs[me]
-        if hi > lo:
-            acc = x[lo:hi]
-            for k in range(n):
-                if k != me:
-                    combine(op, acc, o.slot(k, p, buf.dtype, hi - lo, lo))
-            np.copyto(mine[lo:hi], acc)
-        c.barrier(o.deadline)
-        for k, (lo, hi) in enumerate(segs):
-            if k != me and hi > lo:
-                np.copyto(x[lo:hi], o.slot(k, p, buf.dtype, hi - lo, lo))
-    finalize(op, buf, n)
+        all_gather_round(o, x, reduce_scatter_round(o, x, op))
+    finalize(op, buf, o.c.n)
 
 
 def reduce(o: ShmOp, buf: np.ndarray, op: ReduceOp, root: int) -> None:
@@ -184,10 +167,11 @@ def barrier(o: ShmOp) -> None:
 
 
 # -- the shared-memory halves of the sliced hierarchical all-reduce (``hierarchical.py``) ---------
-def reduce_scatter_round(o: ShmOp, x: np.ndarray, op: ReduceOp) -> None:
+def reduce_scatter_round(o: ShmOp, x: np.ndarray, op: ReduceOp) -> tuple:
     """One round of ``all_reduce``'s first half: afterwards segment ``me`` of ``x`` (of
     ``partition(x.size, n)``) holds the reduction over this host's ranks; the other segments of
-    ``x`` are left as they were. ``x`` must fit one slot. The summation order is all_reduce's."""
+    ``x`` are left as they were. ``x`` must fit one slot. The summation order is all_reduce's.
+    Returns the round (slot parity, segments, this rank's slot) for ``all_gather_round``."""
     c, n, me = o.c, o.c.n, o.c.me
     segs = alg.partition(x.size, n)
     p = c.next_parity()
@@ -202,16 +186,27 @@ def reduce_scatter_round(o: ShmOp, x: np.ndarray, op: ReduceOp) -> None:
         for k in range(n):
             if k != me:
                 combine(op, acc, o.slot(k, p, x.dtype, hi - lo, lo))
+    return p, segs, mine
 
 
-def all_gather_round(o: ShmOp, x: np.ndarray) -> None:
-    """The matching second half: every rank's segment ``me`` of ``x`` is copied into the others' ``x``."""
+def all_gather_round(o: ShmOp, x: np.ndarray, after: tuple | None = None) -> None:
+    """The matching second half: every rank's segment ``me`` of ``x`` is copied into the others' ``x``.
+
+    ``after``: what ``reduce_scatter_round`` returned for this ``x``. The segment is then published
+    in the slot that round used (no rank read the place of a rank's own segment there, so nothing
+    races) and its partition is reused: all_reduce's path, which does no more between its two
+    barriers than it must. None takes the next parity."""
     c, n, me = o.c, o.c.n, o.c.me
-    segs = alg.partition(x.size, n)
-    p = c.next_parity()
-    lo, hi = segs[me]
+    if after is None:
+        p, segs = c.next_parity(), alg.partition(x.size, n)
+        lo, hi = segs[me]
+        own = o.slot(me, p, x.dtype, hi - lo, lo)
+    else:
+        p, segs, mine = after
+        lo, hi = segs[me]
+        own = mine[lo:hi]
     if hi > lo:
-        np.copyto(o.slot(me, p, x.dtype, hi - lo, lo), x[lo:hi])
+        np.copyto(own, x[lo:hi])
     o.barrier()
     for k, (lo, hi) in enumerate(segs):
         if k != me and hi > lo:

@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from ._zmq_sockets import close_monitored
 from .errors import DistNetworkError, DistStoreError, DistTimeoutError, RendezvousError
 from .rendezvous import RendezvousState
 from .security import Credentials
@@ -314,12 +315,7 @@ class TCPStore(Store):
 
     def _close_sockets(self) -> None:
         if self._sock is not None:
-            try:
-                self._sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self._monitor.close(0)
-            self._sock.close(0)
+            close_monitored(self._sock, self._monitor)
             self._sock = None
 
     def close(self) -> None:

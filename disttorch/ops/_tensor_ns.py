@@ -30,6 +30,16 @@ def _axes(axis):
     return tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
 
 
+def _numpy_style_reduce(reduce, x, axis, keepdims):
+    """``reduce`` (disttorch's sum or mean) called with NumPy's arguments: ``axis`` None, an int or
+    a sequence, ``keepdims`` also when reducing over everything."""
+    ax = _axes(axis)
+    if ax is None:
+        r = reduce(x)
+        return r.reshape((1,) * x.ndim) if keepdims else r
+    return reduce(x, ax, keepdim=keepdims)
+
+
 class TensorNamespace:
     graph = True
 
@@ -56,20 +66,12 @@ class TensorNamespace:
     @staticmethod
     def sum(x, axis=None, keepdims=False):
         from .reduce import sum as _sum
-        ax = _axes(axis)
-        if ax is None:
-            r = _sum(x)
-            return r.reshape((1,) * x.ndim) if keepdims else r
-        return _sum(x, ax, keepdim=keepdims)
+        return _numpy_style_reduce(_sum, x, axis, keepdims)
 
     @staticmethod
     def mean(x, axis=None, keepdims=False):
         from .reduce import mean as _mean
-        ax = _axes(axis)
-        if ax is None:
-            r = _mean(x)
-            return r.reshape((1,) * x.ndim) if keepdims else r
-        return _mean(x, ax, keepdim=keepdims)
+        return _numpy_style_reduce(_mean, x, axis, keepdims)
 
     @staticmethod
     def reshape(x, shape):

@@ -587,22 +587,22 @@ def fmod(input, other):
     return binary(FmodBackward1 if both else FmodBackward0, input, other)
 
 
-def maximum(input, other):
+def _of_two_tensors(op, name, input, other):
+    """``op`` on two tensors (no Python scalars, as PyTorch's ``name`` insists), promoted and broadcast."""
     for pos, arg, label in ((1, input, "input"), (2, other, "other")):
         if not isinstance(arg, Tensor):
-            raise TypeError(f"maximum(): argument '{label}' (position {pos}) must be Tensor, not {type(arg).__name__}")
+            raise TypeError(f"{name}(): argument '{label}' (position {pos}) must be Tensor, not {type(arg).__name__}")
     a, b, dt = promote(input, other)
     check_broadcast_many(a, b)
-    return MaximumBackward0.apply(a, b)
+    return op.apply(a, b)
+
+
+def maximum(input, other):
+    return _of_two_tensors(MaximumBackward0, "maximum", input, other)
 
 
 def minimum(input, other):
-    for pos, arg, label in ((1, input, "input"), (2, other, "other")):
-        if not isinstance(arg, Tensor):
-            raise TypeError(f"minimum(): argument '{label}' (position {pos}) must be Tensor, not {type(arg).__name__}")
-    a, b, dt = promote(input, other)
-    check_broadcast_many(a, b)
-    return MinimumBackward0.apply(a, b)
+    return _of_two_tensors(MinimumBackward0, "minimum", input, other)
 
 
 def atan2(input, other):

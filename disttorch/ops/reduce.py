@@ -509,24 +509,24 @@ def _softmax_dim(ndim):
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def softmax(input, dim=None, dtype=None, _stacklevel=3):
+def _softmax_like(op, kernel, input, dim, dtype):
+    """``op`` along ``dim`` after casting to ``dtype``; without a dtype only floating inputs are
+    accepted (PyTorch's error names its ``kernel``)."""
     if dtype is not None:
         input = cast(input, D.as_dtype(dtype))
     elif input._data.dtype.kind not in "fc":
-        raise NotImplementedError(f"\"softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{_long_name(input.dtype)}'")
     if dim is None:
         dim = _softmax_dim(input.ndim)
-    return SoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+    return op.apply(input, axis=_wrap_dim(dim, input.ndim))
+
+
+def softmax(input, dim=None, dtype=None, _stacklevel=3):
+    return _softmax_like(SoftmaxBackward0, "softmax_lastdim_kernel_impl", input, dim, dtype)
 
 
 def log_softmax(input, dim=None, dtype=None, _stacklevel=3):
-    if dtype is not None:
-        input = cast(input, D.as_dtype(dtype))
-    elif input._data.dtype.kind not in "fc":
-        raise NotImplementedError(f"\"log_softmax_lastdim_kernel_impl\" not implemented for '{_long_name(input.dtype)}'")
-    if dim is None:
-        dim = _softmax_dim(input.ndim)
-    return LogSoftmaxBackward0.apply(input, axis=_wrap_dim(dim, input.ndim))
+    return _softmax_like(LogSoftmaxBackward0, "log_softmax_lastdim_kernel_impl", input, dim, dtype)
 
 
 class CumsumBackward0(Op):

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
-from ..tensor import Tensor
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 class Adadelta(Optimizer):
@@ -25,16 +24,10 @@ class Adadelta(Optimizer):
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
                  maximize=False, differentiable=False):
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        _check_nonnegative(lr=lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        _check_nonnegative(eps=eps, weight_decay=weight_decay)
         _check_differentiable(differentiable)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable,
                         foreach=foreach, differentiable=differentiable)
@@ -47,15 +40,8 @@ class Adadelta(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             rho, eps = group["rho"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["square_avg"] = _zeros_like(p)
-                    state["acc_delta"] = _zeros_like(p)
-                state["step"]._data += 1
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, "square_avg", "acc_delta")
                 param, grad = _real(p._data), _real(p.grad._data)
                 g = K.effective_grad(grad, param, group["weight_decay"], group["maximize"], ws)
                 square_avg, acc_delta = _real(state["square_avg"]._data), _real(state["acc_delta"]._data)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar
+from .optimizer import (Optimizer, _check_differentiable, _check_nonnegative, _new_scalar, _params_with_grad,
+                         _real, _to_scalar)
 from ..tensor import Tensor
 from .. import _backend
 
@@ -25,18 +26,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
                  foreach=None, *, maximize=False, differentiable=False, fused=None):
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= initial_accumulator_value:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        _check_nonnegative(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                           initial_accumulator_value=initial_accumulator_value, eps=eps)
         _check_differentiable(differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
@@ -65,9 +56,7 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             lr_decay, eps = group["lr_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in _params_with_grad(group):
                 state = self.state[p]
                 if len(state) == 0:  # a parameter added later through add_param_group
                     state = self._init_state(p)

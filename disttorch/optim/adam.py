@@ -7,23 +7,16 @@ import numpy as np
 
 from . import _kernels as K
 from .. import _intra_op
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
-from ..tensor import Tensor
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 def _check_adam_args(lr, betas, eps, weight_decay):
-    if isinstance(lr, Tensor) and lr.numel() != 1:
-        raise ValueError("Tensor lr must be 1-element")
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
+    _check_nonnegative(lr=lr, eps=eps)
     if not 0.0 <= betas[0] < 1.0:
         raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
     if not 0.0 <= betas[1] < 1.0:
         raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    _check_nonnegative(weight_decay=weight_decay)
 
 
 class Adam(Optimizer):
@@ -56,16 +49,6 @@ class Adam(Optimizer):
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
-    def _state_for(self, p, amsgrad):
-        state = self.state[p]
-        if len(state) == 0:
-            state["step"] = _new_scalar(0.0)
-            state["exp_avg"] = _zeros_like(p)
-            state["exp_avg_sq"] = _zeros_like(p)
-            if amsgrad:
-                state["max_exp_avg_sq"] = _zeros_like(p)
-        return state
-
     def step(self, closure=None):
         """Performs a single optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._eval_closure(closure)
@@ -75,13 +58,10 @@ class Adam(Optimizer):
             beta1, beta2 = (_to_scalar(b) for b in group["betas"])
             eps, weight_decay, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
             decoupled = group["decoupled_weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self._state_for(p, amsgrad)
-                step_t = state["step"]
-                step_t._data += 1
-                step = float(step_t._data)
+            buffers = ("exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * bool(amsgrad)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, *buffers)
+                step = float(state["step"]._data)
                 param, grad = _real(p._data), _real(p.grad._data)
                 exp_avg, exp_avg_sq = _real(state["exp_avg"]._data), _real(state["exp_avg_sq"]._data)
                 arrays = [param, grad, exp_avg, exp_avg_sq, ws.get(grad, 0), ws.get(grad, 1)]

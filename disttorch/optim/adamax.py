@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _kernels as K
 from .adam import _check_adam_args
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
+from .optimizer import Optimizer, _check_differentiable, _params_with_grad, _real, _to_scalar
 
 
 class Adamax(Optimizer):
@@ -38,16 +38,9 @@ class Adamax(Optimizer):
             lr = _to_scalar(group["lr"])
             beta1, beta2 = (_to_scalar(b) for b in group["betas"])
             eps = group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["exp_avg"] = _zeros_like(p)
-                    state["exp_inf"] = _zeros_like(p)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, "exp_avg", "exp_inf")
                 step_t = state["step"]
-                step_t._data += 1
                 param, grad = _real(p._data), _real(p.grad._data)
                 g = K.effective_grad(grad, param, group["weight_decay"], group["maximize"], ws)
                 exp_avg, exp_inf = _real(state["exp_avg"]._data), _real(state["exp_inf"]._data)

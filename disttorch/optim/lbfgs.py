@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .optimizer import Optimizer, _real, _to_scalar
+from .optimizer import Optimizer, _check_nonnegative, _real, _to_scalar
 from ..tensor import Tensor
 from ._line_search import strong_wolfe
 
@@ -36,10 +36,7 @@ class LBFGS(Optimizer):
 
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
                  history_size=100, line_search_fn=None):
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        _check_nonnegative(lr=lr)
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"only 'strong_wolfe' is supported as line_search_fn, got {line_search_fn!r}")
         if max_eval is None:

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _kernels as K
 from .adam import _check_adam_args
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 class NAdam(Optimizer):
@@ -31,8 +31,7 @@ class NAdam(Optimizer):
                  decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
                  differentiable=False):
         _check_adam_args(lr, betas, eps, weight_decay)
-        if not 0.0 <= momentum_decay:
-            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        _check_nonnegative(momentum_decay=momentum_decay)
         _check_differentiable(differentiable)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
@@ -47,18 +46,9 @@ class NAdam(Optimizer):
             lr = _to_scalar(group["lr"])
             beta1, beta2 = (_to_scalar(b) for b in group["betas"])
             eps, weight_decay, momentum_decay = group["eps"], group["weight_decay"], group["momentum_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["mu_product"] = _new_scalar(1.0)
-                    state["exp_avg"] = _zeros_like(p)
-                    state["exp_avg_sq"] = _zeros_like(p)
-                step_t = state["step"]
-                step_t._data += 1
-                step = float(step_t._data)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, "exp_avg", "exp_avg_sq", mu_product=1.0)
+                step = float(state["step"]._data)
                 bias_correction2 = 1 - beta2 ** step
                 param, grad = _real(p._data), _real(p.grad._data)
                 if weight_decay != 0 and group["decoupled_weight_decay"]:

@@ -146,6 +146,24 @@ def _real(a):
     return a.view(a.real.dtype) if a.dtype.kind == "c" else a
 
 
+_ARG_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def _check_nonnegative(**values):
+    """PyTorch's constructor checks, in the order given: a Tensor ``lr`` must hold one element, and
+    every value must satisfy ``0 <= value`` (NaN fails), else ``Invalid <label>: <value>``."""
+    for name, value in values.items():
+        if name == "lr" and isinstance(value, Tensor) and value.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_ARG_LABELS.get(name, name + ' value')}: {value}")
+
+
+def _params_with_grad(group):
+    """The parameters of ``group`` that have a gradient; a step leaves the others as they are."""
+    return (p for p in group["params"] if p.grad is not None)
+
+
 def _check_differentiable(differentiable):
     if differentiable:
         raise ValueError("differentiable=True is not supported by disttorch optimizers: "
@@ -360,6 +378,20 @@ class Optimizer:
             return None
         with enable_grad():
             return closure()
+
+    def _stepped_state(self, p, *buffers, **scalars):
+        """``p``'s state with its ``step`` counted up by one. The first step creates it as PyTorch
+        does, in PyTorch's key order (``state_dict`` shows it): ``step``, then ``scalars`` (name:
+        initial value), then a zero tensor like ``p`` for each name in ``buffers``."""
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = _new_scalar(0.0)
+            for name, value in scalars.items():
+                state[name] = _new_scalar(value)
+            for name in buffers:
+                state[name] = _zeros_like(p)
+        state["step"]._data += 1
+        return state
 
     # ---- state dict -----------------------------------------------------------------------------
     def state_dict(self):

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _kernels as K
 from .adam import _check_adam_args
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
+from .optimizer import Optimizer, _check_differentiable, _params_with_grad, _real, _to_scalar
 
 
 class RAdam(Optimizer):
@@ -44,17 +44,9 @@ class RAdam(Optimizer):
             lr = _to_scalar(group["lr"])
             beta1, beta2 = (_to_scalar(b) for b in group["betas"])
             eps, weight_decay = group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["exp_avg"] = _zeros_like(p)
-                    state["exp_avg_sq"] = _zeros_like(p)
-                step_t = state["step"]
-                step_t._data += 1
-                step = float(step_t._data)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, "exp_avg", "exp_avg_sq")
+                step = float(state["step"]._data)
                 param, grad = _real(p._data), _real(p.grad._data)
                 if weight_decay != 0 and group["decoupled_weight_decay"]:
                     param *= 1 - lr * weight_decay

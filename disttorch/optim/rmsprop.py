@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .optimizer import Optimizer, _check_differentiable, _new_scalar, _real, _to_scalar, _zeros_like
-from ..tensor import Tensor
+from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
 class RMSprop(Optimizer):
@@ -28,18 +27,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  capturable=False, foreach=None, maximize=False, differentiable=False):
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        _check_nonnegative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         _check_differentiable(differentiable)
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered, weight_decay=weight_decay,
                         capturable=capturable, foreach=foreach, maximize=maximize, differentiable=differentiable)
@@ -52,18 +40,9 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             alpha, eps, momentum, centered = group["alpha"], group["eps"], group["momentum"], group["centered"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _new_scalar(0.0)
-                    state["square_avg"] = _zeros_like(p)
-                    if momentum > 0:
-                        state["momentum_buffer"] = _zeros_like(p)
-                    if centered:
-                        state["grad_avg"] = _zeros_like(p)
-                state["step"]._data += 1
+            buffers = ("square_avg",) + ("momentum_buffer",) * bool(momentum > 0) + ("grad_avg",) * bool(centered)
+            for p in _params_with_grad(group):
+                state = self._stepped_state(p, *buffers)
                 param, grad = _real(p._data), _real(p.grad._data)
                 g = K.effective_grad(grad, param, group["weight_decay"], group["maximize"], ws)
                 square_avg = _real(state["square_avg"]._data)

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _kernels as K
 from .. import _intra_op
-from .optimizer import Optimizer, _check_differentiable, _empty_like, _real, _to_scalar
+from .optimizer import Optimizer, _check_differentiable, _empty_like, _params_with_grad, _real, _to_scalar
 from ..tensor import Tensor
 
 
@@ -63,9 +63,7 @@ class SGD(Optimizer):
             lr = _to_scalar(group["lr"])
             momentum, dampening = group["momentum"], group["dampening"]
             weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in _params_with_grad(group):
                 param, grad = _real(p._data), _real(p.grad._data)
                 buf, first = None, False
                 if momentum != 0:

@@ -166,7 +166,8 @@ def enable_from_env() -> bool:
     directory = (settings.get(ENV_DIR) or "").strip()
     if not directory:
         return False
-    return enable(directory, _env_int("RANK"), _env_int("DISTTORCH_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"))
+    restart = settings.first_int("DISTTORCH_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT")
+    return enable(directory, settings.first_int("RANK"), restart)
 
 
 def disable() -> None:
@@ -183,14 +184,6 @@ def enabled() -> bool:
 def _forget_in_child() -> None:
     global ACTIVE, _rec
     ACTIVE, _rec = False, None
-
-
-def _env_int(*names: str) -> int:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return int(value)
-    return 0
 
 
 def _chain_sigterm() -> None:

@@ -10,15 +10,6 @@ from disttorch.distributed import ReduceOp
 from disttorch.distributed.config import Config
 
 
-@pytest.fixture
-def world1(monkeypatch):
-    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "DISTTORCH_SECRET"):
-        monkeypatch.delenv(k, raising=False)
-    dist.init_process_group("zmq", world_size=1, rank=0, timeout=10)
-    yield
-    dist.destroy_process_group()
-
-
 class FakeCupyArray:
     """Enough of cupy.ndarray for the staging path: a device array that is not a NumPy array."""
 

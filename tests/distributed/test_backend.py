@@ -25,15 +25,6 @@ def test_an_incomplete_engine_cannot_be_created():
         Half()
 
 
-@pytest.fixture
-def world1(monkeypatch):
-    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "DISTTORCH_SECRET"):
-        monkeypatch.delenv(k, raising=False)
-    dist.init_process_group("zmq", world_size=1, rank=0, timeout=10)
-    yield
-    dist.destroy_process_group()
-
-
 def test_resolve_group_gives_the_world_engine_and_refuses_other_objects(world1):
     world = resolve_group(None)
     assert isinstance(world, ProcessGroup) and resolve_group(dist.group.WORLD) is world

@@ -78,6 +78,13 @@ def test_an_undeclared_name_is_refused():
         settings.get("DISTTORCH_NOPE")
 
 
+def test_first_int_takes_the_first_whole_number_and_else_zero():
+    env = {"A": "x", "B": " 7 ", "C": "9", "N": "-1"}
+    assert settings.first_int("A", "B", "C", environ=env) == 7  # "x" is passed over
+    assert settings.first_int("N", "MISSING", environ=env) == 0
+    assert settings.first_int(environ=env) == 0
+
+
 def test_the_module_imports_only_the_standard_library():
     code = "import sys, disttorch_launcher.settings; print(sorted(m for m in ('numpy', 'zmq', 'disttorch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

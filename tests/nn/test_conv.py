@@ -233,3 +233,79 @@ def test_conv2d_channels_last_strided_input_and_retained_graph():
         (t_out * torch.tensor(g)).sum().backward(retain_graph=True)
         np.testing.assert_allclose(d_x.grad.numpy(), t_x.grad.numpy(), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(d_w.grad.numpy(), t_w.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,kw", [((12, 8, 20, 20), dict(kernel_size=3, padding=1)),     # per-sample GEMMs
+                                      ((12, 16, 4, 4), dict(kernel_size=3, padding=1)),      # whole-chunk GEMMs
+                                      ((12, 8, 20, 20), dict(kernel_size=2, stride=2))])     # disjoint windows
+def test_conv2d_on_two_threads_matches_one(shape, kw, monkeypatch):
+    """With 2 intra-op threads the chunks of samples run in parallel: the output and the input
+    gradient are the same bits as with 1 thread (each chunk writes its own samples), the weight
+    gradient sums the same terms in two blocks (so it may differ in the last bits only)."""
+    from disttorch import _threads
+    from disttorch.ops import conv_nhwc
+
+    monkeypatch.setattr(conv_nhwc, "_CHUNK_BYTES", 4096)  # several chunks even at this small size
+    split_calls = []
+    real_run = conv_nhwc._intra_op.run
+
+    def counting_run(fn, parts):
+        split_calls.append(parts if _threads.intra_op_threads() == 2 else 0)
+        return real_run(fn, parts)
+
+    monkeypatch.setattr(conv_nhwc._intra_op, "run", counting_run)
+    x = randn(*shape)
+    gy = None
+    results = []
+    previous = _threads.get_num_threads()
+    try:
+        for threads in (1, 2):
+            _threads.set_num_threads(threads)
+            dt.manual_seed(0)
+            conv = nn.Conv2d(shape[1], 16, **kw)
+            xt = dt.tensor(x, requires_grad=True)
+            y = conv(xt)
+            if gy is None:
+                gy = randn(*y.shape)
+            y.backward(dt.tensor(gy))
+            results.append((y.detach().numpy(), xt.grad.numpy(), conv.weight.grad.numpy(), conv.bias.grad.numpy()))
+    finally:
+        _threads.set_num_threads(previous)
+    (y1, gx1, gw1, gb1), (y2, gx2, gw2, gb2) = results
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(gx2, gx1)
+    np.testing.assert_allclose(gw2, gw1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gb2, gb1)
+    assert {12, 2} <= set(split_calls)  # 2 threads: the forward ran its 12 chunks, the backward 2 blocks, in parallel
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, padding=1), dict(kernel_size=3, padding=0),
+                                dict(kernel_size=3, padding=2), dict(kernel_size=(5, 3), padding=(2, 1)),
+                                dict(kernel_size=4, padding="same")],
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_stride1_input_grad_as_correlation_matches_the_scatter_and_torch(kw, monkeypatch):
+    """Stride-1 input gradients with >= 64 positions are one correlation of the padded gradient
+    with the flipped weight: the same values as the column scatter (float64) and as PyTorch."""
+    from disttorch.ops import conv_nhwc
+
+    torch = ref_torch()
+    x = rng.standard_normal((3, 8, 11, 10))
+    w = rng.standard_normal((12, 8) + ((kw["kernel_size"],) * 2 if isinstance(kw["kernel_size"], int) else kw["kernel_size"]))
+    grads = []
+    calls = []
+    real = conv_nhwc.correlate_full
+    monkeypatch.setattr(conv_nhwc, "correlate_full", lambda *a: calls.append(1) or real(*a))
+    for correlation in (True, False):
+        if not correlation:
+            assert calls  # the first pass took the correlation
+            monkeypatch.setattr(conv_nhwc, "_input_grad_as_correlation", lambda *a: False)
+        xt = dt.tensor(x, requires_grad=True)
+        y = dt.nn.functional.conv2d(xt, dt.tensor(w), padding=kw["padding"])
+        assert y.shape[2] * y.shape[3] >= conv_nhwc._DIRECT_MIN_POSITIONS
+        gy = np.cos(np.arange(y.numel())).reshape(y.shape)
+        y.backward(dt.tensor(gy))
+        grads.append(xt.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    xr = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(xr, torch.tensor(w), padding=kw["padding"]).backward(torch.tensor(gy))
+    np.testing.assert_allclose(grads[0], xr.grad.numpy(), rtol=1e-10, atol=1e-10)

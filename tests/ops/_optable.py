@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 import disttorch
 
@@ -133,6 +134,26 @@ def check_parity(case, torch):
             np.testing.assert_allclose(np.broadcast_to(gv, shape), np.broadcast_to(tv, shape),
                                        rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5) * 10,
                                        err_msg=f"{case.name} second-order grad {i}")
+
+
+def table_tests(cases):
+    """The three tests of an op table, for a test module to bind to ``test_*`` names: gradcheck,
+    gradgradcheck (the rows with ``gradgrad``) and parity with PyTorch."""
+
+    @pytest.mark.parametrize("case", cases, ids=str)
+    def test_gradcheck(case):
+        check_gradcheck(case)
+
+    @pytest.mark.parametrize("case", [c for c in cases if c.gradgrad], ids=str)
+    def test_gradgradcheck(case):
+        check_gradgradcheck(case)
+
+    @pytest.mark.parametrize("case", cases, ids=str)
+    def test_parity_with_torch(case):
+        torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+        check_parity(case, torch)
+
+    return test_gradcheck, test_gradgradcheck, test_parity_with_torch
 
 
 def _leaves(r):

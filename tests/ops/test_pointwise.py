@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import disttorch
-from _optable import Case, check_gradcheck, check_gradgradcheck, check_parity
+from _optable import Case, table_tests
 
 S = (2, 3)
 
@@ -92,20 +92,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    check_gradcheck(case)
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c.gradgrad], ids=str)
-def test_gradgradcheck(case):
-    check_gradgradcheck(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_parity_with_torch(case):
-    torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
-    check_parity(case, torch)
+test_gradcheck, test_gradgradcheck, test_parity_with_torch = table_tests(CASES)
 
 
 # ---- forward semantics: rounding, integer ops, comparisons --------------------------------------

@@ -44,6 +44,41 @@ def test_errors_match_pytorch(make, error, message):
         make(leaf())
 
 
+# each optimizer's checked arguments with a bad value ("T2": a 2-element Tensor lr)
+_BAD_ARGS = {
+    "Adam": dict(lr=[-1, float("nan"), "T2"], eps=[-1], betas=[(1.0, 0.9), (0.9, -1)], weight_decay=[-1]),
+    "AdamW": dict(lr=[-1, "T2"], eps=[-1], weight_decay=[-1]),
+    "Adamax": dict(lr=[-1], eps=[-1], weight_decay=[-1]),
+    "NAdam": dict(lr=[-1], eps=[-1], momentum_decay=[-1]),
+    "RAdam": dict(lr=[-1], weight_decay=[-1]),
+    "Adadelta": dict(lr=[-1, "T2"], rho=[1.5], eps=[-1], weight_decay=[-1]),
+    "Adagrad": dict(lr=[-1, "T2", float("nan")], lr_decay=[-1], weight_decay=[-1], initial_accumulator_value=[-1],
+                    eps=[-1]),
+    "RMSprop": dict(lr=[-1, "T2"], eps=[-1], momentum=[-1], weight_decay=[-1], alpha=[-1]),
+    "LBFGS": dict(lr=[-1, "T2"]),
+    "SGD": dict(lr=[-1, "T2", float("nan")], momentum=[-1], weight_decay=[-1]),
+}
+
+
+@pytest.mark.parametrize("name", list(_BAD_ARGS))
+def test_constructor_checks_raise_pytorchs_first_error(name):
+    """Every bad argument alone, and every pair (which error wins shows the order of the checks)."""
+    torch = pytest.importorskip("torch")
+    singles = [(k, v) for k, values in _BAD_ARGS[name].items() for v in values]
+    combos = [[s] for s in singles] + [[a, b] for i, a in enumerate(singles) for b in singles[i + 1:] if a[0] != b[0]]
+
+    def error(lib, combo):
+        kwargs = {k: lib.tensor([0.1, 0.2]) if v == "T2" else v for k, v in combo}
+        try:
+            getattr(lib.optim, name)([lib.zeros(2, requires_grad=True)], **kwargs)
+        except Exception as e:  # noqa: BLE001 - the type and text are what is compared
+            return type(e).__name__, str(e)
+        return None
+
+    for combo in combos:
+        assert error(disttorch, combo) == error(torch, combo), combo
+
+
 def test_param_groups_take_defaults_and_keep_their_own_options():
     a, b = leaf(), leaf()
     opt = optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)

@@ -117,14 +117,6 @@ def _read(name: str, parse):
         raise ValueError(f"{name}={text!r}: {e}") from None
 
 
-def _env_int(*names: str) -> int:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return int(value)
-    return 0
-
-
 def _act_as_separate_host(rank: int) -> None:
     """Shared memory off, and a host identity per rank (see the module docstring)."""
     if settings.get("DISTTORCH_TRANSPORT") in ("auto", "shm"):
@@ -146,7 +138,7 @@ def install_from_env(rank: int, world_size: int) -> Simulation | None:
         faults = resolve_faults(specs, seed, world_size)
     except SpecError as e:
         raise ValueError(f"{ENV_FAULTS}={os.environ.get(ENV_FAULTS)!r}: {e}") from None
-    restart = _env_int("DISTTORCH_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT")
+    restart = settings.first_int("DISTTORCH_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT")
     injector = FaultInjector(faults, rank, restart, seed) if faults else None
     integrity = checksum or any(f.kind == "corrupt" for f in faults)
     sim = Simulation(rank, network, injector, integrity, seed)

@@ -28,6 +28,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from .._zmq_sockets import close_monitored
 from ..errors import DistNetworkError
 from ..wire import MAX_HEADER_SIZE, WireError, decode
 from .base import Message, Sink, Transport
@@ -271,13 +272,7 @@ class ZmqTransport(Transport):
 
     def _close(self) -> None:
         for p in self._peers.values():
-            if p.monitor is not None:
-                try:
-                    p.sock.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-                p.monitor.close(0)
-            p.sock.close(CLOSE_LINGER_MS)
+            close_monitored(p.sock, p.monitor, CLOSE_LINGER_MS)
         self._peers.clear()
         self._trackers.clear()
         self.pull.close(0)

@@ -9,6 +9,7 @@ from .activation import (  # noqa: F401
     CELU, GLU, RReLU, Hardshrink, Hardsigmoid, Hardswish, LogSigmoid, Softmax2d, Softmin, Softshrink, Softsign,
     Tanhshrink, Threshold)
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401
+from .normalization import BatchNorm3d  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .sparse import Embedding  # noqa: F401
 from .loss import (  # noqa: F401

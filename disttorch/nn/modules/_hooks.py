@@ -82,18 +82,25 @@ class BackwardHook:
         self.grad_outputs = []
 
     # ---- forward-time wiring ---------------------------------------------------------------------
+    @staticmethod
+    def _wrap_tensors(items, make_callback, pending):
+        """Wraps, in place, each tensor of ``items`` that requires grad so that its gradient reaches
+        ``make_callback(slot)``, and records the slot in ``pending``. Slots count every tensor, also
+        those that need no gradient; returns how many there are."""
+        slot = 0
+        for i, item in enumerate(items):
+            if not isinstance(item, Tensor):
+                continue
+            if item.requires_grad:
+                items[i] = BackwardHookFunctionBackward.apply(item, callback=make_callback(slot))
+                pending.add(slot)
+            slot += 1
+        return slot
+
     def setup_input_hook(self, args):
         out = list(args)
-        slot = 0
-        for i, a in enumerate(args):
-            if not isinstance(a, Tensor):
-                continue
-            if a.requires_grad:
-                out[i] = BackwardHookFunctionBackward.apply(a, callback=self._input_callback(slot))
-                self.pending_inputs.add(slot)
-            slot += 1
-        self.n_inputs = slot
-        self.grad_inputs = [None] * slot
+        self.n_inputs = self._wrap_tensors(out, self._input_callback, self.pending_inputs)
+        self.grad_inputs = [None] * self.n_inputs
         return tuple(out)
 
     def setup_output_hook(self, result):
@@ -101,16 +108,8 @@ class BackwardHook:
         items = [result] if single else list(result) if isinstance(result, tuple) else None
         if items is None:
             return result
-        slot = 0
-        for i, r in enumerate(items):
-            if not isinstance(r, Tensor):
-                continue
-            if r.requires_grad:
-                items[i] = BackwardHookFunctionBackward.apply(r, callback=self._output_callback(slot))
-                self.pending_outputs.add(slot)
-            slot += 1
-        self.n_outputs = slot
-        self.grad_outputs = [None] * slot
+        self.n_outputs = self._wrap_tensors(items, self._output_callback, self.pending_outputs)
+        self.grad_outputs = [None] * self.n_outputs
         return items[0] if single else tuple(items)
 
     # ---- backward-time callbacks --------------------------------------------------------------------

@@ -18,18 +18,26 @@ def _inplace_repr(inplace, lead=""):
     return (lead + "inplace=True") if inplace else ""
 
 
-class ReLU(Module):
-    """``max(0, x)``."""
+class _InplaceActivation(Module):
+    """An activation whose only option is ``inplace``; subclasses name their functional form."""
+
+    _function = None
 
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
     def forward(self, input):
-        return F.relu(input, inplace=self.inplace)
+        return type(self)._function(input, inplace=self.inplace)
 
     def extra_repr(self):
         return _inplace_repr(self.inplace)
+
+
+class ReLU(_InplaceActivation):
+    """``max(0, x)``."""
+
+    _function = staticmethod(F.relu)
 
 
 class Hardtanh(Module):
@@ -119,18 +127,10 @@ class ELU(Module):
         return f"alpha={self.alpha}{_inplace_repr(self.inplace, ', ')}"
 
 
-class SELU(Module):
+class SELU(_InplaceActivation):
     """Scaled ELU with the self-normalising constants."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.selu(input, self.inplace)
-
-    def extra_repr(self):
-        return _inplace_repr(self.inplace)
+    _function = staticmethod(F.selu)
 
 
 class GELU(Module):
@@ -147,32 +147,16 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class SiLU(Module):
+class SiLU(_InplaceActivation):
     """``x * sigmoid(x)`` (swish)."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.silu(input, inplace=self.inplace)
-
-    def extra_repr(self):
-        return _inplace_repr(self.inplace)
+    _function = staticmethod(F.silu)
 
 
-class Mish(Module):
+class Mish(_InplaceActivation):
     """``x * tanh(softplus(x))``."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.mish(input, inplace=self.inplace)
-
-    def extra_repr(self):
-        return _inplace_repr(self.inplace)
+    _function = staticmethod(F.mish)
 
 
 class Softplus(Module):
@@ -236,23 +220,6 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
-
-
-
-class _InplaceActivation(Module):
-    """An activation whose only option is ``inplace``; subclasses name their functional form."""
-
-    _function = None
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return type(self)._function(input, inplace=self.inplace)
-
-    def extra_repr(self):
-        return _inplace_repr(self.inplace)
 
 
 class Hardswish(_InplaceActivation):

@@ -13,6 +13,22 @@ from .module import Module, _addindent
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
 
+# shared by the list-like containers, whose entries are named "0", "1", ...
+def _abs_string_index(self, idx):
+    """The name of entry ``idx`` (negative counts from the end); IndexError outside the container."""
+    idx = operator.index(idx)
+    if not -len(self) <= idx < len(self):
+        raise IndexError(f"index {idx} is out of range")
+    if idx < 0:
+        idx += len(self)
+    return str(idx)
+
+
+def _dir_without_indices(self):
+    """``dir()`` without the entries' digit names, as PyTorch shows it."""
+    return [k for k in Module.__dir__(self) if not k.isdigit()]
+
+
 class Sequential(Module):
     """Modules called in order, each on the previous one's output.
 
@@ -108,8 +124,7 @@ class Sequential(Module):
             offset += n
         return self
 
-    def __dir__(self):
-        return [k for k in super().__dir__() if not k.isdigit()]
+    __dir__ = _dir_without_indices
 
     def pop(self, key):
         v = self[key]
@@ -152,13 +167,7 @@ class ModuleList(Module):
         if modules is not None:
             self += modules
 
-    def _get_abs_string_index(self, idx):
-        idx = operator.index(idx)
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} is out of range")
-        if idx < 0:
-            idx += len(self)
-        return str(idx)
+    _get_abs_string_index = _abs_string_index
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -211,8 +220,7 @@ class ModuleList(Module):
             lines.append(_addindent(local, 2))
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
-    def __dir__(self):
-        return [k for k in super().__dir__() if not k.isdigit()]
+    __dir__ = _dir_without_indices
 
     def insert(self, index, module):
         for i in range(len(self._modules), index, -1):
@@ -316,13 +324,7 @@ class ParameterList(Module):
         if values is not None:
             self += values
 
-    def _get_abs_string_index(self, idx):
-        idx = operator.index(idx)
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} is out of range")
-        if idx < 0:
-            idx += len(self)
-        return str(idx)
+    _get_abs_string_index = _abs_string_index
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -347,8 +349,7 @@ class ParameterList(Module):
     def __iadd__(self, parameters):
         return self.extend(parameters)
 
-    def __dir__(self):
-        return [k for k in super().__dir__() if not k.isdigit()]
+    __dir__ = _dir_without_indices
 
     def append(self, value):
         new_idx = len(self)

@@ -86,6 +86,33 @@ def collate_str_fn(batch, *, collate_fn_map=None):
     return batch
 
 
+def _rebuild_mapping(original, fields: dict):
+    """``fields`` in a mapping like ``original``: a copy of a mutable one (``copy.copy`` keeps its
+    type and any extra attributes, e.g. a BatchEncoding), ``type(original)(fields)`` otherwise, and
+    the plain dict when the type cannot be rebuilt from one."""
+    try:
+        if isinstance(original, collections.abc.MutableMapping):
+            clone = copy.copy(original)
+            clone.update(fields)
+            return clone
+        return type(original)(fields)
+    except TypeError:
+        return fields
+
+
+def _rebuild_sequence(original, items: list):
+    """``items`` in a sequence like ``original``, by the rules of ``_rebuild_mapping``."""
+    try:
+        if isinstance(original, collections.abc.MutableSequence):
+            clone = copy.copy(original)
+            for i, item in enumerate(items):
+                clone[i] = item
+            return clone
+        return type(original)(items)
+    except TypeError:
+        return items
+
+
 def collate(batch, *, collate_fn_map=None):
     """Collates ``batch`` (a non-empty list of samples) by the type of its first element.
 
@@ -102,16 +129,8 @@ def collate(batch, *, collate_fn_map=None):
                 return collate_fn_map[collate_type](batch, collate_fn_map=collate_fn_map)
 
     if isinstance(elem, collections.abc.Mapping):
-        fields = {key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map) for key in elem}
-        try:
-            if isinstance(elem, collections.abc.MutableMapping):
-                # copy.copy keeps the mapping's type and any extra attributes (e.g. a BatchEncoding).
-                clone = copy.copy(elem)
-                clone.update(fields)
-                return clone
-            return elem_type(fields)
-        except TypeError:
-            return fields  # the mapping type cannot be rebuilt from a dict
+        return _rebuild_mapping(elem, {key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map)
+                                       for key in elem})
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
         return elem_type(*(collate(samples, collate_fn_map=collate_fn_map) for samples in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):
@@ -121,17 +140,8 @@ def collate(batch, *, collate_fn_map=None):
             sizes = [len(e) for e in batch]
             raise RuntimeError(f"each element in list of batch should be of equal size (got sizes {sizes})")
         transposed = list(zip(*batch))
-        if isinstance(elem, tuple):
-            return [collate(samples, collate_fn_map=collate_fn_map) for samples in transposed]
-        try:
-            if isinstance(elem, collections.abc.MutableSequence):
-                clone = copy.copy(elem)
-                for i, samples in enumerate(transposed):
-                    clone[i] = collate(samples, collate_fn_map=collate_fn_map)
-                return clone
-            return elem_type([collate(samples, collate_fn_map=collate_fn_map) for samples in transposed])
-        except TypeError:
-            return [collate(samples, collate_fn_map=collate_fn_map) for samples in transposed]
+        items = [collate(samples, collate_fn_map=collate_fn_map) for samples in transposed]
+        return items if isinstance(elem, tuple) else _rebuild_sequence(elem, items)
     raise TypeError(default_collate_err_msg_format.format(elem_type))
 
 
@@ -169,27 +179,11 @@ def default_convert(data):
     if isinstance(data, (np.bool_, np.number)):
         return _arrays.wrap(np.asarray(data))
     if isinstance(data, collections.abc.Mapping):
-        fields = {key: default_convert(data[key]) for key in data}
-        try:
-            if isinstance(data, collections.abc.MutableMapping):
-                clone = copy.copy(data)
-                clone.update(fields)
-                return clone
-            return elem_type(fields)
-        except TypeError:
-            return fields
+        return _rebuild_mapping(data, {key: default_convert(data[key]) for key in data})
     if isinstance(data, tuple) and hasattr(data, "_fields"):
         return elem_type(*(default_convert(d) for d in data))
     if isinstance(data, tuple):
         return [default_convert(d) for d in data]
     if isinstance(data, collections.abc.Sequence) and not isinstance(data, (str, bytes)):
-        try:
-            if isinstance(data, collections.abc.MutableSequence):
-                clone = copy.copy(data)
-                for i, d in enumerate(data):
-                    clone[i] = default_convert(d)
-                return clone
-            return elem_type([default_convert(d) for d in data])
-        except TypeError:
-            return [default_convert(d) for d in data]
+        return _rebuild_sequence(data, [default_convert(d) for d in data])
     return data

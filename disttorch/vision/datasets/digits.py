@@ -43,11 +43,7 @@ class Digits(VisionDataset):
     def __getitem__(self, index: int):
         img = _arrays.wrap(_arrays.array_of(self.data)[index].copy())
         target = int(_arrays.array_of(self.targets)[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return self._transformed(img, target)
 
     def __len__(self) -> int:
         return len(_arrays.array_of(self.data))

@@ -45,11 +45,7 @@ class FakeData(VisionDataset):
         scaled = noise * np.float32(255)
         pixels = np.ascontiguousarray(scaled.astype(np.int64).astype(np.uint8).transpose(1, 2, 0))
         img = as_image(pixels[:, :, 0] if channels == 1 else pixels) if channels in (1, 3, 4) else pixels
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return self._transformed(img, target)
 
     def __len__(self) -> int:
         return self.size

@@ -17,11 +17,7 @@ class StandardTransform:
         self.target_transform = target_transform
 
     def __call__(self, input, target):
-        if self.transform is not None:
-            input = self.transform(input)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return input, target
+        return _apply_each(self.transform, self.target_transform, input, target)
 
     def __repr__(self) -> str:
         body = [self.__class__.__name__]
@@ -30,6 +26,15 @@ class StandardTransform:
         if self.target_transform is not None:
             body.append(_indent("Target transform: ", repr(self.target_transform)))
         return "\n".join(body)
+
+
+def _apply_each(transform, target_transform, input, target):
+    """``(transform(input), target_transform(target))``, each transform applied only when given."""
+    if transform is not None:
+        input = transform(input)
+    if target_transform is not None:
+        target = target_transform(target)
+    return input, target
 
 
 def _indent(head: str, text: str) -> str:
@@ -54,6 +59,11 @@ class VisionDataset(Dataset):
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def _transformed(self, input, target):
+        """One sample through ``transform`` and ``target_transform`` as they are now (torchvision's
+        datasets read the attributes at every access, so assigning ``ds.transform`` takes effect)."""
+        return _apply_each(self.transform, self.target_transform, input, target)
 
     def extra_repr(self) -> str:
         return ""

@@ -6,7 +6,6 @@ recorded.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,20 +14,9 @@ import time
 import pytest
 
 from _digits import SCRIPT, assert_same_weights, child_env, digits_args, load_weights
-from _ray_helpers import processes_with_env, read_ranks
+from _ray_helpers import processes_with_env, read_ranks, run_scenarios, scenario_result
 
 pytest.importorskip("ray", reason="the Ray engine needs ray: pip install 'disttorch[ray]'")
-
-SCENARIOS = os.path.join(os.path.dirname(__file__), "_ray_scenarios.py")
-
-
-def run_scenarios(which: str, out) -> dict:
-    """Runs _ray_scenarios.py WHICH in a child process; {scenario: its record}."""
-    done = subprocess.run([sys.executable, SCENARIOS, which, str(out)], env=child_env(),
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads((out / "results.json").read_text())
-
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
@@ -36,21 +24,14 @@ def scenarios(tmp_path_factory):
     return out, run_scenarios("local", out)
 
 
-def _scenario(scenarios, name):
-    out, results = scenarios
-    record = results[name]
-    assert record["ok"], record.get("error")
-    return out / name, record
-
-
 def test_train_digits_under_ray_equals_disttorch_run(scenarios, digits_reference):
-    d, record = _scenario(scenarios, "train_digits")
+    d, record = scenario_result(scenarios, "train_digits")
     assert record["statuses"] == [0, 0]
     assert_same_weights(load_weights(d / "ray.npz"), digits_reference)
 
 
 def test_ranks_get_torchrun_variables_threads_from_the_bundle_and_no_leftovers(scenarios):
-    d, record = _scenario(scenarios, "variables")
+    d, record = scenario_result(scenarios, "variables")
     assert record["statuses"] == [0, 0] and record["exit_code"] == 0
     ranks = read_ranks(d, 2)
     for r, got in enumerate(ranks):
@@ -63,7 +44,7 @@ def test_ranks_get_torchrun_variables_threads_from_the_bundle_and_no_leftovers(s
 
 
 def test_a_killed_actor_is_reported_with_its_rank_and_stops_the_others(scenarios):
-    d, record = _scenario(scenarios, "killed_actor")
+    d, record = scenario_result(scenarios, "killed_actor")
     assert record["exit_code"] == 1
     failure = record["failure"]
     assert (failure["rank"], failure["node_rank"], failure["returncode"]) == (1, 0, None)
@@ -75,7 +56,7 @@ def test_a_killed_actor_is_reported_with_its_rank_and_stops_the_others(scenarios
 
 
 def test_max_restarts_restarts_the_group_after_a_failure(scenarios):
-    d, record = _scenario(scenarios, "restarts")
+    d, record = scenario_result(scenarios, "restarts")
     assert (record["exit_code"], record["statuses"], record["restarts"]) == (0, [0, 0], 1)
     assert [r["TORCHELASTIC_RESTART_COUNT"] for r in read_ranks(d, 2)] == ["1", "1"]
     err = (d / "stderr.txt").read_text()
@@ -83,7 +64,7 @@ def test_max_restarts_restarts_the_group_after_a_failure(scenarios):
 
 
 def test_bad_arguments_are_refused_at_the_boundary(scenarios):
-    _, record = _scenario(scenarios, "bad_arguments")
+    _, record = scenario_result(scenarios, "bad_arguments")
     assert record["errors"] == [
         ["ValueError", "num_nodes=3 does not divide num_workers=4"],
         ["ValueError", "num_workers: expected an int >= 1, got 0"],

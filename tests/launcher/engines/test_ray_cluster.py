@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from _ray_helpers import read_ranks
+from _ray_helpers import read_ranks, run_scenarios, scenario_result
 
 pytest.importorskip("ray", reason="the Ray engine needs ray: pip install 'disttorch[ray]'")
 
-from test_ray import run_scenarios  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +18,8 @@ def scenarios(tmp_path_factory):
     return out, run_scenarios("cluster", out)
 
 
-def _scenario(scenarios, name):
-    out, results = scenarios
-    record = results[name]
-    assert record["ok"], record.get("error")
-    return out / name, record
-
-
 def test_one_rank_per_node_with_node_ranks_and_a_working_group(scenarios):
-    d, record = _scenario(scenarios, "spread")
+    d, record = scenario_result(scenarios, "spread")
     assert record["statuses"] == [0, 0]
     ranks = read_ranks(d, 2)
     assert [(r["RANK"], r["NODE_RANK"], r["LOCAL_RANK"], r["LOCAL_WORLD_SIZE"]) for r in ranks] == [
@@ -37,7 +29,7 @@ def test_one_rank_per_node_with_node_ranks_and_a_working_group(scenarios):
 
 
 def test_a_lost_node_is_reported_with_rank_node_and_cause(scenarios):
-    d, record = _scenario(scenarios, "lost_node")
+    d, record = scenario_result(scenarios, "lost_node")
     failure = record["failure"]
     assert record["exit_code"] == 1 and failure["returncode"] is None
     assert "Ray actor was lost" in failure["cause"]

@@ -4,20 +4,10 @@ import numpy as np
 import pytest
 
 import disttorch as dt
-import disttorch.distributed as dist
 from disttorch.nn import Parameter
 from disttorch.nn.parallel._future import completed
 from disttorch.nn.parallel._reducer import Reducer
 from disttorch.nn.parallel._reductions import AllAtOnce, CommHook, DirectSharedMemory, StagedAcrossHosts
-
-
-@pytest.fixture
-def world1(monkeypatch):
-    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "DISTTORCH_SECRET"):
-        monkeypatch.delenv(k, raising=False)
-    dist.init_process_group("zmq", world_size=1, rank=0, timeout=10)
-    yield
-    dist.destroy_process_group()
 
 
 def _reducer(overlap, cap=16):

@@ -86,3 +86,66 @@ def test_same_result_as_torch():
     ours = _to_plain(default_collate(batch))
     theirs = _to_plain(torch_collate(batch))
     assert ours == theirs
+
+
+class _Tagged(dict):
+    """A mutable mapping with an attribute of its own (like a BatchEncoding)."""
+    tag = None
+
+
+class _Fixed(collections.abc.Mapping):
+    """A read-only mapping whose type cannot be called on a dict: it comes back as a plain dict."""
+
+    def __init__(self, **items):
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+
+class _Frozen(collections.abc.Sequence):
+    """A read-only sequence rebuilt by calling its type on a list."""
+
+    def __init__(self, items):
+        self._items = list(items)
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+    def __len__(self):
+        return len(self._items)
+
+
+def _plain_typed(obj):
+    """Like _to_plain, but keeping each container's type name (what the rebuild rules decide)."""
+    if hasattr(obj, "numpy") and hasattr(obj, "dtype"):
+        return str(obj.dtype).split(".")[-1], obj.numpy().tolist()
+    if isinstance(obj, collections.abc.Mapping):
+        return type(obj).__name__, getattr(obj, "tag", None), {k: _plain_typed(obj[k]) for k in obj}
+    if isinstance(obj, collections.abc.Sequence) and not isinstance(obj, str):
+        return type(obj).__name__, [_plain_typed(v) for v in obj]
+    return obj
+
+
+def test_containers_are_rebuilt_as_torch_rebuilds_them():
+    torch_data = pytest.importorskip("torch.utils.data")
+
+    def tagged(i):
+        t = _Tagged(v=np.float32(i))
+        t.tag = "kept"
+        return t
+
+    batch = [{"tagged": tagged(i), "fixed": _Fixed(a=i), "frozen": _Frozen([i, 2 * i]),
+              "userlist": collections.UserList([np.int64(i), 1.5])} for i in range(3)]
+    ours, theirs = default_collate(batch), torch_data.default_collate(batch)
+    assert _plain_typed(ours) == _plain_typed(theirs)
+    assert type(ours["tagged"]) is _Tagged and ours["tagged"].tag == "kept"
+    assert type(ours["fixed"]) is dict and type(ours["frozen"]) is _Frozen
+    sample = batch[0]
+    assert _plain_typed(default_convert(sample)) == _plain_typed(torch_data.default_convert(sample))
