@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from _timing import median_time
 
@@ -46,21 +47,25 @@ def _measure(repeats: int) -> list:
     def best(fn):
         return median_time(fn, repeats, warmup=2) * 1e3
 
+    cases = []
     for label, m, k, n, ta, tb in SHAPES:
         a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-        a_op, b_op = (a.T if ta else a), (b.T if tb else b)
-        out = np.empty((m, n), np.float32)
         ta_t, tb_t = torch.from_numpy(a), torch.from_numpy(b)
-        ta_op, tb_op = (ta_t.t() if ta else ta_t), (tb_t.t() if tb else tb_t)
-        t_out = torch.empty((m, n))
-        rows.append({
-            "label": label, "shape": f"{m}x{k}@{k}x{n}" + (" A^T" if ta else "") + (" B^T" if tb else ""),
-            "numpy": best(lambda: np.matmul(a_op, b_op, out=out)),
-            "disttorch": best(lambda: _gemm.matmul(a_op, b_op, out=out)),
-            "torch": best(lambda: torch.mm(ta_op, tb_op, out=t_out)),
-            "backend": _gemm.backend(),
-        })
+        cases.append(((a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32),
+                      (ta_t.t() if ta else ta_t), (tb_t.t() if tb else tb_t), torch.empty((m, n))))
+        rows.append({"label": label, "shape": f"{m}x{k}@{k}x{n}" + (" A^T" if ta else "") + (" B^T" if tb else "")})
+    # One library at a time, NumPy first: once disttorch's MKL path is active it narrows NumPy's own
+    # BLAS to one thread (disttorch/_gemm.py, narrow_other_blas), and an OpenBLAS pool that just ran
+    # spins on the cores for up to ~0.1 s, so each library gets a pause before its turn.
+    for name, run in (("numpy", lambda c: np.matmul(c[0], c[1], out=c[2])),
+                      ("disttorch", lambda c: _gemm.matmul(c[0], c[1], out=c[2])),
+                      ("torch", lambda c: torch.mm(c[3], c[4], out=c[5]))):
+        time.sleep(0.3)
+        for row, case in zip(rows, cases):
+            row[name] = best(lambda: run(case))
+    for row in rows:
+        row["backend"] = _gemm.backend()
     return rows
 
 

@@ -37,10 +37,12 @@ __all__ = ["MIN_ELEMENTS", "ALIGN", "parts_for", "run", "chunk_bounds", "ufunc",
            "add", "mul", "add_", "relu", "relu_into", "relu_backward",
            "started_threads"]
 
-#: the smallest op (elements) worth splitting. Measured on this 2-core machine: a hand-off to a
-#: pool thread and back costs about 15-30 us, while one pass of a float32 add over 2**17
-#: elements costs about 40-60 us; below that a split saves nothing (benchmarks/ops_threads.py).
-MIN_ELEMENTS = 1 << 17
+#: the smallest op (elements) worth splitting. A hand-off to a pool thread that is already
+#: running costs about 7 us, but on a VM a pool thread whose core went idle takes 60-90 us to
+#: wake (2-core Xeon VM, quiet: a float32 add over 2**17 elements took 32 us on one thread and
+#: 104 us split in two). From 2**19 elements the split pays: the MLP step with 2 threads took
+#: 4.86 ms against 5.54 ms with splits from 2**17 (same process, alternating).
+MIN_ELEMENTS = 1 << 19
 #: chunk boundaries are multiples of this many elements (256 bytes of float32): SIMD loops then
 #: group the elements of every chunk exactly as they would group the whole array's
 ALIGN = 64

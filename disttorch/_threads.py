@@ -28,6 +28,9 @@ def set_num_threads(n) -> None:
 
     _limiter = threadpool_limits(limits=n)
     _requested = n
+    from . import _gemm
+
+    _gemm.narrow_other_blas()  # when MKL computes the products, NumPy's BLAS keeps one thread
 
 
 def intra_op_threads() -> int:
@@ -39,13 +42,23 @@ def intra_op_threads() -> int:
     if _requested is not None:
         return _requested
     if _default is None:
-        _default = get_num_threads()
+        _default = _pool_threads()
     return _default
+
+
+_narrowed = False  # _gemm set NumPy's BLAS pools to one thread: they no longer tell the count
+
+
+def pools_narrowed() -> None:
+    """Called by ``_gemm`` after it narrowed the BLAS pools (``_default`` was read before)."""
+    global _narrowed
+    _narrowed = True
 
 
 def _forget_default_in_child():
     global _default
-    _default = None  # a forked worker may be given other BLAS limits than its parent had
+    if not _narrowed:  # narrowed pools say 1 whatever the count: a child keeps its parent's
+        _default = None  # a forked worker may be given other BLAS limits than its parent had
 
 
 if hasattr(os, "register_at_fork"):
@@ -53,9 +66,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def get_num_threads() -> int:
-    """The intra-op thread count: what set_num_threads set, else the running BLAS pool's size."""
+    """The intra-op thread count: what set_num_threads set, else the running BLAS pool's size (read
+    once: ``_gemm`` narrows NumPy's own pool to one thread once MKL takes the products)."""
     if _requested is not None:
         return _requested
+    return intra_op_threads()
+
+
+def _pool_threads() -> int:
+    """The largest BLAS pool's size, else ``OMP_NUM_THREADS``, else the core count."""
     try:
         from threadpoolctl import threadpool_info
 

@@ -208,3 +208,28 @@ def test_linear_step_matches_torch_through_mkl():
         outs.append((y.item(), wt.grad.numpy()))
     assert outs[0][0] == pytest.approx(outs[1][0], rel=1e-5)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-5)
+
+
+@needs_mkl
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores for a 2-thread default")
+@pytest.mark.parametrize("blas,openblas_threads", [("auto", 1), ("numpy", 2)])
+@pytest.mark.parametrize("asked", [True, False], ids=["set_num_threads", "default"])
+def test_numpys_blas_keeps_one_thread_once_mkl_takes_the_products(blas, openblas_threads, asked):
+    """With MKL computing the products, OpenBLAS (NumPy's BLAS) keeps one thread: its idle
+    threads would spin on the core the intra-op split needs. The thread count disttorch reports
+    and splits by stays what was asked for, also in a forked child."""
+    code = ("import os, numpy as np, threadpoolctl, disttorch, disttorch._gemm as g\n"
+            + ("disttorch.set_num_threads(2)\n" if asked else "") +
+            "a = np.ones((256, 256), np.float32); g.matmul(a, a)\n"
+            "pools = [p['num_threads'] for p in threadpoolctl.threadpool_info() if p['internal_api'] == 'openblas']\n"
+            "r, w = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.write(w, str(disttorch.get_num_threads()).encode()); os._exit(0)\n"
+            "os.waitpid(pid, 0); child = os.read(r, 16).decode()\n"
+            "print(min(pools), disttorch.get_num_threads(), child)\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env.update(DISTTORCH_BLAS=blas, OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(openblas_threads), "2", "2"]

@@ -12,7 +12,7 @@ import pytest
 import disttorch
 from disttorch import _intra_op
 
-ROWS, COLS = 640, 512  # 327,680 elements: above _intra_op.MIN_ELEMENTS, so two threads split it
+ROWS, COLS = 1280, 512  # 655,360 elements: above _intra_op.MIN_ELEMENTS, so two threads split it
 assert ROWS * COLS >= _intra_op.MIN_ELEMENTS
 
 
