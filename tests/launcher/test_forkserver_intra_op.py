@@ -14,7 +14,7 @@ import numpy as np, disttorch
 from disttorch import _intra_op
 record = {"preimported": preimported, "threads_at_start": [t.name for t in threading.enumerate()],
           "pool_at_start": _intra_op.started_threads(), "intra_op": disttorch.get_num_threads()}
-a = np.random.default_rng(int(os.environ["RANK"])).standard_normal((640, 512)).astype(np.float32)
+a = np.random.default_rng(int(os.environ["RANK"])).standard_normal((1280, 512)).astype(np.float32)
 record["equal"] = bool(np.array_equal(disttorch.relu(disttorch.from_numpy(a)).numpy(), np.maximum(a, 0)))
 record["pool_after_op"] = _intra_op.started_threads()
 record["threads_after_op"] = [t.name for t in threading.enumerate()]
