@@ -11,8 +11,7 @@ import math
 
 import numpy as np
 
-from .. import _intra_op
-from .. import _gemm
+from .. import _gemm, _intra_op
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
 from ._base import Op, unbroadcast
