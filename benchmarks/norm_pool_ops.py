@@ -92,12 +92,7 @@ def main():
     torch.set_num_threads(1)
     import disttorch
     import disttorch.nn  # noqa: F401
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        pass
-    disttorch.set_num_threads(1)
+    disttorch.set_num_threads(1)  # also limits the BLAS pools (threadpoolctl)
     print(f"{'op':8} {'case':22} {'shape':18} {'fwd dt us':>10} {'fwd pt us':>10} {'ratio':>6} "
           f"{'bwd dt us':>10} {'bwd pt us':>10} {'ratio':>6} {'f+b ratio':>9}")
     total = {"disttorch": 0.0, "torch": 0.0}

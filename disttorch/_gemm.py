@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from importlib import metadata
 import re
 import sys
 import threading
@@ -66,14 +67,12 @@ def _library_paths():
             if path not in seen:
                 seen.append(path)
     try:
-        from importlib import metadata
-
         for f in metadata.files("mkl") or ():
             if f.name.startswith("libmkl_rt.so"):
                 path = os.path.normpath(str(f.locate()))
                 if path not in seen:
                     seen.append(path)
-    except Exception:  # noqa: BLE001 - no mkl distribution: the list stays as it is
+    except metadata.PackageNotFoundError:  # no mkl distribution: the paths above are all there is
         pass
     seen.append("libmkl_rt.so.2")  # a system-wide MKL on the loader's path
     return seen
@@ -127,7 +126,6 @@ def _mkl():
     with _lock:
         if not _state["decided"]:
             choice = settings.get("DISTTORCH_BLAS")
-            _threads.intra_op_threads()  # read the BLAS pools' size before narrowing them
             _state["lib"] = None if choice == "numpy" else _open_mkl(required=choice == "mkl")
             _state["decided"] = True
             narrow_other_blas()
@@ -266,14 +264,14 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
     gemm = lib.gemm[kind]
     size = a.itemsize
     if count == 1:
-        parts = _parts(m * n * k)
+        parts = _intra_op.parts_for(m * n * k, SPLIT_MACS)
         if parts <= 1:
             gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], 0.0, pc, n)
             return result
         _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts)
         return result
     batch = lib.gemm_batch[kind]
-    parts = min(_parts(m * n * k * count), count)
+    parts = min(_intra_op.parts_for(m * n * k * count, SPLIT_MACS), count)
     if parts <= 1:
         batch(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], stride_a, pb, lb[1], stride_b,
               0.0, pc, n, m * n, count)
@@ -288,14 +286,6 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
 
     _intra_op.run(piece, len(bounds))
     return result
-
-
-def _parts(macs):
-    """How many pieces a product of ``macs`` multiply-adds is cut into (1: one call, no hand-off)."""
-    if macs < SPLIT_MACS:
-        return 1
-    threads = _threads.intra_op_threads()
-    return 1 if threads <= 1 else max(1, min(threads, macs // (SPLIT_MACS // 2)))
 
 
 def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts):

@@ -124,14 +124,16 @@ def run(fn, parts: int) -> None:
         _busy.release()
 
 
-def parts_for(numel: int) -> int:
-    """How many chunks an op of ``numel`` elements is split into (1: run it as one piece)."""
-    if numel < MIN_ELEMENTS:
+def parts_for(numel: int, minimum: int = MIN_ELEMENTS) -> int:
+    """How many chunks an op of ``numel`` units of work is split into (1: run it as one piece):
+    none below ``minimum`` (elements for elementwise ops; ``_gemm`` passes its own, in
+    multiply-adds), then one per ``minimum / 2`` units, at most one per intra-op thread."""
+    if numel < minimum:
         return 1
     n = _threads.intra_op_threads()
     if n <= 1:
         return 1
-    return max(1, min(n, numel // (MIN_ELEMENTS // 2)))
+    return max(1, min(n, numel // (minimum // 2)))
 
 
 def chunk_bounds(numel: int, parts: int, align: int = ALIGN) -> list[tuple[int, int]]:
