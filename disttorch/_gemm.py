@@ -260,13 +260,25 @@ def _mkl_matmul(lib, a, b, m, k, n, out, beta):
         if beta:
             return None
         result = np.empty(shape, dtype=a.dtype)
-    elif (type(out) is np.ndarray and out.shape == shape and out.dtype == a.dtype and out.flags.c_contiguous
+        ldc, stride_c = n, m * n
+    elif (type(out) is np.ndarray and out.shape == shape and out.dtype == a.dtype
           and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
         result = out
+        if out.flags.c_contiguous:
+            ldc, stride_c = n, m * n
+        else:  # rows of a wider buffer (conv_shifted writes into a padded grid): row and matrix strides
+            lc = _matrix_layout(out.strides[-2:], m, n, itemsize)
+            stride_c = _batch_stride(out) if count > 1 else 0
+            if lc is None or lc[0] != _NO_TRANS or stride_c is None or max(lc[1], stride_c) > _INT_MAX:
+                return None
+            ldc = lc[1]
+            if count > 1 and stride_c < m * ldc:
+                return None  # the matrices of out overlap
     else:
         return None
-    if count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1] and m * count <= _INT_MAX:
-        # a stack times one matrix, the stack's rows evenly spaced: one tall product
+    if (count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1] and stride_c == m * ldc
+            and m * count <= _INT_MAX):
+        # a stack times one matrix, the stack's rows (and the result's) evenly spaced: one tall product
         m, count, stride_a = m * count, 1, 0
     kind = _KINDS[a.dtype]
     pa, pb, pc = a.ctypes.data, b.ctypes.data, result.ctypes.data
@@ -275,15 +287,15 @@ def _mkl_matmul(lib, a, b, m, k, n, out, beta):
     if count == 1:
         parts = _intra_op.parts_for(m * n * k, SPLIT_MACS)
         if parts <= 1:
-            gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, n)
+            gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, ldc)
             return result
-        _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta)
+        _split_product(gemm, la, lb, m, n, k, pa, pb, pc, ldc, size, parts, beta)
         return result
     batch = lib.gemm_batch[kind]
     parts = min(_intra_op.parts_for(m * n * k * count, SPLIT_MACS), count)
     if parts <= 1:
         batch(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], stride_a, pb, lb[1], stride_b,
-              beta, pc, n, m * n, count)
+              beta, pc, ldc, stride_c, count)
         return result
     bounds = _intra_op.chunk_bounds(count, parts, 1)
 
@@ -291,13 +303,13 @@ def _mkl_matmul(lib, a, b, m, k, n, out, beta):
         lo, hi = bounds[i]
         if hi > lo:
             batch(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa + lo * stride_a * size, la[1], stride_a,
-                  pb + lo * stride_b * size, lb[1], stride_b, beta, pc + lo * m * n * size, n, m * n, hi - lo)
+                  pb + lo * stride_b * size, lb[1], stride_b, beta, pc + lo * stride_c * size, ldc, stride_c, hi - lo)
 
     _intra_op.run(piece, len(bounds))
     return result
 
 
-def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta):
+def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, ldc, size, parts, beta):
     """One 2-D product cut into ``parts`` blocks of result rows (or of columns, for a wide, short
     result), each block one GEMM call on its own thread; the sum over ``k`` is never cut."""
     if m >= n:
@@ -308,7 +320,7 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta):
             # row lo of op(A): row lo of A, or column lo of the stored (k x m) matrix
             off_a = lo * la[1] if la[0] == _NO_TRANS else lo
             gemm(_ROW_MAJOR, la[0], lb[0], hi - lo, n, k, 1.0, pa + off_a * size, la[1], pb, lb[1], beta,
-                 pc + lo * n * size, n)
+                 pc + lo * ldc * size, ldc)
     else:
         bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(n, parts, _SPLIT_ALIGN) if hi > lo]
 
@@ -316,8 +328,8 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta):
             lo, hi = bounds[i]
             off_b = lo if lb[0] == _NO_TRANS else lo * lb[1]
             gemm(_ROW_MAJOR, la[0], lb[0], m, hi - lo, k, 1.0, pa, la[1], pb + off_b * size, lb[1], beta,
-                 pc + lo * size, n)
+                 pc + lo * size, ldc)
     if len(bounds) <= 1:
-        gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, n)
+        gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, ldc)
         return
     _intra_op.run(piece, len(bounds))

@@ -109,6 +109,32 @@ def test_accumulate_adds_the_product_into_out(case):
         _gemm.matmul(a, b, accumulate=True)
 
 
+@needs_mkl
+@pytest.mark.parametrize("threads", [1, 2])
+def test_out_may_be_rows_of_a_wider_buffer(threads):
+    # conv_shifted writes each product into a window of a padded grid: out's rows (and matrices)
+    # are strided; MKL gets them as ldc (and the batch stride), the bytes outside stay untouched
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((48, 64)).astype(np.float32)
+    stack = rng.standard_normal((5, 64, 300)).astype(np.float32)
+    big = rng.standard_normal((48, 700)).astype(np.float32)
+    grid = rng.standard_normal((5, 48, 330)).astype(np.float32)
+    before_big, before_grid = big.copy(), grid.copy()
+    previous = _threads.get_num_threads()
+    try:
+        _threads.set_num_threads(threads)
+        assert _gemm.matmul(a, stack[0], out=big[:, 7:307], accumulate=True) is not None
+        assert _gemm.matmul(a, stack, out=grid[:, :, 11:311], accumulate=True) is not None
+    finally:
+        _threads.set_num_threads(previous)
+    _close(big[:, 7:307] - before_big[:, 7:307], a, stack[0])
+    _close(grid[:, :, 11:311] - before_grid[:, :, 11:311], a, stack)
+    for got, before in ((big, before_big), (grid, before_grid)):
+        untouched = np.ones(got.shape, bool)
+        untouched[..., 7 if got is big else 11:307 if got is big else 311] = False
+        np.testing.assert_array_equal(got[untouched], before[untouched])
+
+
 def test_out_overlapping_an_operand_gives_numpys_answer():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((64, 64)).astype(np.float32)

@@ -70,11 +70,12 @@ def test_several_chunks_on_two_threads_give_the_same_bits_as_one(monkeypatch):
 
 @pytest.mark.parametrize("shape,kernel,pads,channels,expected", [
     ((64, 64, 24, 24), (3, 3), (0, 0, 0, 0), 32, True),    # the CNN benchmark's second convolution
-    ((16, 64, 32, 32), (3, 3), (1, 1, 1, 1), 32, True),    # 32 -> 64 channels with padding 1
-    ((16, 64, 16, 16), (3, 3), (1, 1, 1, 1), 64, False),   # 64 input channels: the full correlation is faster
+    ((16, 64, 32, 32), (3, 3), (1, 1, 1, 1), 64, True),    # padding 1 on a 32x32 grid
+    ((16, 64, 64, 64), (3, 3), (1, 1, 1, 1), 3, True),     # an RGB input
+    ((8, 256, 16, 16), (3, 3), (1, 1, 1, 1), 256, False),  # 256 input channels: the correlation is faster
     ((16, 32, 8, 8), (3, 3), (1, 1, 1, 1), 32, False),     # 10x10 grid for 8x8 outputs: mostly padding
-    ((64, 32, 26, 26), (3, 3), (0, 0, 0, 0), 1, False),    # one input channel: a 1-wide product
-    ((4, 8, 24, 24), (3, 3), (0, 0, 0, 0), 32, False),     # few output channels
+    ((64, 32, 26, 26), (3, 3), (0, 0, 0, 0), 1, False),    # one input channel: a product one row tall
+    ((4, 4, 24, 24), (3, 3), (0, 0, 0, 0), 32, False),     # few output channels
 ])
 def test_suits_takes_the_shapes_where_the_products_pay(shape, kernel, pads, channels, expected):
     n, a, ho, wo = shape
