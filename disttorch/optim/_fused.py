@@ -32,6 +32,10 @@ import numpy as np
 
 from .. import _vector as V
 
+# The chunks' arrays were checked as a whole (``_vector.accelerated``) by the optimizer and are
+# distinct allocations (parameter, gradient, state, scratch), or the very same array: MKL's
+# routines are called on their addresses directly, one ctypes call per pass.
+
 
 def _signed_copy(dst, src, sign):
     """``dst = sign * src`` for a sign of +1 or -1 (a plain copy or a negation: exact either way)."""
@@ -45,49 +49,56 @@ def sgd_chunk(settings, param, grad, tmp0, buf=None):
     """One SGD update on (one contiguous chunk of) a parameter, its gradient, a scratch array and
     the momentum buffer (None without momentum)."""
     first, lr, momentum, dampening, weight_decay, nesterov, maximize = settings
+    mkl, n = V.routines(param), param.size
+    p_param, p_grad = V.address(param), V.address(grad)
     sign = -1.0 if maximize else 1.0
-    g, g_sign = grad, sign  # the effective gradient is g_sign * g
+    g, p_g, g_sign = grad, p_grad, sign  # the effective gradient is g_sign * g
     if weight_decay != 0:
         np.copyto(tmp0, grad)
-        V.axpby_(tmp0, weight_decay, param, sign)  # PyTorch's grad.add(param, alpha=weight_decay)
+        p_g = V.address(tmp0)
+        mkl.axpby(n, weight_decay, p_param, 1, sign, p_g, 1)  # PyTorch's grad.add(param, alpha=weight_decay)
         g, g_sign = tmp0, 1.0
     if buf is not None:
+        p_buf = V.address(buf)
         if first:  # the first buffer is the gradient itself, undampened (PyTorch's choice)
             _signed_copy(buf, g, g_sign)
-        else:
-            V.axpby_(buf, g_sign * (1 - dampening), g, momentum)
+        else:  # buf.mul_(momentum).add_(g, alpha=1 - dampening)
+            mkl.axpby(n, g_sign * (1 - dampening), p_g, 1, momentum, p_buf, 1)
         if nesterov:
             if g is not tmp0:
                 _signed_copy(tmp0, g, g_sign)
-            V.axpy_(tmp0, momentum, buf)  # grad.add(buf, alpha=momentum)
-            g, g_sign = tmp0, 1.0
+                p_g = V.address(tmp0)
+            mkl.axpy(n, momentum, p_buf, 1, p_g, 1)  # grad.add(buf, alpha=momentum)
+            g_sign = 1.0
         else:
-            g, g_sign = buf, 1.0
-    V.axpy_(param, -lr * g_sign, g)
+            p_g, g_sign = p_buf, 1.0
+    mkl.axpy(n, -lr * g_sign, p_g, 1, p_param, 1)  # param.add_(grad, alpha=-lr)
 
 
 def adam_chunk(settings, param, grad, exp_avg, exp_avg_sq, tmp0, tmp1):
     """One Adam / AdamW update (not amsgrad) on (one contiguous chunk of) a parameter."""
     step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize = settings
-    sign = -1.0 if maximize else 1.0
-    g, g_sign = grad, sign
+    mkl, n, mode = V.routines(param), param.size, V.VML_MODE
+    p_param, p_g, p_avg, p_sq, p_tmp = (V.address(a) for a in (param, grad, exp_avg, exp_avg_sq, tmp1))
+    g_sign = -1.0 if maximize else 1.0
     if weight_decay != 0:
         if decoupled:
-            V.scal_(param, 1 - lr * weight_decay)
+            mkl.scal(n, 1 - lr * weight_decay, p_param, 1)  # param.mul_(1 - lr * weight_decay)
         else:
             np.copyto(tmp0, grad)
-            V.axpby_(tmp0, weight_decay, param, sign)
-            g, g_sign = tmp0, 1.0
+            p_g = V.address(tmp0)
+            mkl.axpby(n, weight_decay, p_param, 1, g_sign, p_g, 1)  # grad.add(param, alpha=weight_decay)
+            g_sign = 1.0
     weight = 1 - beta1
-    V.axpby_(exp_avg, g_sign * weight, g, 1 - weight)  # exp_avg.lerp_(g, 1 - beta1)
-    V.sqr(g, tmp1)  # (-g)**2 == g**2: the sign never matters here
-    V.axpby_(exp_avg_sq, 1 - beta2, tmp1, beta2)  # exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    mkl.axpby(n, g_sign * weight, p_g, 1, 1 - weight, p_avg, 1)  # exp_avg.lerp_(g, 1 - beta1)
+    mkl.sqr(n, p_g, p_tmp, mode)  # (-g)**2 == g**2: the sign never matters here
+    mkl.axpby(n, 1 - beta2, p_tmp, 1, beta2, p_sq, 1)  # exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
 
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2 ** 0.5
-    V.sqrt(exp_avg_sq, tmp1)
-    # -step_size * exp_avg / (sqrt(v) / bias_correction2_sqrt + eps), then param += that
-    V.linear_frac(exp_avg, tmp1, -step_size, 0.0, 1 / bias_correction2_sqrt, eps, tmp1)
-    V.axpy_(param, 1.0, tmp1)
+    mkl.sqrt(n, p_sq, p_tmp, mode)
+    # tmp = -step_size * exp_avg / (sqrt(v) / bias_correction2_sqrt + eps), then param += tmp
+    mkl.linear_frac(n, p_avg, p_tmp, -step_size, 0.0, 1 / bias_correction2_sqrt, eps, p_tmp, mode)
+    mkl.axpy(n, 1.0, p_tmp, 1, p_param, 1)
