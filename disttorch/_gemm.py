@@ -201,9 +201,11 @@ def _batch_stride(x):
     return stride // x.itemsize
 
 
-def matmul(a, b, out=None):
+def matmul(a, b, out=None, accumulate=False):
     """``np.matmul(a, b, out=out)``; float32 / float64 NumPy products of at least ``MIN_MACS``
-    multiply-adds through MKL when it is installed (see the module docstring)."""
+    multiply-adds through MKL when it is installed (see the module docstring).
+
+    ``accumulate=True`` adds the product into ``out`` (GEMM's beta = 1) instead of overwriting it."""
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim >= 2 and b.ndim >= 2
             and a.dtype in _KINDS and b.dtype == a.dtype):
         m, k = a.shape[-2:]
@@ -211,9 +213,14 @@ def matmul(a, b, out=None):
         if b.shape[-2] == k and m * n * k >= MIN_MACS:
             lib = _mkl()
             if lib is not None:
-                result = _mkl_matmul(lib, a, b, m, k, n, out)
+                result = _mkl_matmul(lib, a, b, m, k, n, out, 1.0 if accumulate else 0.0)
                 if result is not None:
                     return result
+    if accumulate:
+        if out is None:
+            raise ValueError("matmul(accumulate=True) needs out")
+        out += matmul(a, b)
+        return out
     if out is None:
         return a @ b
     if type(a) is np.ndarray and type(b) is np.ndarray:
@@ -223,9 +230,9 @@ def matmul(a, b, out=None):
     return array_module(a).matmul(a, b, out=out)
 
 
-def _mkl_matmul(lib, a, b, m, k, n, out):
-    """The product through MKL, or None when its operands need something GEMM cannot express
-    (then the caller uses NumPy)."""
+def _mkl_matmul(lib, a, b, m, k, n, out, beta):
+    """The product (plus ``beta`` times ``out``) through MKL, or None when its operands need
+    something GEMM cannot express (then the caller uses NumPy)."""
     if a.ndim == 2 and b.ndim == 2:
         batch_shape, count = (), 1
     else:
@@ -251,6 +258,8 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
         return None  # MKL's LP64 interface takes 32-bit sizes
     shape = batch_shape + (m, n)
     if out is None:
+        if beta:
+            return None
         result = np.empty(shape, dtype=a.dtype)
     elif (type(out) is np.ndarray and out.shape == shape and out.dtype == a.dtype and out.flags.c_contiguous
           and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
@@ -267,15 +276,15 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
     if count == 1:
         parts = _intra_op.parts_for(m * n * k, SPLIT_MACS)
         if parts <= 1:
-            gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], 0.0, pc, n)
+            gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, n)
             return result
-        _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts)
+        _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta)
         return result
     batch = lib.gemm_batch[kind]
     parts = min(_intra_op.parts_for(m * n * k * count, SPLIT_MACS), count)
     if parts <= 1:
         batch(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], stride_a, pb, lb[1], stride_b,
-              0.0, pc, n, m * n, count)
+              beta, pc, n, m * n, count)
         return result
     bounds = _intra_op.chunk_bounds(count, parts, 1)
 
@@ -283,13 +292,13 @@ def _mkl_matmul(lib, a, b, m, k, n, out):
         lo, hi = bounds[i]
         if hi > lo:
             batch(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa + lo * stride_a * size, la[1], stride_a,
-                  pb + lo * stride_b * size, lb[1], stride_b, 0.0, pc + lo * m * n * size, n, m * n, hi - lo)
+                  pb + lo * stride_b * size, lb[1], stride_b, beta, pc + lo * m * n * size, n, m * n, hi - lo)
 
     _intra_op.run(piece, len(bounds))
     return result
 
 
-def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts):
+def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts, beta):
     """One 2-D product cut into ``parts`` blocks of result rows (or of columns, for a wide, short
     result), each block one GEMM call on its own thread; the sum over ``k`` is never cut."""
     if m >= n:
@@ -299,7 +308,7 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts):
             lo, hi = bounds[i]
             # row lo of op(A): row lo of A, or column lo of the stored (k x m) matrix
             off_a = lo * la[1] if la[0] == _NO_TRANS else lo
-            gemm(_ROW_MAJOR, la[0], lb[0], hi - lo, n, k, 1.0, pa + off_a * size, la[1], pb, lb[1], 0.0,
+            gemm(_ROW_MAJOR, la[0], lb[0], hi - lo, n, k, 1.0, pa + off_a * size, la[1], pb, lb[1], beta,
                  pc + lo * n * size, n)
     else:
         bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(n, parts, _SPLIT_ALIGN) if hi > lo]
@@ -307,9 +316,9 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, size, parts):
         def piece(i):
             lo, hi = bounds[i]
             off_b = lo if lb[0] == _NO_TRANS else lo * lb[1]
-            gemm(_ROW_MAJOR, la[0], lb[0], m, hi - lo, k, 1.0, pa, la[1], pb + off_b * size, lb[1], 0.0,
+            gemm(_ROW_MAJOR, la[0], lb[0], m, hi - lo, k, 1.0, pa, la[1], pb + off_b * size, lb[1], beta,
                  pc + lo * size, n)
     if len(bounds) <= 1:
-        gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], 0.0, pc, n)
+        gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, n)
         return
     _intra_op.run(piece, len(bounds))

@@ -80,6 +80,35 @@ def test_out_is_written_and_returned():
     assert not big[0].any() and not big[2].any()
 
 
+@pytest.mark.parametrize("case", ["2d", "split", "stack", "fallback"])
+def test_accumulate_adds_the_product_into_out(case):
+    # GEMM's beta = 1 (conv_shifted adds kh*kw products into one grid); without MKL's path
+    # (a strided out here) the same sum through NumPy
+    rng = np.random.default_rng(6)
+    shape_a, shape_b = {"2d": ((64, 96), (96, 80)), "split": ((512, 784), (784, 512)),
+                        "stack": ((4, 64, 96), (4, 96, 80)), "fallback": ((64, 96), (96, 80))}[case]
+    a = rng.standard_normal(shape_a).astype(np.float32)
+    b = rng.standard_normal(shape_b).astype(np.float32)
+    start = rng.standard_normal(shape_a[:-1] + shape_b[-1:]).astype(np.float32)
+    if case == "fallback":
+        store = np.zeros(start.shape[:-1] + (2 * start.shape[-1],), np.float32)
+        out = store[..., ::2]
+        out[...] = start
+    else:
+        out = start.copy()
+    previous = _threads.get_num_threads()
+    try:
+        _threads.set_num_threads(2 if case == "split" else 1)
+        assert _gemm.matmul(a, b, out=out, accumulate=True) is out
+    finally:
+        _threads.set_num_threads(previous)
+    k = a.shape[-1]
+    tol = 10 * 4e-7 * np.sqrt(k) * np.abs(a).max() * np.abs(b).max()
+    np.testing.assert_allclose(out, start + _reference(a, b), rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="needs out"):
+        _gemm.matmul(a, b, accumulate=True)
+
+
 def test_out_overlapping_an_operand_gives_numpys_answer():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((64, 64)).astype(np.float32)

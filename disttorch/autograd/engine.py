@@ -167,8 +167,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     ready = list(dict.fromkeys(ready))
 
     acc_ready = []
-    prev_mode = STATE.enabled
+    prev_mode, prev_sinks = STATE.enabled, STATE.grad_sinks
     STATE.enabled = bool(create_graph)
+    # a leaf's gradient may be computed in its sink only when it goes into .grad (autograd.grad
+    # hands gradients to the caller, who may keep them)
+    STATE.grad_sinks = accumulate and capture is None and not create_graph
     try:
         while ready:
             node = ready.pop()
@@ -246,7 +249,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 ready.extend(acc_ready)
                 acc_ready.clear()
     finally:
-        STATE.enabled = prev_mode
+        STATE.enabled, STATE.grad_sinks = prev_mode, prev_sinks
     if capture is not None and accumulate:
         for t in inputs:  # backward(inputs=[non_leaf]) fills the non-leaf's .grad too
             g = capture.get(t.grad_fn) if t.grad_fn is not None else None

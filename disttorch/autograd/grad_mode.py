@@ -7,6 +7,10 @@ import functools
 
 class _State:
     enabled = True
+    #: ops may compute a leaf's gradient straight into its ``AccumulateGrad.sink``: only inside a
+    #: ``backward()`` that accumulates into ``.grad`` (never ``autograd.grad``, never under
+    #: ``create_graph``); see ``ops/_base.grad_destination``
+    grad_sinks = False
 
 
 STATE = _State()

@@ -69,5 +69,10 @@ class _RemovableHandle:
 class AccumulateGrad(Node):
     """Sink node of a leaf tensor: adds incoming gradients into ``variable.grad``."""
 
+    #: ``sink(shape, dtype) -> ndarray | None``: memory the leaf's gradient may be computed in
+    #: this backward (DDP puts its shared-memory input area here, ``nn/parallel/_reducer.py``),
+    #: asked by ops through ``ops/_base.grad_destination``; None: ops allocate as usual
+    sink = None
+
     def __init__(self, variable):
         self.variable = variable

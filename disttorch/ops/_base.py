@@ -196,6 +196,20 @@ def _as_array(out):
     return out
 
 
+def grad_destination(node, index, shape, dtype):
+    """Memory for input ``index``'s gradient to be computed in, or None (allocate as usual).
+
+    Only a leaf whose ``AccumulateGrad`` carries a ``sink`` offers one (DDP's shared-memory input
+    area: the gradient is then written once, where the all-reduce reads it, instead of written
+    and copied), and only during a ``backward()`` that accumulates into ``.grad``. An op that
+    takes the array must write the whole gradient of that input there, of ``shape`` and
+    ``dtype``, and return that very array."""
+    if not STATE.grad_sinks:
+        return None
+    sink = getattr(node.next_functions[index][0], "sink", None)
+    return None if sink is None else sink(shape, dtype)
+
+
 def unbroadcast(ns, grad, shape):
     """Sums ``grad`` down to ``shape``: the backward of NumPy/PyTorch broadcasting."""
     gshape = grad.shape

@@ -231,10 +231,16 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
     n, a = y.shape[0], y.shape[1]
     ho, wo = win.out_size
     p = ho * wo
-    if need_input and _input_grad_as_correlation(win, channels, a, p):
-        gx = correlate_full(y, w4, win)
-        gw = backward(x, y, None, win, channels, False, True, prepared)[1] if need_weight else None
-        return gx, gw
+    if need_input:
+        if conv_shifted.suits(y, win, channels, a):
+            gx = conv_shifted.input_grad(y, w4, win, channels)
+        elif _input_grad_as_correlation(win, channels, a, p):
+            gx = correlate_full(y, w4, win)
+        else:
+            gx = None  # scattered from the columns below
+        if gx is not None:
+            gw = backward(x, y, None, win, channels, False, True, prepared)[1] if need_weight else None
+            return gx, gw
     k = channels * win.kernel_area
     major = channel_major(n, p, a)
     per_sample = p >= _DIRECT_MIN_POSITIONS
@@ -279,3 +285,6 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
     for more in partial[1:]:
         gw += more
     return gx, _weight_from_matrix(gw, channels, win, major)
+
+
+from . import conv_shifted  # noqa: E402  (it builds on this module's chunk runner and layouts)

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _gemm, _intra_op
 from .._backend import array_module
 from ..autograd.grad_mode import STATE
-from ._base import Op, unbroadcast
+from ._base import Op, grad_destination, unbroadcast
 from ._gelu_float32 import gelu_float32
 from .pointwise import _erf as _erf_exact
 from .pointwise import _sigmoid as _sigmoid_array
@@ -79,7 +79,7 @@ class LinearAddmm(Op):
         n = self.needs_input_grad
         gb = ns.sum(g, axis=0) if n[0] else None
         gx = ns.matmul(g, weight) if n[1] else None
-        gw = ns.matmul(ns.swapaxes(g, 0, 1), x) if n[2] else None
+        gw = _weight_grad(self, 2, g, x, weight, ns) if n[2] else None
         return gb, gx, gw
 
 
@@ -97,11 +97,22 @@ class LinearMm(Op):
     def backward(self, g, ns, x, weight):
         n = self.needs_input_grad
         gx = ns.matmul(g, weight) if n[0] else None
-        gw = ns.matmul(ns.swapaxes(g, 0, 1), x) if n[1] else None
+        gw = _weight_grad(self, 1, g, x, weight, ns) if n[1] else None
         return gx, gw
 
 
 LinearMm.__name__ = LinearMm.__qualname__ = "MmBackward0"
+
+
+def _weight_grad(node, index, g, x, weight, ns):
+    """``g.T @ x``, computed straight into the weight's gradient sink where it has one (DDP's
+    shared-memory area: ``grad_destination``)."""
+    gt = ns.swapaxes(g, 0, 1)
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.dtype == x.dtype == weight.dtype:
+        dest = grad_destination(node, index, weight.shape, weight.dtype)
+        if dest is not None:
+            return _gemm.matmul(gt, x, out=dest)
+    return ns.matmul(gt, x)
 
 
 # ---- embedding -----------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ class Reducer:
         self._direct_on = False                  # this iteration reduces through the direct areas
         self._modes = {m: m(self) for m in (BucketOverlap, StagedAcrossHosts, AllAtOnce, DirectSharedMemory, CommHook)}
         self.dest = [None] * len(params)        # direct mode: the array each reduced gradient goes to
+        self.sunk = [None] * len(params)        # direct mode: area views a gradient was computed in
+        self._sinks_armed = False                # this iteration's backward may compute into the areas
+        self.sunk_total = 0                      # gradients computed in the areas so far (tests, benchmarks)
         self.staged_iterations = 0              # iterations that took StagedAcrossHosts' staged all-reduce
         self.may_stage = True                   # False: no collective may wait for backward (SyncBatchNorm)
         self.reset()
@@ -93,6 +96,26 @@ class Reducer:
             self.direct_slot.append((areas[dt], used[dt]))
             used[dt] += p._data.size
         self._direct = areas
+        for i, p in enumerate(self.params):  # Linear weights' gradients are computed in the areas
+            p._grad_accumulator().sink = _GradSink(self, i)
+
+    def take_sink(self, index, shape, dtype):
+        """Parameter ``index``'s slice of this rank's input area for its gradient to be computed
+        in (``_GradSink``), or None: no direct reduction armed for this backward, the gradient
+        will be added to an existing ``.grad``, the area divides before summing, or the slice
+        was handed out already this iteration (a weight used twice: the second product gets its
+        own array and the engine adds it into the first)."""
+        if not self._sinks_armed or self.sunk[index] is not None:
+            return None
+        p = self.params[index]
+        data = p._data
+        area, start = self.direct_slot[index]
+        if p.grad is not None or shape != data.shape or dtype != data.dtype or not area.sums_then_scales:
+            return None
+        arr = area.area()[start:start + data.size].reshape(data.shape)
+        self.sunk[index] = arr
+        self.sunk_total += 1
+        return arr
 
     def _build_buckets(self, order):
         self._order = order
@@ -154,6 +177,7 @@ class Reducer:
         self.reset()
         if not self.rebuilt:
             self.ready_order = []
+        self._release_sunk()
         self._direct_on = bool(self._direct) and self.comm_hook is None
         grads = [p.grad for p in self.params]
         self._fresh = [g is None for g in grads]
@@ -161,8 +185,27 @@ class Reducer:
                 ref is not None and ref() is not None and ref() is not g for ref, g in zip(self._handed_out, grads)):
             self._build_buckets(self._order)
             self.reset()
+        self._sinks_armed = self._direct_on
+
+    def _release_sunk(self):
+        """A ``.grad`` still living in a shared-memory area (its iteration ended in an error before
+        the reduction) gets memory of its own: the area is rewritten by the next rounds."""
+        from ...tensor import Tensor
+        for i, arr in enumerate(self.sunk):
+            if arr is not None:
+                grad = self.params[i].grad
+                if grad is not None and grad._data is arr:
+                    self.params[i].grad = Tensor._wrap(arr.copy())
+        self.sunk = [None] * len(self.params)
+
+    def disarm_sinks(self):
+        """No gradient is computed in the areas until the next ``prepare`` (a forward whose
+        backward DDP does not reduce: ``no_sync``, or grad mode off)."""
+        self._sinks_armed = False
+        self._release_sunk()
 
     def reset(self):
+        self._sinks_armed = False
         staged, self.staged = getattr(self, "staged", None), None
         if staged is not None:  # an iteration that ended without its last bucket (an error in backward)
             staged.cancel(f"DDP on rank {self.rank} began a new iteration before all gradients were in")
@@ -202,10 +245,12 @@ class Reducer:
         with _trace.span("gradient into bucket", "ddp", param=index):
             if grad is None:
                 view.fill(0)
-            elif mode.scales:
-                np.multiply(grad, self._scale, out=view)  # the copy into the bucket divides too
-            elif grad is not view:  # a bucket-view gradient already holds its values in place
-                np.copyto(view, grad)
+            else:
+                scale = mode.copy_scale(index)
+                if scale is not None:
+                    np.multiply(grad, scale, out=view)  # the copy into the bucket divides too
+                elif grad is not view:  # a bucket-view (or sunk) gradient already holds its values in place
+                    np.copyto(view, grad)
         if bucket.pending == 0:
             self._launch_ready_buckets(mode)
 
@@ -274,10 +319,11 @@ class Reducer:
             outs[area].append((start, arr))
         with _trace.span("all-reduce direct", "ddp", params=len(self.params)):
             for area, pairs in outs.items():
-                area.all_reduce_into(pairs)
+                area.all_reduce_into(pairs, self._scale if area.sums_then_scales else 1.0)
         for i, (p, arr) in enumerate(zip(self.params, dests)):
             self._hand_back(i, p, arr, from_bucket=False)
         self.dest = [None] * len(self.params)
+        self.sunk = [None] * len(self.params)  # every .grad in an area was replaced by _hand_back
         self._next_launch = len(self.buckets)
         self.reset()
         if not self.rebuilt:
@@ -296,7 +342,8 @@ class Reducer:
         if grad is not None and grad._data is arr:
             return  # reduced in place
         view_mode = from_bucket and self.gradient_as_bucket_view
-        if view_mode or grad is None or self._fresh[index]:
+        sunk = grad is not None and grad._data is self.sunk[index]  # a .grad in the shared area
+        if view_mode or grad is None or self._fresh[index] or sunk:
             p.grad = Tensor._wrap(arr)  # no copy: .grad is the bucket's slice (see prepare)
             if from_bucket and not view_mode:
                 self._handed_out[index] = weakref.ref(p.grad)
@@ -315,6 +362,20 @@ class Reducer:
         """(indices, names) of the parameters that got no gradient in an unfinished iteration."""
         missing = sorted(i for b in self.buckets for slot, i in enumerate(b.param_indices) if not b.ready[slot])
         return missing, [self.names[i] for i in missing]
+
+
+class _GradSink:
+    """``AccumulateGrad.sink`` of a DDP parameter: asks the reducer (held weakly: the module may
+    outlive its DDP wrapper) for the area slice the gradient may be computed in."""
+
+    __slots__ = ("_reducer", "_index")
+
+    def __init__(self, reducer, index):
+        self._reducer, self._index = weakref.ref(reducer), index
+
+    def __call__(self, shape, dtype):
+        reducer = self._reducer()
+        return None if reducer is None else reducer.take_sink(self._index, shape, dtype)
 
 
 def _writable_like(arr, like) -> bool:

@@ -11,8 +11,9 @@ where a gradient is copied, when collectives start and what they are:
   the first and each bucket releases its part (see the class).
 - ``AllAtOnce``: the same copies; nothing is sent until the last gradient is in, then one
   all-reduce per dtype covers every bucket (their buffers lie back to back).
-- ``DirectSharedMemory``: gradients divided into this rank's shared-memory input area
-  (``distributed/direct_reduce.py``); one collective sums all areas into the ``.grad`` arrays.
+- ``DirectSharedMemory``: gradients copied into (Linear weights: computed in) this rank's
+  shared-memory input area (``distributed/direct_reduce.py``); one collective sums all areas into
+  the ``.grad`` arrays and divides (float16/bfloat16 are divided on the way in instead).
 - ``CommHook``: gradients copied undivided into their bucket; the user's hook reduces each
   bucket (as the buckets fill with overlap, all at the end without).
 
@@ -41,6 +42,11 @@ class Reduction:
     def destination(self, index: int, view: np.ndarray, grad) -> np.ndarray:
         """Where parameter ``index``'s gradient is copied (``view``: its slot in its bucket)."""
         return view
+
+    def copy_scale(self, index: int):
+        """The factor the copy of parameter ``index``'s gradient multiplies by (the world size's
+        inverse: PyTorch divides before summing), or None: copied as it is."""
+        return self.reducer._scale if self.scales else None
 
     def launch(self, bucket, last: bool):
         """Starts reducing one full bucket; returns a future of the reduced buffer."""
@@ -100,9 +106,18 @@ class AllAtOnce(Reduction):
 class DirectSharedMemory(Reduction):
     def destination(self, index, view, grad):
         r = self.reducer
+        if grad is not None and grad is r.sunk[index]:
+            # computed in the area itself (the reducer's sink): nothing to copy; the sum needs an
+            # array of its own, since every rank reads the area
+            r.dest[index] = None
+            return grad
         area, start = r.direct_slot[index]
         r.dest[index] = grad  # the sum comes back into ``grad`` itself where it may
         return area.area()[start:start + view.size].reshape(view.shape)
+
+    def copy_scale(self, index):
+        area, _ = self.reducer.direct_slot[index]
+        return None if area.sums_then_scales else self.reducer._scale
 
     def reduce_all(self):
         self.reducer.reduce_direct()

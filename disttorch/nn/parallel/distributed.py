@@ -180,6 +180,8 @@ class DistributedDataParallel(Module, Joinable):
             self.reducer.prepare()
             if self.find_unused_parameters:
                 self.reducer.find_unused(output)
+        else:
+            self.reducer.disarm_sinks()  # this backward's gradients stay out of the shared areas
         return output
 
     def _make_hook(self, index):

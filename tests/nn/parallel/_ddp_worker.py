@@ -74,6 +74,7 @@ def scenario_equiv(rank, world, out):
         out[f"{name}_nbuckets"] = np.array(len(ddp._buckets))
         out["overlap"] = np.array(ddp.reducer.overlap)
         out[f"{name}_staged"] = np.array(ddp.reducer.staged_iterations)
+        out[f"{name}_sunk"] = np.array(ddp.reducer.sunk_total)  # weight gradients computed in the areas
         if name == "plain":
             out["direct"] = np.array(bool(ddp.reducer._direct))
         out[f"{name}_rebuilt_buckets"] = np.array(json.dumps([b.param_indices for b in ddp._buckets]))
@@ -249,6 +250,61 @@ def scenario_gradsem(rank, world, out):
     view = DDP(make_model(5), gradient_as_bucket_view=True)
     w = backward(view, 1.0)
     out["sem_view_aliases_bucket"] = np.array(any(np.shares_memory(w.grad._data, b.flat) for b in view._buckets))
+
+
+class Tied(nn.Module):
+    """One Linear applied twice (its weight's gradient has two contributions), then a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 8)
+        self.fail = False
+
+    def forward(self, x):
+        h = self.lin(self.lin(x).tanh()).tanh()
+        if self.fail:
+            h.register_hook(_fail)  # raises right after the head's weight gradient went in
+        return self.head(h)
+
+
+def _fail(grad):
+    raise ValueError("backward stopped on purpose")
+
+
+def tied_batch(rank):
+    return torch.from_numpy(np.linspace(-1, 1, B * 8).reshape(B, 8) * (rank + 1))
+
+
+def scenario_sink(rank, world, out):
+    """Weight gradients computed straight into DDP's shared-memory areas: a tied weight, and a
+    backward that fails after one was computed there."""
+    torch.manual_seed(21)
+    ddp = DDP(Tied().double())
+    weight, head = ddp.module.lin.weight, ddp.module.head.weight
+    (ddp(tied_batch(rank)) ** 2).mean().backward()
+    out["sink_tied_grad"] = weight.grad._data.copy()
+    out["sink_tied_sunk"] = np.array(ddp.reducer.sunk_total)
+    ddp.zero_grad(set_to_none=True)
+    ddp.module.fail = True
+    try:
+        (ddp(tied_batch(rank)) ** 2).mean().backward()
+    except ValueError:
+        pass
+    ddp.module.fail = False
+    left = head.grad._data  # the head's weight gradient, still in this rank's area
+    out["sink_failed_in_area"] = np.array(any(np.shares_memory(left, half) for area in ddp.reducer._direct.values()
+                                              for half in area._areas[area._me]))
+    try:
+        ddp(tied_batch(rank))
+    except RuntimeError as exc:  # the unfinished iteration is reported at the next forward
+        out["sink_unfinished"] = np.array(str(exc)[:60])
+    ddp.zero_grad(set_to_none=False)  # the .grad tensor is kept and accumulated into from here on
+    (ddp(tied_batch(rank)) ** 2).mean().backward()
+    out["sink_after_error_grad"] = head.grad._data.copy()
+    out["sink_after_error_private"] = np.array(not any(
+        np.shares_memory(head.grad._data, half) for area in ddp.reducer._direct.values()
+        for mine in area._areas for half in mine))
 
 
 def scenario_state_dict(rank, world, out):

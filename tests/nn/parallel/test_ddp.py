@@ -134,6 +134,40 @@ def test_ddp_matches_single_process_full_batch(tmp_path, world, overlap):
             assert err < 1e-5, f"{name}: rank {r} of {world} differs from 1-process training by {err:g}"
 
 
+def tied_reference(world):
+    """One process: the Tied model's weight gradients (tied, head) averaged over the ranks' batches."""
+    import disttorch as torch
+    w = load_worker()
+    torch.manual_seed(21)
+    model = w.Tied().double()
+    for r in range(world):
+        (model(w.tied_batch(r)) ** 2).mean().backward()
+    return model.lin.weight.grad._data / world, model.head.weight.grad._data / world
+
+
+def test_weight_gradients_computed_in_the_shared_areas_are_reduced_right(tmp_path):
+    # Without overlap the Linear layers compute their weight gradients straight into DDP's
+    # shared-memory input areas (ops/_base.grad_destination): one copy less per weight and step.
+    world = 2
+    ranks = run(tmp_path, world, "equiv", "sink", overlap="off")
+    steps = 10
+    for got in ranks:
+        assert bool(got["direct"])
+        assert int(got["plain_sunk"]) == 3 * steps  # each of the 3 weights, every step
+        # no_sync: the synced step adds to the .grad accumulated before, so nothing goes to the areas
+        assert int(got["nosync_sunk"]) == 0
+    tied, head = tied_reference(world)
+    for r, got in enumerate(ranks):
+        assert int(got["sink_tied_sunk"]) == 2  # the head's weight and the tied weight's first product
+        np.testing.assert_allclose(got["sink_tied_grad"], tied, rtol=1e-12, atol=1e-15)
+        assert bool(got["sink_failed_in_area"])
+        assert str(got["sink_unfinished"]).startswith("Expected to have finished reduction"), got["sink_unfinished"]
+        # the failed step's .grad (zeroed in place, so kept) got memory of its own before the next
+        # reduction: that one lands in it, not in the area every rank reads
+        assert bool(got["sink_after_error_private"])
+        np.testing.assert_allclose(got["sink_after_error_grad"], head, rtol=1e-12, atol=1e-15)
+
+
 def test_ddp_across_two_simulated_hosts_stages_one_all_reduce_and_matches_single_process(tmp_path):
     # ranks 0,1 on "host A", 2,3 on "host B": the hierarchical all-reduce, and with overlap one
     # staged all-reduce per iteration that each bucket releases in turn (tiny buckets: many
