@@ -7,7 +7,9 @@ changes is how many times each element crosses the memory bus. Bytes per element
 float32 (read + written; an in-place pass reads and writes its target).
 
 SGD, PyTorch's rounding kept exactly: its ``add(x, alpha=a)`` is one fused multiply-add and so are
-MKL's ``axpy`` and ``axpby`` (which rounds ``b*y`` first, as ``buf.mul_(m).add_(g, alpha=1-d)`` does):
+MKL's ``axpy`` and ``axpby`` (which rounds ``b*y`` first, as ``buf.mul_(m).add_(g, alpha=1-d)`` does),
+so the parameters come out bit-equal to PyTorch 2.13's (measured on this project's Xeon, every
+option; ``tests/optim/test_fused_updates.py``):
 
 - no momentum: ``param += -lr * g``, 12 B (NumPy: 20 B)
 - momentum: ``buf = (1-d)*g + m*buf``, ``param += -lr * buf``, 24 B (NumPy: 40 B)
@@ -25,6 +27,9 @@ Adam / AdamW (not amsgrad), 64 B against NumPy's 128 B (+8 B for decoupled weigh
   routine and mode: the same bits) into scratch, then one ``vLinearFrac`` computing the quotient
   (with ``1/sqrt(bc2)`` multiplied where PyTorch divides by ``sqrt(bc2)``: an ulp at most), then
   an axpy adding it, 32 B
+
+After 10 steps 11-13% of float32 elements differ from PyTorch's, by at most 2 ulp of max(|p|, 1)
+(the NumPy passes: 6%, at most 2 ulp). The exact lerp would bring that to 8% for 12 B more.
 """
 from __future__ import annotations
 
