@@ -21,9 +21,10 @@ out)``                                (sb*b + hb)``
 
 Rules:
 
-- MKL takes float32 / float64 NumPy arrays that are C-contiguous, all of one dtype and size, of
-  at least ``MIN_ELEMENTS`` and at most 2**31 - 1 elements (MKL's LP64 interface counts in 32-bit
-  ints), and whose outputs overlap no other operand unless they are the very same array.
+- MKL takes float32 / float64 NumPy arrays that are C-contiguous and writeable, all of one dtype
+  and size, of at least ``MIN_ELEMENTS`` and at most 2**31 - 1 elements (MKL's LP64 interface
+  counts in 32-bit ints), and whose outputs overlap no other operand unless they are the very
+  same array.
   Everything else (CuPy arrays, integers, strided views, small or huge arrays, no MKL installed,
   ``DISTTORCH_BLAS=numpy``) runs the NumPy expression in the same function. Both give the same
   values up to rounding (a few ulp: MKL's ``axpby`` rounds ``b*y`` and then adds ``a*x`` in one
@@ -107,7 +108,10 @@ def _mkl_for(*arrays):
     if kind is None or n < MIN_ELEMENTS or n > _INT_MAX:
         return None
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dtype or a.size != n or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or a.dtype != dtype or a.size != n:
+            return None
+        flags = a.flags
+        if not (flags.c_contiguous and flags.writeable):  # NumPy raises for a read-only output; MKL would write
             return None
     mkl = _gemm._mkl()
     if mkl is None:
@@ -116,10 +120,11 @@ def _mkl_for(*arrays):
 
 
 def _address(a) -> int:
-    """The address of a C-contiguous array's first element (a third of ``a.ctypes.data``'s cost)."""
+    """The address of a writeable C-contiguous array's first element (a third of the cost of
+    ``a.ctypes.data``, which read-only arrays, whose buffer ctypes refuses, still take)."""
     try:
         return _addressof(_c_char.from_buffer(a))
-    except TypeError:  # a read-only array exports no writable buffer
+    except TypeError:
         return a.ctypes.data
 
 

@@ -70,6 +70,15 @@ def test_the_kernels_take_mkl_for_these_arrays():
     assert not V.accelerated(x[:V.MIN_ELEMENTS - 1])
     assert not V.accelerated(x, y.astype(np.float64))
     assert not V.accelerated(x, y[:-1])
+    y.flags.writeable = False
+    assert not V.accelerated(x, y)
+
+
+def test_a_read_only_output_is_numpys_error():
+    x, y, _ = _arrays(np.float32)
+    y.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        V.axpby_(y, 0.5, x, 0.9)
 
 
 def _numpy_expression(name, x, y, z):
