@@ -18,7 +18,8 @@ option; ``tests/optim/test_fused_updates.py``):
   raw gradient and must be copied first)
 - maximize flips the sign of the coefficient that multiplies the gradient (exact in floating point)
 
-Adam / AdamW (not amsgrad), 64 B against NumPy's 128 B (+8 B for decoupled weight decay in both):
+Adam / AdamW, 64 B against NumPy's 128 B (+8 B for decoupled weight decay in both, +12 B for
+amsgrad's ``max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)`` in both, NumPy's pass):
 
 - ``exp_avg.lerp_(g, w)`` as ``exp_avg = w*g + (1-w)*exp_avg`` (one axpby, 12 B, where the lerp
   formula takes a subtraction and an axpy, 24 B; the two differ by rounding: up to an ulp or two)
@@ -80,8 +81,9 @@ def sgd_chunk(settings, param, grad, tmp0, buf=None):
     mkl.axpy(n, -lr * g_sign, p_g, 1, p_param, 1)  # param.add_(grad, alpha=-lr)
 
 
-def adam_chunk(settings, param, grad, exp_avg, exp_avg_sq, tmp0, tmp1):
-    """One Adam / AdamW update (not amsgrad) on (one contiguous chunk of) a parameter."""
+def adam_chunk(settings, param, grad, exp_avg, exp_avg_sq, tmp0, tmp1, max_exp_avg_sq=None):
+    """One Adam / AdamW update on (one contiguous chunk of) a parameter; ``max_exp_avg_sq`` with
+    amsgrad."""
     step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize = settings
     mkl, n, mode = V.routines(param), param.size, V.VML_MODE
     p_param, p_g, p_avg, p_sq, p_tmp = (V.address(a) for a in (param, grad, exp_avg, exp_avg_sq, tmp1))
@@ -103,7 +105,11 @@ def adam_chunk(settings, param, grad, exp_avg, exp_avg_sq, tmp0, tmp1):
     bias_correction2 = 1 - beta2 ** step
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2 ** 0.5
-    mkl.sqrt(n, p_sq, p_tmp, mode)
+    second = p_sq
+    if max_exp_avg_sq is not None:  # torch.maximum: NaN wins, as in NumPy's maximum (VML's Fmax drops it)
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = V.address(max_exp_avg_sq)
+    mkl.sqrt(n, second, p_tmp, mode)
     # tmp = -step_size * exp_avg / (sqrt(v) / bias_correction2_sqrt + eps), then param += tmp
     mkl.linear_frac(n, p_avg, p_tmp, -step_size, 0.0, 1 / bias_correction2_sqrt, eps, p_tmp, mode)
     mkl.axpy(n, 1.0, p_tmp, 1, p_param, 1)

@@ -66,11 +66,11 @@ class Adam(Optimizer):
                 exp_avg, exp_avg_sq = _real(state["exp_avg"]._data), _real(state["exp_avg_sq"]._data)
                 arrays = [param, grad, exp_avg, exp_avg_sq, ws.get(grad, 0), ws.get(grad, 1)]
                 settings = (step, lr, beta1, beta2, eps, weight_decay, decoupled, group["maximize"])
-                if not amsgrad and _vector.accelerated(*arrays):
+                if amsgrad:
+                    arrays.append(_real(state["max_exp_avg_sq"]._data))
+                if _vector.accelerated(*arrays):
                     update = functools.partial(_fused.adam_chunk, settings)  # MKL: fused passes
                 else:
-                    if amsgrad:
-                        arrays.append(_real(state["max_exp_avg_sq"]._data))
                     update = functools.partial(_adam_chunk, settings)
                 # each intra-op thread makes every pass over its own chunk (all passes are elementwise)
                 _intra_op.split_flat(update, arrays, param.size)
