@@ -83,6 +83,7 @@ class _MKL:
 
     def __init__(self, lib, path):
         self.path = path
+        self.lib = lib  # _vector.py binds its BLAS-1 and VML routines on this same handle
         # Must come before any other MKL call: the sequential layer never starts OpenMP threads.
         lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
         lib.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)

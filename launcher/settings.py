@@ -172,7 +172,8 @@ _DECLARED = (
     Setting("DISTTORCH_TRACE_MODULE_DEPTH", "int", 3, "module forwards are traced down to this nesting depth",
             minimum=0),
     # ---- the process --------------------------------------------------------------------------------
-    Setting("DISTTORCH_BLAS", "choice", "auto", "float products of NumPy arrays: `auto`: Intel MKL's GEMM when the "
+    Setting("DISTTORCH_BLAS", "choice", "auto", "float products of NumPy arrays (and the SGD/Adam updates' fused "
+            "passes): `auto`: Intel MKL's GEMM when the "
             "`mkl` wheel is installed (`pip install disttorch[mkl]`), else NumPy's BLAS; `numpy`: always NumPy's; "
             "`mkl`: MKL or an error", choices=("auto", "mkl", "numpy")),
     Setting("DISTTORCH_MALLOC_TUNING", "flag", True, "0: leave glibc's allocator alone (by default freed memory "

@@ -5,8 +5,8 @@ import functools
 
 import numpy as np
 
-from . import _kernels as K
-from .. import _intra_op
+from . import _fused, _kernels as K
+from .. import _intra_op, _vector
 from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
@@ -65,11 +65,15 @@ class Adam(Optimizer):
                 param, grad = _real(p._data), _real(p.grad._data)
                 exp_avg, exp_avg_sq = _real(state["exp_avg"]._data), _real(state["exp_avg_sq"]._data)
                 arrays = [param, grad, exp_avg, exp_avg_sq, ws.get(grad, 0), ws.get(grad, 1)]
+                settings = (step, lr, beta1, beta2, eps, weight_decay, decoupled, group["maximize"])
                 if amsgrad:
                     arrays.append(_real(state["max_exp_avg_sq"]._data))
-                settings = (step, lr, beta1, beta2, eps, weight_decay, decoupled, group["maximize"])
+                if _vector.accelerated(*arrays):
+                    update = functools.partial(_fused.adam_chunk, settings)  # MKL: fused passes
+                else:
+                    update = functools.partial(_adam_chunk, settings)
                 # each intra-op thread makes every pass over its own chunk (all passes are elementwise)
-                _intra_op.split_flat(functools.partial(_adam_chunk, settings), arrays, param.size)
+                _intra_op.split_flat(update, arrays, param.size)
                 p._vc[0] += 1
         return loss
 

@@ -5,8 +5,8 @@ import functools
 
 import numpy as np
 
-from . import _kernels as K
-from .. import _intra_op
+from . import _fused, _kernels as K
+from .. import _intra_op, _vector
 from .optimizer import Optimizer, _check_differentiable, _empty_like, _params_with_grad, _real, _to_scalar
 from ..tensor import Tensor
 
@@ -73,12 +73,18 @@ class SGD(Optimizer):
                         buf_t = state["momentum_buffer"] = _empty_like(p)
                         first = True
                     buf = _real(buf_t._data)
-                # scratch slot 0 (as large as the largest parameter) only where the update writes it;
-                # otherwise grad just holds its place in the chunk list and is never written
-                tmp0 = ws.get(grad, 0) if (maximize or weight_decay != 0 or nesterov) else grad
-                arrays = [param, grad, tmp0, ws.get(grad, 1)] + ([buf] if buf is not None else [])
-                update = functools.partial(_sgd_chunk, (first, lr, momentum, dampening, weight_decay, nesterov,
-                                                        maximize))
+                settings = (first, lr, momentum, dampening, weight_decay, nesterov, maximize)
+                state_arrays = [buf] if buf is not None else []
+                if _vector.accelerated(param, grad, *state_arrays):  # MKL: fused passes (optim/_fused.py)
+                    tmp0 = ws.get(grad, 0) if (weight_decay != 0 or nesterov) else grad
+                    arrays = [param, grad, tmp0] + state_arrays
+                    update = functools.partial(_fused.sgd_chunk, settings)
+                else:
+                    # scratch slot 0 (as large as the largest parameter) only where the update writes
+                    # it; otherwise grad just holds its place in the chunk list and is never written
+                    tmp0 = ws.get(grad, 0) if (maximize or weight_decay != 0 or nesterov) else grad
+                    arrays = [param, grad, tmp0, ws.get(grad, 1)] + state_arrays
+                    update = functools.partial(_sgd_chunk, settings)
                 _intra_op.split_flat(update, arrays, param.size)  # each intra-op thread updates a chunk
                 p._vc[0] += 1
         return loss
