@@ -108,6 +108,16 @@ def test_what_mkl_cannot_take_is_numpys_expression(name, case):
     np.testing.assert_array_equal(result, want)
 
 
+def test_sizes_past_mkls_32_bit_counts_take_numpy(monkeypatch):
+    x, y, z = _arrays(np.float32)
+    monkeypatch.setattr(V, "_INT_MAX", N - 1)  # as if these N elements were 2**31 of them
+    assert not V.accelerated(x, y, z)
+    for name in sorted(KERNELS):
+        a, b, c = (v.copy() for v in (x, y, z))
+        want = _numpy_expression(name, a.copy(), b.copy(), c.copy())
+        np.testing.assert_array_equal(KERNELS[name][0](a, b, c), want)
+
+
 def test_integer_arrays_take_numpys_rules():
     x = np.arange(N, dtype=np.int64)
     y = np.ones(N, dtype=np.int64)

@@ -168,3 +168,22 @@ def test_the_gradient_is_never_written():
             p.grad = disttorch.tensor(g.copy())
             opt.step()
             np.testing.assert_array_equal(p.grad.numpy(), g)
+
+
+@needs_mkl
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, dampening=1.0)),
+                                         ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
+                                         ("Adam", dict(lr=0.01, amsgrad=True)),
+                                         ("AdamW", dict(lr=0.01, maximize=True))])
+def test_inf_and_nan_gradients_spread_as_in_pytorch(name, kwargs, fused_calls):
+    """MKL's routines read every operand even where a coefficient is 0 (dampening 1): an inf
+    gradient still makes NaN, as PyTorch's fused multiply-add does."""
+    shapes = SHAPES[1:2]
+    inits, grads = _problem(np.float32, steps=3, shapes=shapes)
+    grads[1][0][:4] = [np.inf, -np.inf, np.nan, 0.0]
+    ours = _run_ours(name, kwargs, inits, grads)
+    theirs = _run_torch(name, kwargs, inits, grads)
+    assert fused_calls
+    assert np.isnan(theirs[0][:3]).any()
+    np.testing.assert_array_equal(np.isnan(ours[0]), np.isnan(theirs[0]))
+    np.testing.assert_allclose(ours[0], theirs[0], **TOLERANCES[np.float32])
