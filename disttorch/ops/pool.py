@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _intra_op
 from .._backend import array_module
 from ._base import Op
 from .window import Window2d, pad_grid
@@ -80,6 +81,36 @@ def _running_max(xp, views, arg_dtype):
     return best, arg
 
 
+def _max_over_planes(x, win, arg_dtype):
+    """(best, arg) of NumPy max pooling, each (1, M, Ho, Wo): the planes are independent, so large
+    inputs are cut into ranges of planes pooled on the intra-op threads at once (every pass is a
+    NumPy ufunc, which releases the GIL). Each range gives the same values as the whole would."""
+    h, w = x.shape[-2:]
+    m = int(np.prod(x.shape[:-2], dtype=np.int64))
+    planes = x.reshape(m, h, w)
+
+    def pool(part):
+        if win.overlapping:
+            return _phase_plane_max(part, win, arg_dtype)
+        grid = pad_grid(part.reshape((1,) + part.shape), win, _lowest(x.dtype))
+        return _running_max(np, (grid[:, :, rows, cols] for _, rows, cols in win.offsets()), arg_dtype)
+
+    parts = min(m, _intra_op.parts_for(x.size))
+    if parts <= 1:
+        return pool(planes)
+    ho, wo = win.out_size
+    best = np.empty((1, m, ho, wo), dtype=x.dtype)
+    arg = np.empty((1, m, ho, wo), dtype=arg_dtype)
+    bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(m, parts, 1) if hi > lo]
+
+    def piece(i):
+        lo, hi = bounds[i]
+        best[:, lo:hi], arg[:, lo:hi] = pool(planes[lo:hi])
+
+    _intra_op.run(piece, len(bounds))
+    return best, arg
+
+
 def _phase_plane_max(x, win, arg_dtype):
     """``_running_max`` over the windows of ``x`` with every kernel offset a flat, contiguous view.
 
@@ -127,8 +158,8 @@ class MaxPool2DWithIndicesBackward0(Op):
         self.win, self.shape = win, x.shape
         arg_dtype = np.int8 if win.kernel_area < 128 else np.int32
         grid = None
-        if xp is np and win.overlapping:
-            best, arg = _phase_plane_max(x, win, arg_dtype)
+        if xp is np:
+            best, arg = _max_over_planes(x, win, arg_dtype)
         else:
             grid = pad_grid(_planes(x), win, _lowest(x.dtype))
             best, arg = _running_max(xp, (grid[:, :, rows, cols] for _, rows, cols in win.offsets()), arg_dtype)

@@ -108,3 +108,37 @@ def test_random_geometries_match_torch():
         np.testing.assert_array_equal(d_out.numpy(), t_out.numpy(), err_msg=str(kw))
         np.testing.assert_array_equal(d_idx.numpy(), t_idx.numpy(), err_msg=str(kw))
         checked += 1
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)],
+                         ids=["disjoint", "overlapping"])
+def test_max_pool_on_two_threads_pools_ranges_of_planes_with_the_same_result(kw, monkeypatch):
+    # Large inputs are cut into ranges of planes pooled on the intra-op threads at once
+    # (ops/pool._max_over_planes): values, winning positions and gradients equal one thread's.
+    from disttorch import _intra_op, _threads
+    from disttorch.ops import pool
+
+    splits = []
+    real_run = pool._intra_op.run
+    monkeypatch.setattr(pool._intra_op, "run", lambda fn, parts: splits.append(parts) or real_run(fn, parts))
+
+    x = rng.standard_normal((8, 40, 48, 48)).astype(np.float32)  # 737,280 elements: above the split size
+    assert x.size >= _intra_op.MIN_ELEMENTS
+    x[0, 0, :4, :4] = np.nan  # the NaN rule runs on the assembled result
+    results = []
+    previous = _threads.get_num_threads()
+    try:
+        for threads in (1, 2):
+            _threads.set_num_threads(threads)
+            xt = dt.tensor(x, requires_grad=True)
+            out, idx = dt.nn.functional.max_pool2d(xt, return_indices=True, **kw)
+            out.backward(dt.ones_like(out))
+            results.append((out.detach().numpy(), idx.numpy(), xt.grad.numpy()))
+    finally:
+        _threads.set_num_threads(previous)
+    assert splits == [2]  # the 2-thread forward split; the 1-thread one ran whole
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+    expected, expected_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
+    np.testing.assert_array_equal(results[1][0], expected.numpy())
+    np.testing.assert_array_equal(results[1][1], expected_idx.numpy())
