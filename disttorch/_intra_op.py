@@ -260,10 +260,15 @@ def relu_into(x):
 
 
 def relu_backward(g, out):
-    """``g * (out > 0)``: the gradient where the ReLU passed its input."""
+    """``g`` where the ReLU's output is not ``<= 0``, else 0: PyTorch's ``threshold_backward``, so a
+    NaN output passes its gradient on (``out > 0`` would stop it)."""
     if type(g) is np.ndarray and type(out) is np.ndarray and g.size >= MIN_ELEMENTS:
-        return ufunc(np.multiply, g, ufunc(np.greater, out, 0))
-    return g * (out > 0)
+        passed = ufunc(np.less_equal, out, 0)
+        ufunc(np.logical_not, passed, out=passed)
+        return ufunc(np.multiply, g, passed)
+    passed = out <= 0
+    np.logical_not(passed, out=passed)
+    return g * passed
 
 
 def split_flat(fn, arrays, numel: int) -> None:

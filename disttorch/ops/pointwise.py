@@ -699,7 +699,7 @@ TruncBackward0 = _unary("TruncBackward0", lambda xp, x: xp.trunc(x), lambda ns, 
 FracBackward0 = _unary("FracBackward0", lambda xp, x: x - xp.trunc(x), lambda ns, g, x, o: g, save_in=False, fresh=False)
 ReciprocalBackward0 = _unary("ReciprocalBackward0", lambda xp, x: 1 / x, lambda ns, g, x, o: -g * o * o, save_in=False, save_out=True)
 ErfBackward0 = _unary("ErfBackward0", lambda xp, x: _erf(xp, x), lambda ns, g, x, o: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x))
-ReluBackward0 = _unary("ReluBackward0", _intra_op.relu, lambda ns, g, x, o: _intra_op.relu_backward(g, o) if not ns.graph else ns.where(o > 0, g, g * 0), save_in=False, save_out=True, float_only=False)
+ReluBackward0 = _unary("ReluBackward0", _intra_op.relu, lambda ns, g, x, o: _intra_op.relu_backward(g, o) if not ns.graph else ns.where(o <= 0, g * 0, g), save_in=False, save_out=True, float_only=False)
 
 
 def _sigmoid(xp, x):

@@ -468,3 +468,23 @@ def test_broadcasting_results():
     x = disttorch.zeros(2, 3)
     x += disttorch.tensor([1.0, 2.0, 3.0])
     assert x.tolist() == [[1.0, 2.0, 3.0]] * 2
+
+
+@pytest.mark.parametrize("n", [5, 1 << 20], ids=["small", "split-size"])
+@pytest.mark.parametrize("way", ["relu", "relu_", "ReLU(inplace)"])
+def test_relu_backward_passes_the_gradient_of_a_nan_output_as_torch(n, way):
+    # PyTorch's threshold_backward zeroes the gradient where the output is <= 0: a NaN output
+    # (NaN input) lets it through, and 0 itself stops it
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    a[:3] = [np.nan, 0.0, -0.0]
+    grads = []
+    for lib in (torch, disttorch):
+        x = lib.tensor(a.copy(), requires_grad=True)
+        h = x * 1  # in-place ReLU needs a non-leaf
+        out = {"relu": lambda: lib.relu(h), "relu_": lambda: h.relu_(),
+               "ReLU(inplace)": lambda: lib.nn.ReLU(inplace=True)(h)}[way]()
+        (out * lib.tensor(np.linspace(1, 2, n, dtype=np.float32))).sum().backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_array_equal(grads[1], grads[0])
+    assert grads[1][0] != 0 and grads[1][1] == 0 and grads[1][2] == 0
