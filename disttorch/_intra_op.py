@@ -260,15 +260,12 @@ def relu_into(x):
 
 
 def relu_backward(g, out):
-    """``g`` where the ReLU's output is not ``<= 0``, else 0: PyTorch's ``threshold_backward``, so a
-    NaN output passes its gradient on (``out > 0`` would stop it)."""
+    """``g`` where the ReLU's output ``out`` is not ``<= 0``, else 0: PyTorch's ``threshold_backward``,
+    so a NaN output passes its gradient on (``out > 0`` would stop it). A ReLU's output is >= 0
+    or NaN, so that is exactly ``out != 0``: one comparison, as fast as ``out > 0``."""
     if type(g) is np.ndarray and type(out) is np.ndarray and g.size >= MIN_ELEMENTS:
-        passed = ufunc(np.less_equal, out, 0)
-        ufunc(np.logical_not, passed, out=passed)
-        return ufunc(np.multiply, g, passed)
-    passed = out <= 0
-    np.logical_not(passed, out=passed)
-    return g * passed
+        return ufunc(np.multiply, g, ufunc(np.not_equal, out, 0))
+    return g * (out != 0)
 
 
 def split_flat(fn, arrays, numel: int) -> None:
