@@ -28,10 +28,10 @@ _CHUNK_BYTES = 1 << 20  # columns per chunk (in-process A/B under load: CNN step
 _DIRECT_MIN_POSITIONS = 64
 
 
-def _chunks(n, bytes_per_sample):
-    """Sample ranges of about ``_CHUNK_BYTES`` of columns each, of near-equal sizes (16 samples in
-    chunks of 14 leave a thin GEMM of 2: 8 + 8 keeps both GEMMs wide)."""
-    most = max(1, _CHUNK_BYTES // max(1, bytes_per_sample))
+def _chunks(n, bytes_per_sample, budget=None):
+    """Sample ranges of about ``budget`` bytes each (``_CHUNK_BYTES`` of columns by default), of
+    near-equal sizes (16 samples in chunks of 14 leave a thin GEMM of 2: 8 + 8 keeps both GEMMs wide)."""
+    most = max(1, (_CHUNK_BYTES if budget is None else budget) // max(1, bytes_per_sample))
     count = -(-n // most)
     step = -(-n // count) if count else 1
     return [(s, min(n, s + step)) for s in range(0, n, step)]

@@ -64,11 +64,7 @@ def input_grad(y, w4, win, channels):
     weights = [np.ascontiguousarray(w4[:, :, dh, dw].T) for dh in range(kh) for dw in range(kw)]  # (C, A)
     gx = np.empty((n, channels) + tuple(win.in_size), dtype=dtype)
     (pt, _, pl, _), (h, w) = win.pads, win.in_size
-    per_sample = (a * span + channels * pitch) * y.itemsize
-    most = max(1, _CHUNK_BYTES // per_sample)
-    count = -(-n // most)
-    step = -(-n // count)
-    chunks = [(s, min(n, s + step)) for s in range(0, n, step)]
+    chunks = conv_nhwc._chunks(n, (a * span + channels * pitch) * y.itemsize, _CHUNK_BYTES)
 
     def chunk(i):
         s, e = chunks[i]
