@@ -190,28 +190,31 @@ def scal_(x, a: float):
     return x
 
 
+def _vml_unary(routine: str, x, out) -> bool:
+    """Runs VML's ``routine`` ("sqr" or "sqrt") from ``x`` into ``out`` when MKL takes them;
+    False where the caller's NumPy expression must run instead."""
+    mkl = _mkl_for(x, out)
+    if mkl is None:
+        return False
+    px, po = _address(x), _address(out)
+    if not _apart(out.nbytes, po, px):
+        return False
+    getattr(mkl, routine)(x.size, px, po, VML_MODE)
+    return True
+
+
 def sqr(x, out):
     """``out = x*x``; returns ``out``."""
-    mkl = _mkl_for(x, out)
-    if mkl is not None:
-        px, po = _address(x), _address(out)
-        if _apart(out.nbytes, po, px):
-            mkl.sqr(x.size, px, po, VML_MODE)
-            return out
-    out[...] = x * x
+    if not _vml_unary("sqr", x, out):
+        out[...] = x * x
     return out
 
 
 def sqrt(x, out):
     """``out = sqrt(x)`` (NaN where ``x`` is negative); returns ``out``."""
-    mkl = _mkl_for(x, out)
-    if mkl is not None:
-        px, po = _address(x), _address(out)
-        if _apart(out.nbytes, po, px):
-            mkl.sqrt(x.size, px, po, VML_MODE)
-            return out
-    with np.errstate(invalid="ignore"):
-        out[...] = x ** 0.5
+    if not _vml_unary("sqrt", x, out):
+        with np.errstate(invalid="ignore"):
+            out[...] = x ** 0.5
     return out
 
 

@@ -92,7 +92,7 @@ def _max_over_planes(x, win, arg_dtype):
     def pool(part):
         if win.overlapping:
             return _phase_plane_max(part, win, arg_dtype)
-        grid = pad_grid(part.reshape((1,) + part.shape), win, _lowest(x.dtype))
+        grid = pad_grid(_planes(part), win, _lowest(x.dtype))
         return _running_max(np, (grid[:, :, rows, cols] for _, rows, cols in win.offsets()), arg_dtype)
 
     parts = min(m, _intra_op.parts_for(x.size))

@@ -289,22 +289,26 @@ def scenario_sink(rank, world, out):
     ddp.module.fail = True
     try:
         (ddp(tied_batch(rank)) ** 2).mean().backward()
-    except ValueError:
-        pass
+    except ValueError as exc:
+        out["sink_failure"] = np.array(str(exc))
     ddp.module.fail = False
-    left = head.grad._data  # the head's weight gradient, still in this rank's area
-    out["sink_failed_in_area"] = np.array(any(np.shares_memory(left, half) for area in ddp.reducer._direct.values()
-                                              for half in area._areas[area._me]))
+
+    def in_area(arr, mine_only):
+        return any(np.shares_memory(arr, half) for area in ddp.reducer._direct.values()
+                   for k, halves in enumerate(area._areas) if k == area._me or not mine_only for half in halves)
+
+    out["sink_failed_in_area"] = np.array(in_area(head.grad._data, True))  # the head's weight gradient
     try:
         ddp(tied_batch(rank))
     except RuntimeError as exc:  # the unfinished iteration is reported at the next forward
         out["sink_unfinished"] = np.array(str(exc)[:60])
+    with ddp.no_sync():  # a forward whose backward DDP does not reduce: the .grad leaves the area now
+        ddp(tied_batch(rank))
+    out["sink_released_at_forward"] = np.array(not in_area(head.grad._data, False))
     ddp.zero_grad(set_to_none=False)  # the .grad tensor is kept and accumulated into from here on
     (ddp(tied_batch(rank)) ** 2).mean().backward()
     out["sink_after_error_grad"] = head.grad._data.copy()
-    out["sink_after_error_private"] = np.array(not any(
-        np.shares_memory(head.grad._data, half) for area in ddp.reducer._direct.values()
-        for mine in area._areas for half in mine))
+    out["sink_after_error_private"] = np.array(not in_area(head.grad._data, False))
 
 
 def scenario_state_dict(rank, world, out):

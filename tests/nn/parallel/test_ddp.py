@@ -160,7 +160,9 @@ def test_weight_gradients_computed_in_the_shared_areas_are_reduced_right(tmp_pat
     for r, got in enumerate(ranks):
         assert int(got["sink_tied_sunk"]) == 2  # the head's weight and the tied weight's first product
         np.testing.assert_allclose(got["sink_tied_grad"], tied, rtol=1e-12, atol=1e-15)
+        assert str(got["sink_failure"]) == "backward stopped on purpose"
         assert bool(got["sink_failed_in_area"])
+        assert bool(got["sink_released_at_forward"])  # copied out of the area (Reducer._release_sunk)
         assert str(got["sink_unfinished"]).startswith("Expected to have finished reduction"), got["sink_unfinished"]
         # the failed step's .grad (zeroed in place, so kept) got memory of its own before the next
         # reduction: that one lands in it, not in the area every rank reads
