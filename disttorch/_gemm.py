@@ -37,7 +37,7 @@ from disttorch_launcher import settings
 
 from . import _intra_op, _threads
 
-__all__ = ["matmul", "backend", "mkl_available"]
+__all__ = ["matmul", "Product", "backend", "mkl_available"]
 
 #: products below this many multiply-adds go to NumPy: a ctypes call and the layout checks cost
 #: about 3 us, which a 32x32x32 product (about 4 us in either library) does not repay
@@ -334,3 +334,87 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, ldc, size, parts, beta):
         gemm(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, pa, la[1], pb, lb[1], beta, pc, ldc)
         return
     _intra_op.run(piece, len(bounds))
+
+
+class Product:
+    """``out[i] = a[i] @ b[i]`` (``+ out[i]`` with ``accumulate``) for a run of stack indices,
+    planned once and then run many times: each run is integer arithmetic and one BLAS call.
+
+    Why: ``matmul`` checks layouts and makes ctypes pointers on every call (8-10 us, GIL held). A
+    convolution's chunk loop calls GEMMs hundreds of times per op, from several intra-op threads at
+    once, and each of those checks is time one thread holds the GIL while the other may wait for it
+    (on a VM a waiting thread sleeps, and takes 60-90 us to wake). Planned, a run holds the GIL for
+    about 2 us.
+
+    ``a``, ``b`` and ``out`` are 2-D matrices or 3-D stacks (a 2-D operand is the same matrix for
+    every index; a 2-D ``out`` takes runs of one product, which ``accumulate`` makes a sum over
+    runs). A run ``product(count, a_at, b_at, out_at)`` multiplies ``count`` matrices from index
+    ``a_at`` of ``a`` (and ``b_at``, ``out_at``); a run outside the planned arrays is an IndexError.
+    Where MKL cannot take the product (not installed, CuPy arrays, a layout GEMM cannot express)
+    each run is NumPy's ``matmul`` on the same slices.
+    """
+
+    __slots__ = ("a", "b", "out", "accumulate", "count", "_lengths", "_call", "_one", "_args", "_strides")
+
+    def __init__(self, a, b, out, accumulate=False):
+        if a.ndim not in (2, 3) or b.ndim not in (2, 3) or out.ndim not in (2, 3):
+            raise ValueError(f"Product takes 2-D or 3-D operands, got {a.ndim}, {b.ndim} and {out.ndim} dimensions")
+        m, k = a.shape[-2:]
+        n = b.shape[-1]
+        if b.shape[-2] != k or out.shape[-2:] != (m, n):
+            raise ValueError(f"Product of shapes {a.shape} and {b.shape} does not fit out {out.shape}")
+        self.a, self.b, self.out, self.accumulate = a, b, out, accumulate
+        self.count = out.shape[0] if out.ndim == 3 else 1  # a run's default count: all of out
+        self._lengths = tuple(x.shape[0] if x.ndim == 3 else None for x in (a, b, out))
+        self._call = None
+        lib = _mkl() if type(a) is np.ndarray and type(b) is np.ndarray and type(out) is np.ndarray else None
+        if lib is None or a.dtype not in _KINDS or b.dtype != a.dtype or out.dtype != a.dtype:
+            return
+        size = a.itemsize
+        la = _matrix_layout(a.strides[-2:], m, k, size)
+        lb = _matrix_layout(b.strides[-2:], k, n, size)
+        lc = _matrix_layout(out.strides[-2:], m, n, size)
+        if la is None or lb is None or lc is None or lc[0] != _NO_TRANS:
+            return
+        strides = [x.strides[0] // size if x.ndim == 3 else 0 for x in (a, b, out)]
+        if (min(strides) < 0 or any(x.ndim == 3 and x.strides[0] % size for x in (a, b, out))
+                or max(m, n, k, la[1], lb[1], lc[1], *strides) > _INT_MAX):
+            return
+        if out.ndim == 3 and out.shape[0] > 1 and strides[2] < m * lc[1]:
+            return  # the matrices of out overlap
+        self._strides = [s * size for s in strides]
+        self._call = lib.gemm_batch[_KINDS[a.dtype]]
+        self._one = lib.gemm[_KINDS[a.dtype]]  # runs of one product (MKL's batch call refuses a zero stride of C)
+        self._args = (la[0], lb[0], m, n, k, la[1], lb[1], lc[1], strides,
+                      a.ctypes.data, b.ctypes.data, out.ctypes.data, 1.0 if accumulate else 0.0)
+
+    def __call__(self, count=None, a_at=0, b_at=0, out_at=0):
+        count = self.count if count is None else count
+        lengths = self._lengths
+        if (count < 0 or min(a_at, b_at, out_at) < 0 or (lengths[2] is None and (out_at or count > 1))
+                or any(length is not None and at + count > length for at, length in zip((a_at, b_at, out_at), lengths))
+                or (lengths[0] is None and a_at) or (lengths[1] is None and b_at)):
+            raise IndexError(f"Product run of {count} from {(a_at, b_at, out_at)} is outside the planned "
+                                 f"stacks of {self._lengths} (None: one matrix)")
+        if self._call is None:
+            if self.out.ndim == 2:  # one product into one matrix
+                a = self.a if self.a.ndim == 2 else self.a[a_at]
+                b = self.b if self.b.ndim == 2 else self.b[b_at]
+                out = self.out
+            else:
+                a = self.a if self.a.ndim == 2 else self.a[a_at:a_at + count]
+                b = self.b if self.b.ndim == 2 else self.b[b_at:b_at + count]
+                out = self.out[out_at:out_at + count]
+            if self.accumulate:
+                out += matmul(a, b)
+            else:
+                matmul(a, b, out=out)
+            return
+        ta, tb, m, n, k, lda, ldb, ldc, (sa, sb, sc), pa, pb, pc, beta = self._args
+        da, db, dc = self._strides
+        if count == 1:
+            self._one(_ROW_MAJOR, ta, tb, m, n, k, 1.0, pa + a_at * da, lda, pb + b_at * db, ldb, beta,
+                      pc + out_at * dc, ldc)
+            return
+        self._call(_ROW_MAJOR, ta, tb, m, n, k, 1.0, pa + a_at * da, lda, sa, pb + b_at * db, ldb, sb,
+                   beta, pc + out_at * dc, ldc, sc, count)

@@ -88,23 +88,29 @@ def _offsets(win):
             yield i, j, rows, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
 
 
-def windows(grid, win, major=False):
+def windows(grid, win, major=False, out=None):
     """Every window of the channels-last ``grid`` (m, Hp, Wp, C) as contiguous rows (m*Ho*Wo, K),
     K ordered (kh, kw, C), or (``major``) (C, kh, kw). An unstrided, unpadded 1x1 window is the grid
-    itself (no copy)."""
+    itself (no copy). ``out``: a contiguous buffer of at least m*Ho*Wo*K elements to write them into
+    (a chunk loop reuses one buffer instead of allocating, and page-faulting, one per chunk)."""
     xp = array_module(grid)
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
     m, c = grid.shape[0], grid.shape[3]
+    if out is not None:
+        out = out.reshape(-1)[:m * ho * wo * kh * kw * c]
     if major:  # one copy per kernel offset, each with C-long inner runs (a single strided copy would
         # run kw floats at a time)
-        out = xp.empty((m, ho, wo, c, kh, kw), dtype=grid.dtype)
+        shape = (m, ho, wo, c, kh, kw)
+        out = xp.empty(shape, dtype=grid.dtype) if out is None else out.reshape(shape)
         for i, j, rows, cols in _offsets(win):
             out[..., i, j] = grid[:, rows, cols, :]
         return out.reshape(m * ho * wo, -1)
-    s_n, s_h, s_w, s_c = grid.strides
-    view = xp.lib.stride_tricks.as_strided(
-        grid, (m, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
-    return xp.ascontiguousarray(view).reshape(m * ho * wo, -1)
+    view = _window_view(grid, win)
+    if out is None or view.flags.c_contiguous:
+        return xp.ascontiguousarray(view).reshape(m * ho * wo, -1)
+    out = out.reshape(m, ho, wo, kh, kw, c)
+    out[...] = view
+    return out.reshape(m * ho * wo, -1)
 
 
 def scatter_windows(cols, grid, win, major=False):
@@ -120,6 +126,46 @@ def scatter_windows(cols, grid, win, major=False):
             target += block
         else:
             target[...] = block
+
+
+def _window_view(grid, win):
+    """``grid`` (m, Hp, Wp, C) seen as its windows (m, Ho, Wo, kh, kw, C): a strided view, no copy."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+    s_n, s_h, s_w, s_c = grid.strides
+    return array_module(grid).lib.stride_tricks.as_strided(
+        grid, (grid.shape[0], ho, wo, kh, kw, grid.shape[3]), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+
+
+class _Columns:
+    """One thread's columns for its chunks of samples: ``fill(s, e)`` copies the windows of samples
+    s..e into one buffer reused chunk after chunk (``stack``, (most, Ho*Wo, K)) and returns where in
+    ``stack`` sample s starts. Where a window is the grid itself (1x1, unstrided, unpadded) nothing
+    is copied and ``stack`` is the whole grid.
+
+    The windows' strided view is made once, so a chunk's copy holds the GIL for about a microsecond
+    (see ``_run_blocks``)."""
+
+    def __init__(self, grid, win, major, most):
+        xp = array_module(grid)
+        ho, wo = win.out_size
+        k = grid.shape[3] * win.kernel_area
+        self.grid, self.win, self.major = grid, win, major
+        self.view = None if major else _window_view(grid, win)
+        self.copies = major or not self.view.flags.c_contiguous
+        if self.copies:
+            self.stack = xp.empty((most, ho * wo, k), dtype=grid.dtype)
+            self.windows = self.stack.reshape((most,) + self.view.shape[1:]) if self.view is not None else None
+        else:
+            self.stack = grid.reshape(grid.shape[0], ho * wo, k)
+
+    def fill(self, s, e) -> int:
+        if not self.copies:
+            return s
+        if self.view is not None:
+            self.windows[:e - s] = self.view[s:e]
+        else:
+            windows(self.grid[s:e], self.win, True, self.stack)
+        return 0
 
 
 def _to_channels_first(grid, win):
@@ -149,27 +195,38 @@ def correlate(x, w4, win, prepared=None):
     out = xp.empty((n, a, p), dtype=x.dtype)
     chunks = _chunks(n, wm.shape[1] * p * x.itemsize)
 
-    def chunk(i):
-        s, e = chunks[i]
-        cols = windows(grid[s:e], win, major)
+    def block(lo, hi):
+        columns = _Columns(grid, win, major, max(e - s for s, e in chunks[lo:hi]))
         if p >= _DIRECT_MIN_POSITIONS:  # one GEMM per sample writes (A, P) straight into the NCHW output
-            _gemm.matmul(wm, cols.reshape(e - s, p, -1).transpose(0, 2, 1), out=out[s:e])
-        else:  # few positions per sample: one GEMM for the chunk reads the weight once, then a transpose
-            out[s:e] = _gemm.matmul(cols, wm.T).reshape(e - s, p, a).transpose(0, 2, 1)
+            product = _gemm.Product(wm, columns.stack.transpose(0, 2, 1), out)
+        for s, e in chunks[lo:hi]:
+            at = columns.fill(s, e)
+            if p >= _DIRECT_MIN_POSITIONS:
+                product(e - s, b_at=at, out_at=s)
+            else:  # few positions per sample: one GEMM for the chunk reads the weight once, then a transpose
+                cols = columns.stack[at:at + e - s].reshape((e - s) * p, -1)
+                out[s:e] = _gemm.matmul(cols, wm.T).reshape(e - s, p, a).transpose(0, 2, 1)
 
-    _run_chunks(chunk, len(chunks), xp)
+    _run_blocks(block, len(chunks), xp)
     return out.reshape(n, a, ho, wo)
 
 
-def _run_chunks(chunk, count, xp):
-    """Runs ``chunk(i)`` for every chunk: on the intra-op threads at once when there are several
-    (each chunk writes its own samples' rows, and NumPy's copies and the GEMMs release the GIL), else
-    in order here. A chunk's GEMMs then run whole on its thread (splits do not nest)."""
-    if xp is np and count > 1:
-        _intra_op.run(chunk, count)
+def _run_blocks(block, count, xp):
+    """Runs ``block(lo, hi)`` over contiguous ranges of ``count`` chunk indices: one range per
+    intra-op thread, all at once (each chunk writes its own samples' rows; NumPy's copies and the
+    GEMMs release the GIL), else one range here. A chunk's GEMMs run whole on its thread (splits do
+    not nest).
+
+    Why ranges and not chunk by chunk: every chunk is a few GIL hand-offs between the threads, and
+    on a VM a thread that sleeps waiting for the GIL takes 60-90 us to wake. Claimed one by one, the
+    64 one-sample chunks of a 32 -> 64-channel convolution at 24x24 ran 13.2 ms on 1 thread and
+    11.5 ms on 2; as two ranges, each thread one column buffer, 2 threads take 7.6-7.9 ms."""
+    ranges = _blocks(count) if xp is np else [(0, count)]
+    if len(ranges) > 1:
+        _intra_op.run(lambda b: block(*ranges[b]), len(ranges))
     else:
-        for i in range(count):
-            chunk(i)
+        for lo, hi in ranges:
+            block(lo, hi)
 
 
 def _blocks(count):
@@ -253,36 +310,38 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
         wm = weight_matrix(w4, major)
     grid = xp.zeros((n,) + win.padded_size + (channels,), dtype=y.dtype) if need_input else None
     chunks = _chunks(n, k * p * y.itemsize)
-    blocks = _blocks(len(chunks)) if xp is np else [(0, len(chunks))]
-    partial = [xp.zeros((a, k), dtype=y.dtype) for _ in blocks] if need_weight else None
+    partial = {}  # first chunk index of a range -> that range's weight gradient sum
 
-    def chunk(i, gw):
-        s, e = chunks[i]
-        if per_sample:
-            y_chunk = ys[s:e]  # (m, A, P)
-            if need_weight:
-                gw += _gemm.matmul(y_chunk, windows(xg[s:e], win, major).reshape(e - s, p, k)).sum(axis=0)
-            if need_input:
-                cols = _gemm.matmul(y_chunk.transpose(0, 2, 1), wm).reshape((e - s) * p, k)
-                scatter_windows(cols, grid[s:e], win, major)
-            return
-        rows = ys[s * p:e * p]
+    def block(lo, hi):
+        gw = partial[lo] = xp.zeros((a, k), dtype=y.dtype) if need_weight else None
         if need_weight:
-            gw += _gemm.matmul(rows.T, windows(xg[s:e], win, major))
-        if need_input:
-            scatter_windows(_gemm.matmul(rows, wm), grid[s:e], win, major)
+            columns = _Columns(xg, win, major, max(e - s for s, e in chunks[lo:hi]))
+            if per_sample:  # per sample (A, P) @ (P, K), added into this range's sum (GEMM beta = 1)
+                product = _gemm.Product(ys, columns.stack, gw, accumulate=True)
+        for s, e in chunks[lo:hi]:
+            if need_weight:
+                at = columns.fill(s, e)
+            if per_sample:
+                if need_weight:
+                    for i in range(e - s):
+                        product(1, a_at=s + i, b_at=at + i)
+                if need_input:
+                    scatter_windows(_gemm.matmul(ys[s:e].transpose(0, 2, 1), wm).reshape((e - s) * p, k),
+                                    grid[s:e], win, major)
+                continue
+            rows = ys[s * p:e * p]
+            if need_weight:
+                _gemm.matmul(rows.T, columns.stack[at:at + e - s].reshape((e - s) * p, k), out=gw, accumulate=True)
+            if need_input:
+                scatter_windows(_gemm.matmul(rows, wm), grid[s:e], win, major)
 
-    def block(b):
-        lo, hi = blocks[b]
-        for i in range(lo, hi):
-            chunk(i, partial[b] if need_weight else None)
-
-    _run_chunks(block, len(blocks), xp)
+    _run_blocks(block, len(chunks), xp)
     gx = _to_channels_first(grid, win) if need_input else None
     if not need_weight:
         return gx, None
-    gw = partial[0]
-    for more in partial[1:]:
+    sums = [partial[lo] for lo in sorted(partial)]  # in chunk order: the rounding never depends on timing
+    gw = sums[0]
+    for more in sums[1:]:
         gw += more
     return gx, _weight_from_matrix(gw, channels, win, major)
 

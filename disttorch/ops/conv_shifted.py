@@ -66,16 +66,23 @@ def input_grad(y, w4, win, channels):
     (pt, _, pl, _), (h, w) = win.pads, win.in_size
     chunks = conv_nhwc._chunks(n, (a * span + channels * pitch) * y.itemsize, _CHUNK_BYTES)
 
-    def chunk(i):
-        s, e = chunks[i]
-        ys = np.zeros((e - s, a, ho, wp), dtype=dtype)
-        ys[..., :wo] = y[s:e]
-        ys = ys.reshape(e - s, a, span)
-        grid = np.zeros((e - s, channels, pitch), dtype=dtype)
-        for off, wk in zip(offsets, weights):
-            _gemm.matmul(wk, ys, out=grid[:, :, off:off + span], accumulate=True)
-        planes = grid[:, :, :rows].reshape(e - s, channels, hp, wp)
-        gx[s:e] = planes[:, :, pt:pt + h, pl:pl + w]
+    def block(lo, hi):
+        most = max(e - s for s, e in chunks[lo:hi])
+        # this thread's buffers, reused by its chunks: Y at the grid's pitch (the columns past Wo
+        # stay zero) and the grid the products add into; the products are planned on them once
+        y_buffer = np.zeros((most, a, ho, wp), dtype=dtype)
+        grid_buffer = np.empty((most, channels, pitch), dtype=dtype)
+        ys = y_buffer.reshape(most, a, span)
+        products = [_gemm.Product(wk, ys, grid_buffer[:, :, off:off + span], accumulate=True)
+                    for off, wk in zip(offsets, weights)]
+        planes = grid_buffer[:, :, :rows].reshape(most, channels, hp, wp)[:, :, pt:pt + h, pl:pl + w]
+        for s, e in chunks[lo:hi]:
+            y_buffer[:e - s, :, :, :wo] = y[s:e]
+            grid = grid_buffer[:e - s]
+            grid.fill(0)
+            for product in products:
+                product(e - s)
+            gx[s:e] = planes[:e - s]
 
-    conv_nhwc._run_chunks(chunk, len(chunks), np)
+    conv_nhwc._run_blocks(block, len(chunks), np)
     return gx

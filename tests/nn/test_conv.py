@@ -240,8 +240,9 @@ def test_conv2d_channels_last_strided_input_and_retained_graph():
                                       ((12, 8, 20, 20), dict(kernel_size=2, stride=2))])     # disjoint windows
 def test_conv2d_on_two_threads_matches_one(shape, kw, monkeypatch):
     """With 2 intra-op threads the chunks of samples run in parallel: the output and the input
-    gradient are the same bits as with 1 thread (each chunk writes its own samples), the weight
-    gradient sums the same terms in two blocks (so it may differ in the last bits only)."""
+    gradient are the same bits as with 1 thread (each chunk writes its own samples, and the chunks
+    do not depend on the thread count), the weight gradient sums the same terms in two ranges of
+    chunks (so it may differ in the last bits only)."""
     from disttorch import _threads
     from disttorch.ops import conv_nhwc
 
@@ -276,7 +277,7 @@ def test_conv2d_on_two_threads_matches_one(shape, kw, monkeypatch):
     np.testing.assert_array_equal(gx2, gx1)
     np.testing.assert_allclose(gw2, gw1, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(gb2, gb1)
-    assert {12, 2} <= set(split_calls)  # 2 threads: the forward ran its 12 chunks, the backward 2 blocks, in parallel
+    assert split_calls.count(2) >= 2  # 2 threads: the forward's and the backward's chunks ran as 2 ranges at once
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, padding=1), dict(kernel_size=3, padding=0),
