@@ -10,7 +10,8 @@ The directions match ``conv.py``'s (large grid x: (N, C, H, W); small grid y: (N
 weight (A, C, kh, kw)): ``correlate`` x -> y, ``correlate_adjoint`` y -> x, ``weight_grad`` and the
 fused ``backward`` (one column buffer per chunk serves both the weight and the input gradient).
 Batches go in chunks of a few MiB of columns so a chunk's columns stay in cache between the copy
-that writes them and the GEMMs that read them.
+that writes them and the GEMMs that read them; each intra-op thread takes one contiguous range of
+chunks (``_run_blocks``).
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def input_grid(x, win):
 
 
 def weight_matrix(w4, major=False):
-    """(A, C, kh, kw) -> (A, K) in the column order of ``windows``: a free reshape (``major``) or a
+    """(A, C, kh, kw) -> (A, K) in the column order of the columns (``_Columns``): a free reshape (``major``) or a
     permuted copy (A, kh*kw*C)."""
     xp = array_module(w4)
     if major:
@@ -88,33 +89,21 @@ def _offsets(win):
             yield i, j, rows, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
 
 
-def windows(grid, win, major=False, out=None):
-    """Every window of the channels-last ``grid`` (m, Hp, Wp, C) as contiguous rows (m*Ho*Wo, K),
-    K ordered (kh, kw, C), or (``major``) (C, kh, kw). An unstrided, unpadded 1x1 window is the grid
-    itself (no copy). ``out``: a contiguous buffer of at least m*Ho*Wo*K elements to write them into
-    (a chunk loop reuses one buffer instead of allocating, and page-faulting, one per chunk)."""
-    xp = array_module(grid)
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = win.kernel, win.stride, win.dilation, win.out_size
+def major_windows(grid, win, out):
+    """The windows of the channels-last ``grid`` (m, Hp, Wp, C) as rows (m*Ho*Wo, K) with K ordered
+    (C, kh, kw), written into ``out`` (a buffer of at least that many elements): one copy per kernel
+    offset, each with C-long inner runs (one strided copy would run kw floats at a time). The
+    (kh, kw, C) order needs no function: it is one copy of ``_window_view`` (see ``_Columns``)."""
+    (kh, kw), (ho, wo) = win.kernel, win.out_size
     m, c = grid.shape[0], grid.shape[3]
-    if out is not None:
-        out = out.reshape(-1)[:m * ho * wo * kh * kw * c]
-    if major:  # one copy per kernel offset, each with C-long inner runs (a single strided copy would
-        # run kw floats at a time)
-        shape = (m, ho, wo, c, kh, kw)
-        out = xp.empty(shape, dtype=grid.dtype) if out is None else out.reshape(shape)
-        for i, j, rows, cols in _offsets(win):
-            out[..., i, j] = grid[:, rows, cols, :]
-        return out.reshape(m * ho * wo, -1)
-    view = _window_view(grid, win)
-    if out is None or view.flags.c_contiguous:
-        return xp.ascontiguousarray(view).reshape(m * ho * wo, -1)
-    out = out.reshape(m, ho, wo, kh, kw, c)
-    out[...] = view
+    out = out.reshape(-1)[:m * ho * wo * kh * kw * c].reshape(m, ho, wo, c, kh, kw)
+    for i, j, rows, cols in _offsets(win):
+        out[..., i, j] = grid[:, rows, cols, :]
     return out.reshape(m * ho * wo, -1)
 
 
 def scatter_windows(cols, grid, win, major=False):
-    """Adjoint of ``windows``: adds ``cols`` (m*Ho*Wo, K) onto ``grid`` (m, Hp, Wp, C) in place."""
+    """Adjoint of the windows (``_Columns``): adds ``cols`` (m*Ho*Wo, K) onto ``grid`` (m, Hp, Wp, C) in place."""
     (kh, kw), (ho, wo) = win.kernel, win.out_size
     m, c = grid.shape[0], grid.shape[3]
     blocks = cols.reshape((m, ho, wo, c, kh, kw) if major else (m, ho, wo, kh, kw, c))
@@ -164,7 +153,7 @@ class _Columns:
         if self.view is not None:
             self.windows[:e - s] = self.view[s:e]
         else:
-            windows(self.grid[s:e], self.win, True, self.stack)
+            major_windows(self.grid[s:e], self.win, self.stack)
         return 0
 
 
@@ -220,7 +209,9 @@ def _run_blocks(block, count, xp):
     Why ranges and not chunk by chunk: every chunk is a few GIL hand-offs between the threads, and
     on a VM a thread that sleeps waiting for the GIL takes 60-90 us to wake. Claimed one by one, the
     64 one-sample chunks of a 32 -> 64-channel convolution at 24x24 ran 13.2 ms on 1 thread and
-    11.5 ms on 2; as two ranges, each thread one column buffer, 2 threads take 7.6-7.9 ms."""
+    11.5 ms on 2 (perf: 90 context switches per call). As two ranges, with one column buffer per
+    thread, the windows' view made once and planned GEMMs (``_gemm.Product``), 2 threads take
+    6.4-7.0 ms (PyTorch: 5.1-5.7)."""
     ranges = _blocks(count) if xp is np else [(0, count)]
     if len(ranges) > 1:
         _intra_op.run(lambda b: block(*ranges[b]), len(ranges))
