@@ -69,7 +69,7 @@ _c_char, _addressof = ctypes.c_char, ctypes.addressof
 class _Routines:
     """The MKL entry points of one precision (``kind`` "s" or "d"), with their C signatures."""
 
-    __slots__ = ("axpby", "axpy", "scal", "sqr", "sqrt", "linear_frac")
+    __slots__ = ("axpby", "axpy", "scal", "sqr", "sqrt", "linear_frac", "erf", "exp")
 
     def __init__(self, lib, kind):
         i, p, mode = ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong  # MKL_INT (LP64), pointer, MKL_INT64
@@ -81,6 +81,8 @@ class _Routines:
             "sqr": (f"vm{kind}Sqr", [i, p, p, mode]),
             "sqrt": (f"vm{kind}Sqrt", [i, p, p, mode]),
             "linear_frac": (f"vm{kind}LinearFrac", [i, p, p, real, real, real, real, p, mode]),
+            "erf": (f"vm{kind}Erf", [i, p, p, mode]),
+            "exp": (f"vm{kind}Exp", [i, p, p, mode]),
         }
         for slot, (name, argtypes) in signatures.items():
             fn = getattr(lib, name)
@@ -142,7 +144,8 @@ def accelerated(*arrays) -> bool:
 
 def routines(*arrays):
     """MKL's routines for the arrays' precision (attributes ``axpby``, ``axpy``, ``scal``, ``sqr``,
-    ``sqrt``, ``linear_frac``: the C functions, called with element counts, scalars, ``address``es
+    ``sqrt``, ``linear_frac``, and VML's ``erf`` and ``exp``, which have no kernel of their own here
+    because NumPy has no erf to fall back on: the C functions, called with element counts, scalars, ``address``es
     and, for VML, ``VML_MODE``), or None where the kernels would use NumPy.
 
     For a hot sequence of passes over arrays checked once (``optim/_fused.py``): each kernel

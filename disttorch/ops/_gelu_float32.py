@@ -13,12 +13,18 @@ chunk by chunk on slices that stay in the L2 cache (about 2.5x faster per pass o
 
 The derivative ``Phi(x) + x * phi(x)`` reuses ``exp(-x*x/2)``, which the formula computes anyway:
 computing it in the forward costs a few more passes and leaves the backward one multiplication.
+
+Where MKL is loaded and the array is large enough for ``_vector`` (8192 elements), ``_gelu_vml``
+computes the same quantities with VML's erf and exp in 9 passes instead of 23: a third faster, and
+closer to the exact values than the formula.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from .. import _vector
 
 _CHUNK = 32768  # elements per chunk: a few float32 buffers of 128 KiB fit the L2 cache together
 
@@ -53,6 +59,10 @@ def gelu_float32(x, with_derivative):
     flat = x.reshape(-1)
     out = np.empty_like(flat)
     deriv = np.empty_like(flat) if with_derivative else None
+    vml = _vector.routines(flat, out)
+    if vml is not None:
+        _gelu_vml(vml, flat, out, deriv)
+        return out.reshape(x.shape), (None if deriv is None else deriv.reshape(x.shape))
     n = flat.size
     size = min(n, _CHUNK)
     t = np.empty(size, np.float32)  # |x|, then u, then Phi(x)
@@ -94,3 +104,36 @@ def gelu_float32(x, with_derivative):
                 d *= _INV_SQRT_2PI                        # x * phi(x)
                 d += t
     return out.reshape(x.shape), (None if deriv is None else deriv.reshape(x.shape))
+
+
+_RSQRT2 = 1.0 / math.sqrt(2.0)
+
+
+def _gelu_vml(vml, flat, out, deriv):
+    """The same values through MKL's vector math (``vml``: ``_vector.routines``), chunk by chunk:
+    ``Phi(x) = 1/2 + erf(x / sqrt 2) / 2`` with VML's erf (to 1 ulp: within 1.2e-6 of PyTorch's
+    formula where this module's own is within 1.4e-6) in 4 passes, the derivative in 5 more.
+    (1024, 512) values and derivative, one thread: 1.02-1.06 ms against 1.57 ms for the NumPy
+    passes; PyTorch's forward alone takes 0.22 ms and its backward recomputes."""
+    address, mode = _vector.address, _vector.VML_MODE
+    n = flat.size
+    size = min(n, _CHUNK)
+    phi = np.empty(size, np.float32)      # x / sqrt 2, erf, then Phi(x)
+    bell = np.empty(size, np.float32)     # -x*x/2, then exp(-x*x/2)
+    p_phi, p_bell = address(phi), address(bell)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        m = stop - start
+        xs = flat[start:stop]
+        px = xs.ctypes.data  # x may be read-only (a broadcast or a frozen buffer): no from_buffer
+        vml.linear_frac(m, px, px, _RSQRT2, 0.0, 0.0, 1.0, p_phi, mode)
+        vml.erf(m, p_phi, p_phi, mode)
+        vml.linear_frac(m, p_phi, p_phi, 0.5, 0.5, 0.0, 1.0, p_phi, mode)
+        np.multiply(xs, phi[:m], out=out[start:stop])                       # x * Phi(x)
+        if deriv is not None:
+            vml.sqr(m, px, p_bell, mode)
+            vml.linear_frac(m, p_bell, p_bell, -0.5, 0.0, 0.0, 1.0, p_bell, mode)
+            vml.exp(m, p_bell, p_bell, mode)
+            d = deriv[start:stop]
+            np.multiply(xs, bell[:m], out=d)
+            vml.axpby(m, 1.0, p_phi, 1, float(_INV_SQRT_2PI), address(d), 1)  # Phi(x) + x * phi(x)

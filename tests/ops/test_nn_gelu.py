@@ -65,6 +65,39 @@ def test_float32_far_negative_tail_cancels_to_zero_as_torch_and_no_grad_gives_th
     np.testing.assert_array_equal(_gelu_float32.gelu_float32(x, with_derivative=False)[0], out)
 
 
+@pytest.mark.parametrize("blas", ["mkl", "numpy"])
+def test_both_kernels_agree_on_tails_overflow_and_nan_across_chunks(blas, monkeypatch):
+    # Arrays of at least _vector.MIN_ELEMENTS go through MKL's erf and exp when MKL is there;
+    # DISTTORCH_BLAS=numpy keeps them on the NumPy formula. Both cancel the far negative tail to
+    # -0.0 as PyTorch does, pass 1e20 and NaN through, and agree with the exact values.
+    from disttorch import _gemm, _vector
+
+    if blas == "mkl" and not _gemm.mkl_available():
+        pytest.skip("the mkl wheel is not installed (pip install disttorch[mkl])")
+    monkeypatch.setenv("DISTTORCH_BLAS", blas)
+    _gemm._reset_for_tests()
+    try:
+        n = _gelu_float32._CHUNK + 4099
+        x = (rng.standard_normal(n) * 3).astype(np.float32)
+        special = np.array([-13.0, -9.5, -8.0, -1e-8, 0.0, 3.0, 1e20, np.nan], np.float32)
+        x[_gelu_float32._CHUNK - 4:_gelu_float32._CHUNK + 4] = special  # across the chunk boundary
+        assert (_vector.routines(x, x) is not None) == (blas == "mkl")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out, deriv = _gelu_float32.gelu_float32(x, with_derivative=True)
+    finally:
+        monkeypatch.undo()
+        _gemm._reset_for_tests()
+    where = slice(_gelu_float32._CHUNK - 4, _gelu_float32._CHUNK + 4)
+    got, slope = out[where], deriv[where]
+    assert (got[:3] == 0).all() and np.signbit(got[:3]).all()
+    assert got[6] == np.float32(1e20) and slope[6] == 1 and np.isnan(got[7]) and np.isnan(slope[7])
+    finite = np.isfinite(x) & (np.abs(x) < 1e6)
+    value, exact_slope = _exact(x[finite])
+    np.testing.assert_allclose(out[finite], value, rtol=0, atol=5e-7 + 2e-7 * np.abs(value).max())
+    np.testing.assert_allclose(deriv[finite], exact_slope, rtol=0, atol=1e-6)
+
+
 def test_tanh_gelu_matches_torch():
     torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
     base = (rng.standard_normal((8, 50)) * 3).astype(np.float32)
