@@ -165,7 +165,10 @@ def _to_channels_first(grid, win):
 
 
 def prepare(x, w4, win):
-    """(input grid, weight matrix) of ``correlate(x, w4)``, for the forward and again its backward."""
+    """(input grid, weight matrix) of ``correlate(x, w4)``, for the forward and again its backward
+    (a few input channels: ``conv_planar``'s padded NCHW input and weight matrix)."""
+    if conv_planar.suits(x, x.shape[1]):
+        return conv_planar.prepare(x, w4, win)
     major = channel_major(x.shape[0], win.out_size[0] * win.out_size[1], w4.shape[0])
     return input_grid(x, win), weight_matrix(w4, major)
 
@@ -175,6 +178,8 @@ def correlate(x, w4, win, prepared=None):
 
     ``prepared``: ``prepare(x, w4, win)`` when the caller has it.
     """
+    if conv_planar.suits(x, x.shape[1]):
+        return conv_planar.correlate(x, w4, win, prepared)
     xp = array_module(x)
     n, a = x.shape[0], w4.shape[0]
     ho, wo = win.out_size
@@ -196,14 +201,21 @@ def correlate(x, w4, win, prepared=None):
                 cols = columns.stack[at:at + e - s].reshape((e - s) * p, -1)
                 out[s:e] = _gemm.matmul(cols, wm.T).reshape(e - s, p, a).transpose(0, 2, 1)
 
-    _run_blocks(block, len(chunks), xp)
+    _run_blocks(block, len(chunks), xp, n * a * p * wm.shape[1])
     return out.reshape(n, a, ho, wo)
 
 
-def _run_blocks(block, count, xp):
+#: a convolution pass of fewer multiply-adds runs on one thread: waking a pool thread and waiting
+#: for it costs 0.1-0.2 ms on a VM, as much as such a pass takes (the CNN benchmark's first layer,
+#: 64 x 1 -> 32 channels at 28x28, 12.5M: forward 0.28 ms on 1 thread, 0.51 ms as 2 ranges)
+PARALLEL_MACS = 1 << 25
+
+
+def _run_blocks(block, count, xp, macs):
     """Runs ``block(lo, hi)`` over contiguous ranges of ``count`` chunk indices: one range per
     intra-op thread, all at once (each chunk writes its own samples' rows; NumPy's copies and the
-    GEMMs release the GIL), else one range here. A chunk's GEMMs run whole on its thread (splits do
+    GEMMs release the GIL), else one range here: for CuPy, one thread, or a pass of fewer than
+    ``PARALLEL_MACS`` multiply-adds (``macs``). A chunk's GEMMs run whole on its thread (splits do
     not nest).
 
     Why ranges and not chunk by chunk: every chunk is a few GIL hand-offs between the threads, and
@@ -212,7 +224,7 @@ def _run_blocks(block, count, xp):
     11.5 ms on 2 (perf: 90 context switches per call). As two ranges, with one column buffer per
     thread, the windows' view made once and planned GEMMs (``_gemm.Product``), 2 threads take
     6.4-7.0 ms (PyTorch: 5.1-5.7)."""
-    ranges = _blocks(count) if xp is np else [(0, count)]
+    ranges = _blocks(count) if xp is np and macs >= PARALLEL_MACS else [(0, count)]
     if len(ranges) > 1:
         _intra_op.run(lambda b: block(*ranges[b]), len(ranges))
     else:
@@ -289,6 +301,8 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
         if gx is not None:
             gw = backward(x, y, None, win, channels, False, True, prepared)[1] if need_weight else None
             return gx, gw
+    if conv_planar.suits(y, channels):
+        return conv_planar.backward(x, y, w4, win, channels, need_input, need_weight, prepared)
     k = channels * win.kernel_area
     major = channel_major(n, p, a)
     per_sample = p >= _DIRECT_MIN_POSITIONS
@@ -326,7 +340,7 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
             if need_input:
                 scatter_windows(_gemm.matmul(rows, wm), grid[s:e], win, major)
 
-    _run_blocks(block, len(chunks), xp)
+    _run_blocks(block, len(chunks), xp, n * a * p * k * (need_input + need_weight))
     gx = _to_channels_first(grid, win) if need_input else None
     if not need_weight:
         return gx, None
@@ -337,4 +351,4 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
     return gx, _weight_from_matrix(gw, channels, win, major)
 
 
-from . import conv_shifted  # noqa: E402  (it builds on this module's chunk runner and layouts)
+from . import conv_planar, conv_shifted  # noqa: E402  (they build on this module's chunk runner and layouts)

@@ -84,5 +84,5 @@ def input_grad(y, w4, win, channels):
                 product(e - s)
             gx[s:e] = planes[:e - s]
 
-    conv_nhwc._run_blocks(block, len(chunks), np)
+    conv_nhwc._run_blocks(block, len(chunks), np, n * channels * a * kh * kw * span)
     return gx

@@ -247,6 +247,7 @@ def test_conv2d_on_two_threads_matches_one(shape, kw, monkeypatch):
     from disttorch.ops import conv_nhwc
 
     monkeypatch.setattr(conv_nhwc, "_CHUNK_BYTES", 4096)  # several chunks even at this small size
+    monkeypatch.setattr(conv_nhwc, "PARALLEL_MACS", 0)  # and in parallel
     split_calls = []
     real_run = conv_nhwc._intra_op.run
 

@@ -51,6 +51,7 @@ def test_several_chunks_on_two_threads_give_the_same_bits_as_one(monkeypatch):
     # Each chunk writes only its own samples' rows (its products stop where its zero rows start),
     # so chunks may run on different threads with no write overlapping another's.
     monkeypatch.setattr(conv_shifted, "_CHUNK_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(conv_nhwc, "PARALLEL_MACS", 0)  # ranges on both threads, small as the work is
     n, c, a, h, w = 7, 16, 16, 9, 9
     win = _window(h, w, (3, 3), (1, 1, 1, 1))
     y = rng.standard_normal((n, a) + win.out_size).astype(np.float32)
