@@ -58,7 +58,7 @@ def input_grid(x, win):
 
 
 def weight_matrix(w4, major=False):
-    """(A, C, kh, kw) -> (A, K) in the column order of the columns (``_Columns``): a free reshape (``major``) or a
+    """(A, C, kh, kw) -> (A, K), K in the order of the columns (``_Columns``): a free reshape (``major``) or a
     permuted copy (A, kh*kw*C)."""
     xp = array_module(w4)
     if major:
@@ -344,11 +344,17 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
     gx = _to_channels_first(grid, win) if need_input else None
     if not need_weight:
         return gx, None
-    sums = [partial[lo] for lo in sorted(partial)]  # in chunk order: the rounding never depends on timing
-    gw = sums[0]
+    return gx, _weight_from_matrix(sum_ranges(partial), channels, win, major)
+
+
+def sum_ranges(partial):
+    """The sum of the ranges' weight gradients ``{first chunk index: array}``, added in chunk order
+    (so the rounding depends on the thread count only, never on which thread finished first)."""
+    sums = [partial[lo] for lo in sorted(partial)]
+    total = sums[0]
     for more in sums[1:]:
-        gw += more
-    return gx, _weight_from_matrix(gw, channels, win, major)
+        total += more
+    return total
 
 
 from . import conv_planar, conv_shifted  # noqa: E402  (they build on this module's chunk runner and layouts)

@@ -137,8 +137,4 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
         gx = np.ascontiguousarray(grad_grid[:, :, rows, cols]) if any(win.pads) else grad_grid
     if not need_weight:
         return gx, None
-    sums = [partial[lo] for lo in sorted(partial)]  # in chunk order: the rounding never depends on timing
-    gw = sums[0]
-    for more in sums[1:]:
-        gw += more
-    return gx, gw.reshape(w4.shape if w4 is not None else (a, channels) + tuple(win.kernel))
+    return gx, conv_nhwc.sum_ranges(partial).reshape(w4.shape if w4 is not None else (a, channels) + tuple(win.kernel))
