@@ -259,7 +259,20 @@ class Tensor:
         if self.grad_fn is None or self._retains_grad:
             return
         self._retains_grad = True
-        self.grad_fn.register_prehook(_RetainGrad(self))
+        self._retain_hook = (self.grad_fn, self.grad_fn.register_prehook(_RetainGrad(self)))
+
+    def _history_rewritten(self):
+        """Called after an in-place op gave this tensor a new ``grad_fn``: a retained gradient is
+        the new version's, as in PyTorch, so the retain hook moves to the new node."""
+        if not self._retains_grad:
+            return
+        node, handle = self._retain_hook
+        if node is self.grad_fn:
+            return
+        handle.remove()
+        self._retain_hook = (self.grad_fn, None)
+        if self.grad_fn is not None:
+            self._retain_hook = (self.grad_fn, self.grad_fn.register_prehook(_RetainGrad(self)))
 
     @property
     def retains_grad(self):

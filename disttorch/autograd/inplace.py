@@ -120,8 +120,10 @@ def write_through_view(view, region, target, value, node_cls):
     node._run((HistoryHandle.of(base), value), {"index": target})
     base.grad_fn = node
     base._requires_grad = True
+    base._history_rewritten()
     view.grad_fn = _index_ops().IndexBackward0.apply(HistoryHandle.of(base), index=region).grad_fn
     view._requires_grad = True
+    view._history_rewritten()
     refresh_views(base, skip=view)
 
 
@@ -144,6 +146,7 @@ def refresh_views(base, skip=None):
         if region is not None:
             v.grad_fn = _index_ops().AsStridedBackward0.apply(HistoryHandle.of(base), index=region).grad_fn
             v._requires_grad = True
+            v._history_rewritten()
     base._views = ViewRefs(live)
 
 
@@ -258,6 +261,7 @@ def apply_inplace(self, fn, args, kwargs, overwrites=False):
                 res = _cast(res, self.dtype)
             self.grad_fn = res.grad_fn
             self._requires_grad = True
+            self._history_rewritten()
             refresh_views(self)
     else:
         res = fn(self, *args, **kwargs)
@@ -283,7 +287,7 @@ def shape_inplace(fn):
         if records(self, ()):
             check_inplace_allowed(self)
             res = fn(HistoryHandle.of(self), *args)
-            self.grad_fn = res.grad_fn
+            self.grad_fn = res.grad_fn  # a retain_grad hook stays where it was, as in PyTorch
         else:
             res = fn(self, *args)
         self._data = res._data

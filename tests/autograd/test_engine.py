@@ -202,6 +202,31 @@ def test_retain_grad():
     assert str(e.value) == "can't retain_grad on Tensor that has requires_grad=False"
 
 
+@pytest.mark.parametrize("write", ["mul_", "twice", "through a view", "transposed in place"])
+def test_retained_grad_after_an_in_place_op_is_the_new_versions_as_torch(write):
+    # PyTorch moves the retain_grad hook to the node of the in-place op: .grad is the gradient of
+    # the tensor as it is now (12 here), not of its earlier value (36). Shape-only in-place ops
+    # (t_) keep the hook where it was, so that gradient has the earlier shape.
+    torch = _torch()
+    got = []
+    for M in (disttorch, torch):
+        x = M.ones(2, 3, requires_grad=True)
+        y = x * 2
+        y.retain_grad()
+        if write == "mul_":
+            y.mul_(3)
+        elif write == "twice":
+            y.mul_(3)
+            y.add_(1)
+        elif write == "through a view":
+            y[0].mul_(3)
+        else:
+            y.t_()
+        (y * y).sum().backward()
+        got.append((y.grad.numpy().tolist(), x.grad.numpy().tolist()))
+    assert got[0] == got[1]
+
+
 def test_post_accumulate_grad_hook():
     w = disttorch.tensor([1.0, 2.0], requires_grad=True)
     calls = []
