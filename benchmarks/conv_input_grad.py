@@ -4,7 +4,8 @@
 
 For each shape: ``conv_shifted.input_grad`` (kh*kw shifted GEMMs into an NCHW grid), the full
 correlation with the flipped weight (``conv_nhwc.correlate_full``), the columns scattered back
-(``conv_nhwc.backward`` with both other ways switched off), and PyTorch's
+(``conv_nhwc.backward`` with both other ways switched off: channels-last columns, or planar ones,
+``conv_planar``, for 1-4 input channels), and PyTorch's
 ``convolution_backward`` for the input alone; medians in milliseconds, ratios against PyTorch.
 The ``chosen`` column is the way ``conv_nhwc.backward`` takes for that shape
 (``conv_shifted.suits``, then ``_input_grad_as_correlation``).

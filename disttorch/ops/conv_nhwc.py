@@ -167,7 +167,7 @@ def _to_channels_first(grid, win):
 def prepare(x, w4, win):
     """(input grid, weight matrix) of ``correlate(x, w4)``, for the forward and again its backward
     (a few input channels: ``conv_planar``'s padded NCHW input and weight matrix)."""
-    if conv_planar.suits(x, x.shape[1]):
+    if conv_planar.suits(x, x.shape[1], win):
         return conv_planar.prepare(x, w4, win)
     major = channel_major(x.shape[0], win.out_size[0] * win.out_size[1], w4.shape[0])
     return input_grid(x, win), weight_matrix(w4, major)
@@ -178,7 +178,7 @@ def correlate(x, w4, win, prepared=None):
 
     ``prepared``: ``prepare(x, w4, win)`` when the caller has it.
     """
-    if conv_planar.suits(x, x.shape[1]):
+    if conv_planar.suits(x, x.shape[1], win):
         return conv_planar.correlate(x, w4, win, prepared)
     xp = array_module(x)
     n, a = x.shape[0], w4.shape[0]
@@ -301,7 +301,7 @@ def backward(x, y, w4, win, channels, need_input, need_weight, prepared=None):
         if gx is not None:
             gw = backward(x, y, None, win, channels, False, True, prepared)[1] if need_weight else None
             return gx, gw
-    if conv_planar.suits(y, channels):
+    if conv_planar.suits(y, channels, win):
         return conv_planar.backward(x, y, w4, win, channels, need_input, need_weight, prepared)
     k = channels * win.kernel_area
     major = channel_major(n, p, a)

@@ -1,6 +1,7 @@
 """ops/conv_planar.py: convolutions with 1-4 input channels over planar (NCHW) columns give
-PyTorch's output, input gradient and weight gradient for strides, padding, dilation and
-non-square kernels, over several chunks, and the same bits on two threads as on one."""
+PyTorch's output, input gradient and weight gradient for strides and dilation along H, padding and
+non-square kernels, over several chunks, and the same bits on two threads as on one; windows
+strided or dilated along W keep the channels-last columns."""
 import numpy as np
 import pytest
 
@@ -12,10 +13,10 @@ torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity
 rng = np.random.default_rng(5)
 
 CASES = [((5, 1, 12, 12), (6, 1, 3, 3), dict()),
-         ((4, 3, 15, 13), (8, 3, 7, 7), dict(stride=2, padding=3)),     # a ResNet stem
-         ((3, 2, 11, 11), (5, 2, 3, 2), dict(padding=(1, 2), dilation=2)),
-         ((6, 4, 9, 9), (7, 4, 2, 2), dict(stride=2)),                  # disjoint windows
-         ((2, 3, 10, 10), (4, 3, 5, 5), dict(padding=4, stride=3))]     # mostly padding
+         ((4, 3, 15, 13), (8, 3, 7, 7), dict(stride=(2, 1), padding=3)),   # strided along H only
+         ((3, 2, 11, 11), (5, 2, 3, 2), dict(padding=(1, 2), dilation=(2, 1))),
+         ((6, 4, 9, 9), (7, 4, 2, 2), dict(stride=(2, 1))),                # disjoint rows of windows
+         ((2, 3, 10, 10), (4, 3, 5, 5), dict(padding=4, stride=(3, 1)))]   # mostly padding
 
 
 def _run(lib, x, w, kw, input_grad=True):
@@ -36,6 +37,19 @@ def test_matches_torch_in_float64_over_several_chunks(xs, ws, kw, monkeypatch):
     got = _run(dt, x, w, kw)
     expected = _run(torch, x, w, kw)
     assert calls, "the planar columns were not used"
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=3), dict(stride=(1, 2)), dict(dilation=(1, 2))])
+def test_windows_strided_along_w_keep_the_channels_last_columns(kw, monkeypatch):
+    # a W-strided window row would copy every other float (ResNet's 7x7/2 stem: slower than channels-last)
+    calls = []
+    real = conv_planar.correlate
+    monkeypatch.setattr(conv_planar, "correlate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x, w = rng.standard_normal((2, 3, 12, 12)), rng.standard_normal((4, 3, 3, 3))
+    got, expected = _run(dt, x, w, kw), _run(torch, x, w, kw)
+    assert not calls
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
 
