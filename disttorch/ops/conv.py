@@ -18,7 +18,7 @@ run the same three directions in ``conv_nhwc``, over a channels-last copy of the
 from __future__ import annotations
 
 from .._backend import array_module
-from .. import _gemm
+from .. import _gemm, _intra_op
 from . import conv_nhwc
 from ._base import Op
 from .window import Window2d, col2im, im2col, out_length, pad_grid
@@ -160,7 +160,7 @@ class ConvolutionBackward0(Op):
         else:
             out = correlate(x, _w3(w, groups), win)
         if b is not None:
-            out += b.reshape(1, -1, 1, 1)
+            _intra_op.add_(out, b.reshape(1, -1, 1, 1))  # split over the intra-op threads when large
         return out[:, :, 0, :] if one_d else out
 
     def backward(self, g, ns, x, w):
