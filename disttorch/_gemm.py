@@ -343,8 +343,8 @@ class Product:
     Why: ``matmul`` checks layouts and makes ctypes pointers on every call (8-10 us, GIL held). A
     convolution's chunk loop calls GEMMs hundreds of times per op, from several intra-op threads at
     once, and each of those checks is time one thread holds the GIL while the other may wait for it
-    (on a VM a waiting thread sleeps, and takes 60-90 us to wake). Planned, a run holds the GIL for
-    about 2 us.
+    (on a VM a waiting thread sleeps, and takes 60-90 us to wake). Planned, a run costs about 3 us
+    besides the GEMM (a 64x64 @ 64x8 run: 4.8 us, against 11.7 us through matmul).
 
     ``a``, ``b`` and ``out`` are 2-D matrices or 3-D stacks (a 2-D operand is the same matrix for
     every index; a 2-D ``out`` takes runs of one product, which ``accumulate`` makes a sum over
