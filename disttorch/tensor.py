@@ -264,15 +264,13 @@ class Tensor:
     def _history_rewritten(self):
         """Called after an in-place op gave this tensor a new ``grad_fn``: a retained gradient is
         the new version's, as in PyTorch, so the retain hook moves to the new node."""
-        if not self._retains_grad:
+        node, handle = getattr(self, "_retain_hook", (None, None))
+        if not self._retains_grad or node is self.grad_fn:
             return
-        node, handle = self._retain_hook
-        if node is self.grad_fn:
-            return
-        handle.remove()
-        self._retain_hook = (self.grad_fn, None)
-        if self.grad_fn is not None:
-            self._retain_hook = (self.grad_fn, self.grad_fn.register_prehook(_RetainGrad(self)))
+        if handle is not None:
+            handle.remove()
+        hook = self.grad_fn.register_prehook(_RetainGrad(self)) if self.grad_fn is not None else None
+        self._retain_hook = (self.grad_fn, hook)
 
     @property
     def retains_grad(self):
