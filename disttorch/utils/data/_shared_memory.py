@@ -90,7 +90,7 @@ class SegmentAllocator:
                 # here with ENOSPC instead of killing the worker with SIGBUS on first write.
                 os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size)
-        except OSError:
+        except BaseException:  # also SystemExit: a worker's SIGTERM lands mid-fallocate most often
             _unlink(name)
             raise
         finally:
