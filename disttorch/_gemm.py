@@ -201,6 +201,21 @@ def _batch_stride(x):
     return stride // x.itemsize
 
 
+def _out_layout(out, m, n, count, itemsize):
+    """(ldc, matrix stride) in elements for a result ``out`` of ``count`` m x n matrices, or None
+    where GEMM cannot write it: rows of a wider buffer are fine (conv_shifted writes into a padded
+    grid), columns that are not unit-stride, sizes past LP64 or overlapping matrices are not."""
+    if out.flags.c_contiguous:
+        return n, m * n
+    lc = _matrix_layout(out.strides[-2:], m, n, itemsize)
+    stride_c = _batch_stride(out) if count > 1 else 0
+    if lc is None or lc[0] != _NO_TRANS or stride_c is None or max(lc[1], stride_c) > _INT_MAX:
+        return None
+    if count > 1 and stride_c < m * lc[1]:
+        return None  # the matrices of out overlap
+    return lc[1], stride_c
+
+
 def matmul(a, b, out=None, accumulate=False):
     """``np.matmul(a, b, out=out)``; float32 / float64 NumPy products of at least ``MIN_MACS``
     multiply-adds through MKL when it is installed (see the module docstring).
@@ -265,16 +280,10 @@ def _mkl_matmul(lib, a, b, m, k, n, out, beta):
     elif (type(out) is np.ndarray and out.shape == shape and out.dtype == a.dtype
           and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
         result = out
-        if out.flags.c_contiguous:
-            ldc, stride_c = n, m * n
-        else:  # rows of a wider buffer (conv_shifted writes into a padded grid): row and matrix strides
-            lc = _matrix_layout(out.strides[-2:], m, n, itemsize)
-            stride_c = _batch_stride(out) if count > 1 else 0
-            if lc is None or lc[0] != _NO_TRANS or stride_c is None or max(lc[1], stride_c) > _INT_MAX:
-                return None
-            ldc = lc[1]
-            if count > 1 and stride_c < m * ldc:
-                return None  # the matrices of out overlap
+        layout = _out_layout(out, m, n, count, itemsize)
+        if layout is None:
+            return None
+        ldc, stride_c = layout
     else:
         return None
     if (count > 1 and stride_b == 0 and la[0] == _NO_TRANS and stride_a == m * la[1] and stride_c == m * ldc
@@ -370,22 +379,23 @@ class Product:
         lib = _mkl() if type(a) is np.ndarray and type(b) is np.ndarray and type(out) is np.ndarray else None
         if lib is None or a.dtype not in _KINDS or b.dtype != a.dtype or out.dtype != a.dtype:
             return
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            return  # NumPy buffers an overlapping product; GEMM would read what it wrote
         size = a.itemsize
         la = _matrix_layout(a.strides[-2:], m, k, size)
         lb = _matrix_layout(b.strides[-2:], k, n, size)
-        lc = _matrix_layout(out.strides[-2:], m, n, size)
-        if la is None or lb is None or lc is None or lc[0] != _NO_TRANS:
+        layout = _out_layout(out, m, n, out.shape[0] if out.ndim == 3 else 1, size)
+        stride_a, stride_b = _batch_stride(a), _batch_stride(b)
+        if la is None or lb is None or layout is None or stride_a is None or stride_b is None:
             return
-        strides = [x.strides[0] // size if x.ndim == 3 else 0 for x in (a, b, out)]
-        if (min(strides) < 0 or any(x.ndim == 3 and x.strides[0] % size for x in (a, b, out))
-                or max(m, n, k, la[1], lb[1], lc[1], *strides) > _INT_MAX):
+        ldc, stride_c = layout
+        strides = [stride_a, stride_b, stride_c if out.ndim == 3 else 0]
+        if max(m, n, k, la[1], lb[1], *strides) > _INT_MAX:
             return
-        if out.ndim == 3 and out.shape[0] > 1 and strides[2] < m * lc[1]:
-            return  # the matrices of out overlap
         self._strides = [s * size for s in strides]
         self._call = lib.gemm_batch[_KINDS[a.dtype]]
         self._one = lib.gemm[_KINDS[a.dtype]]  # runs of one product (MKL's batch call refuses a zero stride of C)
-        self._args = (la[0], lb[0], m, n, k, la[1], lb[1], lc[1], strides,
+        self._args = (la[0], lb[0], m, n, k, la[1], lb[1], ldc, strides,
                       a.ctypes.data, b.ctypes.data, out.ctypes.data, 1.0 if accumulate else 0.0)
 
     def __call__(self, count=None, a_at=0, b_at=0, out_at=0):

@@ -94,3 +94,15 @@ def test_operands_that_do_not_fit_are_refused_when_planned():
         _gemm.Product(np.ones((4, 5)), np.ones((6, 2)), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="2-D or 3-D operands"):
         _gemm.Product(np.ones((2, 2, 4, 5)), np.ones((5, 2)), np.zeros((2, 2, 4, 2)))
+
+
+def test_an_out_overlapping_an_operand_is_left_to_numpy():
+    # GEMM would read rows it had already written; NumPy buffers the product
+    base = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6) / 50
+    a, out = base[:, :, :], base[:, :, :]
+    w = np.eye(6, dtype=np.float32)[::-1].copy()
+    expected = np.matmul(a.copy(), w)
+    product = _gemm.Product(a, w, out)
+    assert product._call is None
+    product()
+    np.testing.assert_allclose(base, expected, rtol=1e-6)

@@ -59,7 +59,7 @@ def gelu_float32(x, with_derivative):
     flat = x.reshape(-1)
     out = np.empty_like(flat)
     deriv = np.empty_like(flat) if with_derivative else None
-    vml = _vector.routines(flat, out)
+    vml = _vector.routines(out)  # out is fresh, writeable and flat's twin; flat may be read-only
     if vml is not None:
         _gelu_vml(vml, flat, out, deriv)
         return out.reshape(x.shape), (None if deriv is None else deriv.reshape(x.shape))

@@ -98,6 +98,14 @@ def test_both_kernels_agree_on_tails_overflow_and_nan_across_chunks(blas, monkey
     np.testing.assert_allclose(deriv[finite], exact_slope, rtol=0, atol=1e-6)
 
 
+def test_a_read_only_input_gives_the_same_bits_as_a_writeable_one():
+    x = (rng.standard_normal(3 * _gelu_float32._CHUNK) * 3).astype(np.float32)
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for a, b in zip(_gelu_float32.gelu_float32(frozen, True), _gelu_float32.gelu_float32(x, True)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_tanh_gelu_matches_torch():
     torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
     base = (rng.standard_normal((8, 50)) * 3).astype(np.float32)

@@ -475,7 +475,7 @@ def test_broadcasting_results():
 def test_relu_backward_passes_the_gradient_of_a_nan_output_as_torch(n, way):
     # PyTorch's threshold_backward zeroes the gradient where the output is <= 0: a NaN output
     # (NaN input) lets it through, and 0 itself stops it
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
     a = np.random.default_rng(3).standard_normal(n).astype(np.float32)
     a[:3] = [np.nan, 0.0, -0.0]
     grads = []
