@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -43,12 +44,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def run_in_scratch(command, env, timeout):
+    """Runs a corpus program with TMPDIR set to a directory removed afterwards: the programs
+    write checkpoints, snapshots and sample images under tempfile.mkdtemp(), as their public
+    originals do, and tens of megabytes a run would otherwise pile up in /tmp."""
+    with tempfile.TemporaryDirectory(prefix="corpus-") as scratch:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=dict(env, TMPDIR=scratch), cwd=ROOT, check=False)
+
+
 def run_pytorch(program, seed, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()))
     env.pop("PYTHONPATH", None)  # the real torch, not a worktree's disttorch
-    proc = subprocess.run([sys.executable, str(HERE / "corpus_pytorch_runner.py"),
-                           str(CORPUS / f"{program}.py"), "--seed", str(seed)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
+    proc = run_in_scratch([sys.executable, str(HERE / "corpus_pytorch_runner.py"),
+                           str(CORPUS / f"{program}.py"), "--seed", str(seed)], env, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{program} seed {seed} failed:\n{proc.stderr[-3000:]}")
     return parse_result(proc.stdout)

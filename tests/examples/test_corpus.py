@@ -26,6 +26,7 @@ from measure_corpus_spread import (
     free_port,
     parse_result,
     programs,
+    run_in_scratch,
     run_pytorch,
 )
 
@@ -56,7 +57,7 @@ def run_disttorch(program, *args, launcher=None, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), MASTER_PORT=str(free_port()))
     command = [str(CORPUS / "as_disttorch.py"), str(CORPUS / f"{program}.py"), *args]
     command = (launcher or [sys.executable]) + command
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
+    proc = run_in_scratch(command, env, timeout)
     assert proc.returncode == 0, f"{program} failed under disttorch:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return parse_result(proc.stdout)
 
