@@ -104,6 +104,7 @@ class _RankActor:
         self._proc = None
         self._lines: list[bytes] = []
         self._tail: list[str] = []
+        self._scratch = None  # the folder of the rank's error file, removed once the rank ended
 
     def where(self) -> dict:
         import ray
@@ -124,7 +125,7 @@ class _RankActor:
         env = {**os.environ, **env, "DISTTORCH_SECRET": secret,
                # the bootstrap stops the rank when this actor's process is gone
                "DISTTORCH_LAUNCHER_PID": str(os.getpid())}
-        scratch = tempfile.mkdtemp(prefix="disttorch-ray-")
+        scratch = self._scratch = tempfile.mkdtemp(prefix="disttorch-ray-")
         env["DISTTORCH_ERROR_FILE"] = env["TORCHELASTIC_ERROR_FILE"] = os.path.join(scratch, "error.json")
         from disttorch_launcher.local import BOOTSTRAP
         self._proc = subprocess.Popen([sys.executable, BOOTSTRAP, *argv], env=env,
@@ -152,7 +153,15 @@ class _RankActor:
             record = read_error_file(self._error_file)
             if record:
                 exc = f"{record.get('exc_type')}: {record.get('message')}"
+        if code is not None:
+            self._discard_scratch()
         return code, lines, list(self._tail), exc
+
+    def _discard_scratch(self) -> None:
+        if self._scratch is not None:
+            import shutil
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def signal(self, sig: int) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -174,7 +183,9 @@ class _RankActor:
             os.killpg(self._proc.pid, _signal.SIGKILL)  # and whatever the rank left behind
         except (ProcessLookupError, PermissionError):
             pass
-        return self._proc.wait()
+        code = self._proc.wait()
+        self._discard_scratch()
+        return code
 
 
 @dataclass

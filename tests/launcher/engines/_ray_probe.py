@@ -27,7 +27,8 @@ def main(out_dir, flags):
                                              "NODE_RANK", "MASTER_ADDR", "OMP_NUM_THREADS",
                                              "TORCHELASTIC_RESTART_COUNT")}
     record.update(sum=t.item(), pid=os.getpid(), actor_pid=os.getppid(),
-                  secret_in_env=bool(os.environ.get("DISTTORCH_SECRET")))
+                  secret_in_env=bool(os.environ.get("DISTTORCH_SECRET")),
+                  error_file=os.environ.get("DISTTORCH_ERROR_FILE"))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(record, f)
     if "--hold" in flags:  # stay up (no communication) until the test has done its damage

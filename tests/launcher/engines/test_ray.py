@@ -40,6 +40,8 @@ def test_ranks_get_torchrun_variables_threads_from_the_bundle_and_no_leftovers(s
         assert got["OMP_NUM_THREADS"] == "2" and got["sum"] == 3.0 and got["secret_in_env"]
     assert ranks[0]["actor_pid"] != ranks[1]["actor_pid"]  # one actor per rank
     assert record["leftovers"] == []
+    for got in ranks:  # each actor removes the scratch folder of its rank's error file
+        assert got["error_file"] and not os.path.exists(os.path.dirname(got["error_file"]))
     assert record["cpus_free"] == 4  # the placement group is gone
 
 
