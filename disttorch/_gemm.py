@@ -323,7 +323,7 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, ldc, size, parts, beta):
     """One 2-D product cut into ``parts`` blocks of result rows (or of columns, for a wide, short
     result), each block one GEMM call on its own thread; the sum over ``k`` is never cut."""
     if m >= n:
-        bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(m, parts, _SPLIT_ALIGN) if hi > lo]
+        bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(m, parts, _SPLIT_ALIGN, _intra_op.CALLER_LEAD) if hi > lo]
 
         def piece(i):
             lo, hi = bounds[i]
@@ -332,7 +332,7 @@ def _split_product(gemm, la, lb, m, n, k, pa, pb, pc, ldc, size, parts, beta):
             gemm(_ROW_MAJOR, la[0], lb[0], hi - lo, n, k, 1.0, pa + off_a * size, la[1], pb, lb[1], beta,
                  pc + lo * ldc * size, ldc)
     else:
-        bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(n, parts, _SPLIT_ALIGN) if hi > lo]
+        bounds = [(lo, hi) for lo, hi in _intra_op.chunk_bounds(n, parts, _SPLIT_ALIGN, _intra_op.CALLER_LEAD) if hi > lo]
 
         def piece(i):
             lo, hi = bounds[i]

@@ -122,6 +122,49 @@ def test_chunk_bounds_cover_the_range_on_aligned_boundaries():
     assert all(lo % _intra_op.ALIGN == 0 for lo, _ in bounds)
 
 
+@pytest.mark.parametrize("numel,parts,align", [(256, 2, 16), (1000, 3, 64), (2_359_296, 2, 64), (64, 2, 64)])
+def test_a_lead_gives_the_first_range_that_share_more_on_aligned_boundaries(numel, parts, align):
+    lead = 0.03
+    bounds = _intra_op.chunk_bounds(numel, parts, align, lead)
+    assert len(bounds) == parts and bounds[0][0] == 0 and bounds[-1][1] == numel
+    assert all(hi == lo2 for (_, hi), (lo2, _) in zip(bounds, bounds[1:]))
+    assert all(lo % align == 0 for lo, _ in bounds)
+    first = bounds[0][1]
+    assert abs(first - numel * (1 / parts + lead)) <= align / 2 or first == numel
+    rest = [hi - lo for lo, hi in bounds[1:]]
+    assert max(rest) - min(rest) <= align  # the others share what is left evenly
+    assert _intra_op.chunk_bounds(numel, parts, align, 0.0) == _intra_op.chunk_bounds(numel, parts, align)
+
+
+def test_a_split_product_with_the_callers_lead_equals_the_whole_product(monkeypatch):
+    from disttorch import _gemm
+    if not _gemm.mkl_available():
+        pytest.skip("MKL is not installed: products go to NumPy, unsplit")
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((256, 784)).astype(np.float32)
+    b = rng.standard_normal((784, 512)).astype(np.float32)
+    with intra_op_threads(1):
+        whole = _gemm.matmul(a, b)
+    calls = []
+    real_run = _intra_op.run
+
+    def run(fn, parts):
+        calls.append(parts)
+        real_run(fn, parts)
+
+    monkeypatch.setattr(_intra_op, "run", run)
+    with intra_op_threads(2):
+        split = _gemm.matmul(a, b)
+        tall = _gemm.matmul(b.T.copy(), a.T.copy())  # 512 x 256: split by rows
+    assert calls == [2, 2]
+    # a wide result is cut by columns: 272 of 512 to the caller (53%), block edges on multiples
+    # of 16, so MKL runs the same kernels on each block as on the whole
+    assert _intra_op.chunk_bounds(512, 2, 16, _intra_op.CALLER_LEAD) == [(0, 272), (272, 512)]
+    np.testing.assert_array_equal(split, whole)
+    with intra_op_threads(1):
+        np.testing.assert_array_equal(tall, _gemm.matmul(b.T.copy(), a.T.copy()))
+
+
 def test_an_error_in_a_pool_thread_reaches_the_caller(two_threads):
     def fn(k):
         if k == 1:
