@@ -156,7 +156,12 @@ _terminating_signal = None
 def _exit_on_sigterm(signum, frame):
     # Unwind instead of dying outright so the finally-block of the loop unlinks this worker's
     # segments; the loop then re-sends the signal so the main process sees "killed by SIGTERM".
+    # Only the first signal unwinds: the parent-death signal comes once per exiting thread of a
+    # killed parent, microseconds apart, and a second SystemExit landing in the finally-block
+    # before it has switched this handler off would skip the whole clean-up.
     global _terminating_signal
+    if _terminating_signal is not None:
+        return
     _terminating_signal = signum
     raise SystemExit(128 + signum)
 
@@ -260,8 +265,11 @@ def _worker_loop(is_iterable, dataset, index_queue, result_conn, auto_collation,
     finally:
         signal.signal(signal.SIGTERM, _note_sigterm)
         allocator.unlink_all()
-        if parent_gone or os.getppid() != parent_pid:
-            # Batches sent but never received would leak; nobody else will unlink them now.
+        if parent_gone or _terminating_signal is not None or os.getppid() != parent_pid:
+            # Batches sent but never received would leak; nobody else will unlink them now. A
+            # SIGTERM counts even while the parent pid is unchanged: the parent-death signal fires
+            # when the forking *thread* exits, and a killed main process's threads exit one by one,
+            # the kernel handing us to a sibling thread (same pid) that is itself about to go.
             _shared_memory.unlink_prefix(allocator.prefix)
         try:
             result_conn.close()

@@ -13,7 +13,7 @@ import pytest
 
 import disttorch
 from disttorch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, get_worker_info
-from disttorch.utils.data import _shared_memory
+from disttorch.utils.data import _shared_memory, _worker
 
 
 def children():
@@ -346,6 +346,57 @@ def test_a_sigterm_during_the_workers_cleanup_does_not_leak_its_segments():
         worker.join(60)
         assert worker.exitcode == -signal.SIGTERM  # it still ends as killed by the signal
         assert not any(n.startswith(prefix) for n in os.listdir("/dev/shm"))  # nothing leaked
+    finally:
+        _shared_memory.unlink_prefix(prefix)
+
+
+def _worker_signalled_twice(*loop_args):
+    """A worker hit by a second SIGTERM as its clean-up starts, before the clean-up could switch
+    the unwinding handler off (the second parent-death signal of a killed multi-threaded parent)."""
+    from disttorch.utils.data import _worker
+
+    real_signal = signal.signal
+
+    def signal_after_another_sigterm(signum, handler):
+        if handler is _worker._note_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # Python runs the pending handler between these bytecodes
+                pass
+        return real_signal(signum, handler)
+    signal.signal = signal_after_another_sigterm
+    _worker._worker_loop(*loop_args)
+
+
+@pytest.mark.parametrize("target", ["loop", "signalled twice"])
+def test_a_worker_ended_by_sigterm_sweeps_its_segments_while_its_parent_pid_lives_on(target):
+    # PR_SET_PDEATHSIG fires when the forking *thread* exits. A killed main process's threads exit
+    # one by one, and the kernel hands its children to a thread still exiting (same pid) and sends
+    # the signal then: the worker's parent pid has not changed, yet nobody will unlink what it made.
+    import multiprocessing
+
+    from disttorch.utils.data._shared_memory import _posixshmem
+
+    if _posixshmem is None:
+        pytest.skip("no POSIX shared memory")
+    ctx = multiprocessing.get_context("fork")
+    prefix = _shared_memory.new_prefix()
+    leftover = f"/{prefix}w0_7"  # a slot the worker no longer tracks (its creation was cut short)
+    os.close(_posixshmem.shm_open(leftover, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    try:
+        index_queue = ctx.Queue()
+        reader, writer = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_worker._worker_loop if target == "loop" else _worker_signalled_twice,
+                             args=(False, [np.arange(3)], index_queue, writer, False, lambda x: x, False, 0,
+                                   None, 0, 1, prefix, os.getpid(), [], False))
+        worker.start()
+        writer.close()
+        index_queue.put((0, [0], []))
+        assert reader.poll(30)  # the worker is in its loop (it answered a task)
+        worker.terminate()  # SIGTERM, its parent (this process) alive
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGTERM
+        assert not any(n.startswith(prefix) for n in os.listdir("/dev/shm"))
+        reader.close()
     finally:
         _shared_memory.unlink_prefix(prefix)
 
