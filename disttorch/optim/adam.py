@@ -5,8 +5,9 @@ import functools
 
 import numpy as np
 
-from . import _fused, _kernels as K
-from .. import _intra_op, _vector
+from . import _fused, _kernels as K, _updates
+from ._updates import ScratchSlot, Update
+from .. import _vector
 from .optimizer import Optimizer, _check_differentiable, _check_nonnegative, _params_with_grad, _real, _to_scalar
 
 
@@ -52,7 +53,7 @@ class Adam(Optimizer):
     def step(self, closure=None):
         """Performs a single optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._eval_closure(closure)
-        ws = self._workspace
+        updates = []
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             beta1, beta2 = (_to_scalar(b) for b in group["betas"])
@@ -64,7 +65,7 @@ class Adam(Optimizer):
                 step = float(state["step"]._data)
                 param, grad = _real(p._data), _real(p.grad._data)
                 exp_avg, exp_avg_sq = _real(state["exp_avg"]._data), _real(state["exp_avg_sq"]._data)
-                arrays = [param, grad, exp_avg, exp_avg_sq, ws.get(grad, 0), ws.get(grad, 1)]
+                arrays = [param, grad, exp_avg, exp_avg_sq]
                 settings = (step, lr, beta1, beta2, eps, weight_decay, decoupled, group["maximize"])
                 if amsgrad:
                     arrays.append(_real(state["max_exp_avg_sq"]._data))
@@ -72,9 +73,10 @@ class Adam(Optimizer):
                     update = functools.partial(_fused.adam_chunk, settings)  # MKL: fused passes
                 else:
                     update = functools.partial(_adam_chunk, settings)
-                # each intra-op thread makes every pass over its own chunk (all passes are elementwise)
-                _intra_op.split_flat(update, arrays, param.size)
+                # the operands in the chunk functions' order: two scratch slots before amsgrad's state
+                updates.append(Update(update, arrays[:4] + [ScratchSlot(0), ScratchSlot(1)] + arrays[4:], param.size))
                 p._vc[0] += 1
+        _updates.run(updates, self._workspace_for)  # one split over the intra-op threads
         return loss
 
 

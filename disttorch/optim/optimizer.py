@@ -7,7 +7,9 @@ whose ``params`` are those indices, so a state dict moves between disttorch and 
 
 Algorithms subclass ``Optimizer`` and implement ``step(closure=None)``; they update
 ``p._data`` in place through NumPy ``out=`` ufuncs and reuse scratch arrays from
-``self._workspace`` so a step allocates nothing of parameter size.
+``self._workspace`` so a step allocates nothing of parameter size. SGD and Adam hand their
+updates to ``_updates.run``, which runs a whole step as one split over the intra-op threads
+(each thread's range with its own workspace, ``_workspace_for``).
 """
 from __future__ import annotations
 
@@ -233,6 +235,16 @@ class Optimizer:
         ws = self.__dict__.get("_ws")
         if ws is None:
             ws = self.__dict__["_ws"] = _Workspace()
+        return ws
+
+    def _workspace_for(self, k: int) -> _Workspace:
+        """The scratch of intra-op range ``k`` of a step (``_updates.run``); range 0's is ``_workspace``."""
+        if k == 0:
+            return self._workspace
+        extra = self.__dict__.setdefault("_ws_ranges", {})
+        ws = extra.get(k)
+        if ws is None:
+            ws = extra[k] = _Workspace()
         return ws
 
     # ---- pickling / copying -------------------------------------------------------------------

@@ -5,8 +5,9 @@ import functools
 
 import numpy as np
 
-from . import _fused, _kernels as K
-from .. import _intra_op, _vector
+from . import _fused, _kernels as K, _updates
+from ._updates import ScratchSlot, Update
+from .. import _vector
 from .optimizer import Optimizer, _check_differentiable, _empty_like, _params_with_grad, _real, _to_scalar
 from ..tensor import Tensor
 
@@ -58,7 +59,7 @@ class SGD(Optimizer):
     def step(self, closure=None):
         """Performs a single optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._eval_closure(closure)
-        ws = self._workspace
+        updates = []
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             momentum, dampening = group["momentum"], group["dampening"]
@@ -76,17 +77,18 @@ class SGD(Optimizer):
                 settings = (first, lr, momentum, dampening, weight_decay, nesterov, maximize)
                 state_arrays = [buf] if buf is not None else []
                 if _vector.accelerated(param, grad, *state_arrays):  # MKL: fused passes (optim/_fused.py)
-                    tmp0 = ws.get(grad, 0) if (weight_decay != 0 or nesterov) else grad
-                    arrays = [param, grad, tmp0] + state_arrays
+                    tmp0 = ScratchSlot(0) if (weight_decay != 0 or nesterov) else grad
+                    operands = [param, grad, tmp0] + state_arrays
                     update = functools.partial(_fused.sgd_chunk, settings)
                 else:
-                    # scratch slot 0 (as large as the largest parameter) only where the update writes
-                    # it; otherwise grad just holds its place in the chunk list and is never written
-                    tmp0 = ws.get(grad, 0) if (maximize or weight_decay != 0 or nesterov) else grad
-                    arrays = [param, grad, tmp0, ws.get(grad, 1)] + state_arrays
+                    # scratch slot 0 only where the update writes it; otherwise grad just holds its
+                    # place among the operands and is never written
+                    tmp0 = ScratchSlot(0) if (maximize or weight_decay != 0 or nesterov) else grad
+                    operands = [param, grad, tmp0, ScratchSlot(1)] + state_arrays
                     update = functools.partial(_sgd_chunk, settings)
-                _intra_op.split_flat(update, arrays, param.size)  # each intra-op thread updates a chunk
+                updates.append(Update(update, operands, param.size))
                 p._vc[0] += 1
+        _updates.run(updates, self._workspace_for)  # one split over the intra-op threads
         return loss
 
 
