@@ -114,7 +114,8 @@ def test_random_geometries_match_torch():
                          ids=["disjoint", "overlapping"])
 def test_max_pool_on_two_threads_pools_ranges_of_planes_with_the_same_result(kw, monkeypatch):
     # Large inputs are cut into ranges of planes pooled on the intra-op threads at once
-    # (ops/pool._max_over_planes): values, winning positions and gradients equal one thread's.
+    # (ops/pool._max_over_planes), and their gradients scattered the same way (_scatter_planes):
+    # values, winning positions and gradients equal one thread's.
     from disttorch import _intra_op, _threads
     from disttorch.ops import pool
 
@@ -136,7 +137,7 @@ def test_max_pool_on_two_threads_pools_ranges_of_planes_with_the_same_result(kw,
             results.append((out.detach().numpy(), idx.numpy(), xt.grad.numpy()))
     finally:
         _threads.set_num_threads(previous)
-    assert splits == [2]  # the 2-thread forward split; the 1-thread one ran whole
+    assert splits == [2, 2]  # the 2-thread forward and backward split; the 1-thread ones ran whole
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
     expected, expected_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
