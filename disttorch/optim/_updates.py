@@ -16,9 +16,9 @@ and never into a piece below ``MIN_PIECE`` elements (MKL's fused kernels refuse 
 every element is computed by the same code and SIMD grouping as when the parameter is updated
 whole: results are identical for any thread count.
 
-Scratch: updates that need scratch arrays name them by workspace slot (``ScratchSlot(0)``...). Pieces of one
-range run one after another and share that range's workspace; each range has its own, so two
-threads never write the same scratch.
+Scratch: updates that need scratch arrays name them by workspace slot (``ScratchSlot(0)``...).
+Pieces of one range run one after another and share that range's workspace; each range has its
+own, so two threads never write the same scratch.
 """
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ def _ranges(updates):
         return None
     for u in updates:
         for x in u.operands:
-            if type(x) is not ScratchSlot and (type(x) is not np.ndarray or not x.flags.c_contiguous or x.size != u.numel):
+            if type(x) is ScratchSlot:
+                continue
+            if type(x) is not np.ndarray or not x.flags.c_contiguous or x.size != u.numel:
                 return None
     cuts = [hi for _, hi in _intra_op.chunk_bounds(total, parts, 1, _intra_op.CALLER_LEAD)][:-1]
     pieces = [[] for _ in range(parts)]
