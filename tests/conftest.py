@@ -13,3 +13,19 @@ def world1(monkeypatch):
     dist.init_process_group("zmq", world_size=1, rank=0, timeout=10)
     yield
     dist.destroy_process_group()
+
+
+@pytest.fixture
+def split_parts(monkeypatch):
+    """The ``parts`` of every ``_intra_op.run`` call while the test runs (the calls still run)."""
+    from disttorch import _intra_op
+
+    calls = []
+    real_run = _intra_op.run
+
+    def run(fn, parts):
+        calls.append(parts)
+        return real_run(fn, parts)
+
+    monkeypatch.setattr(_intra_op, "run", run)
+    return calls

@@ -136,7 +136,7 @@ def test_a_lead_gives_the_first_range_that_share_more_on_aligned_boundaries(nume
     assert _intra_op.chunk_bounds(numel, parts, align, 0.0) == _intra_op.chunk_bounds(numel, parts, align)
 
 
-def test_a_split_product_with_the_callers_lead_equals_the_whole_product(monkeypatch):
+def test_a_split_product_with_the_callers_lead_equals_the_whole_product(request):
     from disttorch import _gemm
     if not _gemm.mkl_available():
         pytest.skip("MKL is not installed: products go to NumPy, unsplit")
@@ -145,14 +145,7 @@ def test_a_split_product_with_the_callers_lead_equals_the_whole_product(monkeypa
     b = rng.standard_normal((784, 512)).astype(np.float32)
     with intra_op_threads(1):
         whole = _gemm.matmul(a, b)
-    calls = []
-    real_run = _intra_op.run
-
-    def run(fn, parts):
-        calls.append(parts)
-        real_run(fn, parts)
-
-    monkeypatch.setattr(_intra_op, "run", run)
+    calls = request.getfixturevalue("split_parts")  # recorded from here on
     with intra_op_threads(2):
         split = _gemm.matmul(a, b)
         tall = _gemm.matmul(b.T.copy(), a.T.copy())  # 512 x 256: split by rows

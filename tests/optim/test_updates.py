@@ -43,18 +43,11 @@ def _train(make, steps=3):
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_a_step_of_small_parameters_is_one_split_with_one_threads_bits(name, threads, monkeypatch):
+def test_a_step_of_small_parameters_is_one_split_with_one_threads_bits(name, threads, request):
     threads(1)
     one = _train(OPTIMIZERS[name])
     threads(2)
-    splits = []
-    real = _intra_op.run
-
-    def run(fn, parts):
-        splits.append(parts)
-        real(fn, parts)
-
-    monkeypatch.setattr(_intra_op, "run", run)
+    splits = request.getfixturevalue("split_parts")  # recorded from here on
     two = _train(OPTIMIZERS[name])
     assert splits == [2, 2, 2]  # one hand-off per step, though no parameter is large enough alone
     for a, b in zip(one, two, strict=True):

@@ -359,9 +359,7 @@ def _worker_signalled_twice(*loop_args):
 
     def signal_after_another_sigterm(signum, handler):
         if handler is _worker._note_sigterm:
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):  # Python runs the pending handler between these bytecodes
-                pass
+            signal.raise_signal(signal.SIGTERM)  # its Python handler runs before this returns
         return real_signal(signum, handler)
     signal.signal = signal_after_another_sigterm
     _worker._worker_loop(*loop_args)
